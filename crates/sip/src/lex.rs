@@ -1,0 +1,296 @@
+//! Small byte-level helpers shared by the header, URI and SDP scanners.
+//!
+//! Every helper works on sub-slices with `get`/iterators so that no input can make it panic.
+
+/// Linear white space inside a header value: SP, HT, and the CR/LF of a folded line.
+pub(crate) const fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// RFC 3261 `token` characters (methods, header names, parameter names, transports).
+pub(crate) const fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// Strips linear white space (including folds) from both ends.
+pub(crate) fn trim(s: &[u8]) -> &[u8] {
+    trim_end(trim_start(s))
+}
+
+/// Strips leading linear white space.
+pub(crate) fn trim_start(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
+    s.get(start..).unwrap_or_default()
+}
+
+/// Strips trailing linear white space.
+pub(crate) fn trim_end(s: &[u8]) -> &[u8] {
+    let end = s.iter().rposition(|&b| !is_lws(b)).map_or(0, |i| i + 1);
+    s.get(..end).unwrap_or_default()
+}
+
+/// Position of the first `b` in `s`. A plain loop: the spans searched here (URI parts, parameters,
+/// SDP fields) are a few dozen bytes, where `memchr`'s per-call set-up costs more than it saves.
+pub(crate) fn find(s: &[u8], b: u8) -> Option<usize> {
+    s.iter().position(|&x| x == b)
+}
+
+/// A byte class as a lookup table: `true` for the bytes a scanner has to look at.
+pub(crate) type ByteSet = [bool; 256];
+
+/// Builds a [`ByteSet`] at compile time.
+pub(crate) const fn byte_set(bytes: &[u8]) -> ByteSet {
+    let mut set = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        set[bytes[i] as usize] = true;
+        i += 1;
+    }
+    set
+}
+
+/// The offset of the first byte at or after `from` that is in `set` (`s.len()` if none).
+///
+/// The scanners spend most of their time here, stepping over ordinary characters with one table
+/// look-up per byte and leaving the decisions to the rare structural characters.
+pub(crate) fn skip_to(s: &[u8], from: usize, set: &ByteSet) -> usize {
+    let rest = s.get(from..).unwrap_or_default();
+    from + rest
+        .iter()
+        .position(|&b| set[usize::from(b)])
+        .unwrap_or(rest.len())
+}
+
+/// Splits at the first occurrence of `sep`: (before, Some(after)) or (all, None).
+pub(crate) fn split_once(s: &[u8], sep: u8) -> (&[u8], Option<&[u8]>) {
+    match find(s, sep) {
+        Some(i) => (
+            s.get(..i).unwrap_or_default(),
+            s.get(i + 1..).or(Some(&[][..])),
+        ),
+        None => (s, None),
+    }
+}
+
+/// Position of the first byte for which `stop` holds outside a quoted string (with `\` escapes)
+/// and outside `<...>`; `None` when there is none.
+///
+/// Header values use this to find the `,` that separates list elements and the `;` that starts
+/// header parameters without being fooled by quoted display names or bracketed URIs.
+pub(crate) fn find_unquoted(s: &[u8], stop: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut in_quotes = false;
+    let mut in_angle = false;
+    let mut escaped = false;
+    for (i, &b) in s.iter().enumerate() {
+        if in_quotes {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_quotes = false;
+            }
+        } else if in_angle {
+            if b == b'>' {
+                in_angle = false;
+            }
+        } else if b == b'"' {
+            in_quotes = true;
+        } else if b == b'<' {
+            in_angle = true;
+        } else if stop(b) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The first element of a comma-separated header value (Via, Contact, P-Asserted-Identity).
+pub(crate) fn first_list_element(s: &[u8]) -> &[u8] {
+    match find_unquoted(s, |b| b == b',') {
+        Some(i) => s.get(..i).unwrap_or_default(),
+        None => s,
+    }
+}
+
+/// Parses an unsigned decimal number of at most `u32::MAX`; `None` for empty, non-digit or
+/// overflowing input. Used for CSeq, Content-Length, Expires and Max-Forwards.
+pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut n: u32 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// Parses a port number (1–5 digits, at most 65535).
+pub(crate) fn parse_u16(s: &[u8]) -> Option<u16> {
+    parse_u32(s).and_then(|n| u16::try_from(n).ok())
+}
+
+/// Iterates `;name=value` parameters in `s` (which starts at or before the first `;`),
+/// yielding `(name, value)` with the value unquoted (quotes stripped, escapes kept raw).
+/// Stops at the first unquoted `,` because that starts the next list element.
+pub(crate) fn params(s: &[u8]) -> Params<'_> {
+    Params { rest: s }
+}
+
+/// Iterator behind [`params`].
+pub(crate) struct Params<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let sep = find_unquoted(self.rest, |b| b == b';' || b == b',')?;
+            // A comma ends this element's parameters: what follows is the next list element.
+            if self.rest.get(sep) != Some(&b';') {
+                self.rest = &[];
+                return None;
+            }
+            let after = self.rest.get(sep + 1..)?;
+            let end = find_unquoted(after, |b| b == b';' || b == b',').unwrap_or(after.len());
+            let param = after.get(..end)?;
+            self.rest = after.get(end..)?;
+            let (name, value) = split_once(param, b'=');
+            let name = trim(name);
+            if name.is_empty() {
+                continue;
+            }
+            return Some((name, unquote(trim(value.unwrap_or_default()))));
+        }
+    }
+}
+
+/// One pass over the parameters of a list element (`;a=1;tag=x, next...`): returns the length of
+/// the element's parameter text (up to the first unquoted `,`) and the value of parameter `want`
+/// (case-insensitive, first occurrence, quotes stripped).
+///
+/// From, To, Contact and Via run through this once each per message, so it finds the element end
+/// and the one parameter HOMER needs without iterating the parameters twice.
+pub(crate) fn scan_params<'a>(s: &'a [u8], want: &[u8]) -> (usize, Option<&'a [u8]>) {
+    const SPECIAL: ByteSet = byte_set(b"\";,");
+    const IN_QUOTES: ByteSet = byte_set(b"\"\\");
+    let mut found: Option<&'a [u8]> = None;
+    let mut value_start: Option<usize> = None;
+    let mut i = 0;
+    loop {
+        i = skip_to(s, i, &SPECIAL);
+        let Some(&b) = s.get(i) else { break };
+        match b {
+            b'"' => {
+                // Skip the quoted string, honouring `\` escapes.
+                loop {
+                    i = skip_to(s, i + 1, &IN_QUOTES);
+                    match s.get(i) {
+                        Some(b'\\') => i += 1,
+                        _ => break,
+                    }
+                }
+            }
+            b';' | b',' => {
+                if let Some(start) = value_start.take() {
+                    found = Some(unquote(trim(s.get(start..i).unwrap_or_default())));
+                }
+                if b == b',' {
+                    return (i, found);
+                }
+                if found.is_none() {
+                    value_start = param_value_start(s, i + 1, want);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if let Some(start) = value_start {
+        found = Some(unquote(trim(s.get(start..).unwrap_or_default())));
+    }
+    (s.len(), found)
+}
+
+/// If the parameter starting at `at` is `want=...`, the offset of its value.
+fn param_value_start(s: &[u8], at: usize, want: &[u8]) -> Option<usize> {
+    let rest = trim_start(s.get(at..)?);
+    let name = rest.get(..want.len())?;
+    if !name.eq_ignore_ascii_case(want) {
+        return None;
+    }
+    let after = trim_start(rest.get(want.len()..)?);
+    if after.first() != Some(&b'=') {
+        return None;
+    }
+    Some(s.len() - after.len() + 1)
+}
+
+/// Strips one pair of surrounding double quotes, if present.
+pub(crate) fn unquote(s: &[u8]) -> &[u8] {
+    match s {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_lws_and_folds() {
+        assert_eq!(trim(b" \t a b \r\n "), b"a b");
+        assert_eq!(trim(b"   "), b"");
+        assert_eq!(trim(b""), b"");
+    }
+
+    #[test]
+    fn numbers_reject_overflow_and_junk() {
+        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), None);
+        assert_eq!(parse_u32(b"12a"), None);
+        assert_eq!(parse_u32(b""), None);
+        assert_eq!(parse_u16(b"65536"), None);
+        assert_eq!(parse_u16(b"5060"), Some(5060));
+    }
+
+    #[test]
+    fn unquoted_search_skips_quotes_and_brackets() {
+        let v = br#""a,\"b;" <sip:x;y,z>;tag=1, next"#;
+        assert_eq!(find_unquoted(v, |b| b == b';'), Some(20));
+        assert_eq!(first_list_element(v), br#""a,\"b;" <sip:x;y,z>;tag=1"#);
+    }
+
+    #[test]
+    fn scan_params_finds_value_and_element_end() {
+        let s = br#";x="a;tag=no,";TAG = "quoted";lr, <sip:b>;tag=other"#;
+        assert_eq!(scan_params(s, b"tag"), (32, Some(&b"quoted"[..])));
+        assert_eq!(scan_params(b";tag=1", b"tag"), (6, Some(&b"1"[..])));
+        assert_eq!(scan_params(b";tagx=1;tag", b"tag"), (11, None));
+        assert_eq!(scan_params(b"", b"tag"), (0, None));
+    }
+
+    #[test]
+    fn params_iterate_until_comma() {
+        let got: Vec<_> = params(b"<sip:a>;tag=abc ; lr;q=\"x;y\",<sip:b>;tag=zz").collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"tag"[..], &b"abc"[..]),
+                (&b"lr"[..], &b""[..]),
+                (&b"q"[..], &b"x;y"[..])
+            ]
+        );
+    }
+}
