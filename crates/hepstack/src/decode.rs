@@ -378,6 +378,32 @@ pub(crate) fn payload_fields(p: &hep::HepPacket<'_>, max_inflate: usize) -> Opti
         let mut v = serde_json::to_value(&msg).unwrap_or(Value::Null);
         if let Value::Object(o) = &mut v {
             o.insert("kind".into(), json!("sip"));
+            // HOMER's flat search keys next to the structured view: `method` holds the status
+            // code for replies, as heplify-server's `data_header` does.
+            let method = match msg.status_code() {
+                Some(code) => Some(code.to_string()),
+                None => msg.method().map(|m| m.to_string()),
+            };
+            let text = |t: Option<sip::Text<'_>>| t.map(|t| t.to_string());
+            let flat = [
+                ("method", method),
+                ("ruri_user", text(msg.ruri_user())),
+                ("ruri_domain", text(msg.ruri_domain())),
+                ("from_user", text(msg.from_user())),
+                ("from_domain", text(msg.from_domain())),
+                ("from_tag", text(msg.from_tag())),
+                ("to_user", text(msg.to_user())),
+                ("to_domain", text(msg.to_domain())),
+                ("to_tag", text(msg.to_tag())),
+                ("contact_user", text(msg.contact_user())),
+                ("pid_user", text(msg.pid_user())),
+                ("via_branch", text(msg.via_branch())),
+                ("cseq_method", text(msg.cseq_method())),
+            ];
+            for (key, value) in flat {
+                o.insert(key.into(), json!(value));
+            }
+            o.insert("status".into(), json!(msg.status_code()));
         }
         v
     } else {

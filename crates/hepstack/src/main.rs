@@ -1,7 +1,10 @@
 //! `hepstack`: the command-line edge of the workspace. It parses arguments, wires library crates
 //! together and turns their typed results into output; business logic lives in the crates.
 
+mod config;
 mod decode;
+mod send;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -20,12 +23,45 @@ enum Command {
     /// Decode HEP (pcap/pcapng of HEP traffic, raw .hep files or folders of them, .hepstream
     /// length-prefixed files, raw HEP byte streams, or stdin) into one JSON object per message.
     Decode(decode::DecodeArgs),
+    /// Send synthetic HEP load (calls, registrations, OPTIONS, RTCP, logs) or replay recorded
+    /// HEP (pcap, .hep folders, .hepstream) to a collector over UDP, TCP or TLS.
+    Send(Box<send::SendArgs>),
+    /// Run the collector: HEP listeners (UDP, TCP, TLS), the ingest pipeline, the store (embedded
+    /// SQLite by default), the HTTP API and the Prometheus metrics endpoint.
+    Serve(serve::ServeArgs),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the full default configuration as commented TOML.
+    Default,
+    /// Load a configuration (file + HEPSTACK_* environment), validate it and print the result.
+    Check {
+        /// The TOML file; without it only defaults and the environment are checked.
+        #[arg(long, env = "HEPSTACK_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
+        Command::Send(args) => send::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", config::DEFAULT_CONFIG_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check { config: file }) => {
+            config::load(file.as_deref(), std::env::vars(), &config::FlagOverrides::default()).and_then(|c| {
+                print!("{}", toml::to_string(&c)?);
+                Ok(ExitCode::SUCCESS)
+            })
+        }
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
-//! The header block scanner: one pass over the lines with `memchr`, folding and bare LF included.
+//! The header block scanner: one pass over the lines (colons and line breaks found a word at a
+//! time), folding and bare LF included. Values are trimmed only when a caller reads them.
 
 use serde::Serialize;
 
@@ -159,31 +160,46 @@ impl HeaderKind {
 }
 
 /// Case-insensitive comparison of a header name with a canonical name made of ASCII letters and
-/// `-`, eight bytes at a time: the bytes may differ only in the case bit (0x20), and only where
-/// the canonical byte is a letter (letters have bit 0x40 set, `-` does not).
+/// `-`, a word at a time: the bytes may differ only in the case bit (0x20), and only where the
+/// canonical byte is a letter (letters have bit 0x40 set, `-` does not). Names of 4 bytes or more
+/// are compared as two or three overlapping words, without a per-byte loop.
 fn eq_canonical(name: &[u8], canonical: &[u8]) -> bool {
     const LETTER_BITS: u64 = 0x4040_4040_4040_4040;
-    fn word(s: &[u8], at: usize) -> u64 {
-        s.get(at..at + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            .map_or(0, u64::from_le_bytes)
-    }
-    let same_word = |n: u64, c: u64| (n ^ c) & !((c & LETTER_BITS) >> 1) == 0;
     let len = canonical.len();
     if name.len() != len {
         return false;
     }
-    if len < 8 {
-        return name
+    let same = |n: u64, c: u64| (n ^ c) & !((c & LETTER_BITS) >> 1) == 0;
+    let word8 = |s: &[u8], at: usize| -> u64 {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let word4 = |s: &[u8], at: usize| -> u64 {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+    };
+    match len {
+        0..=3 => name
             .iter()
             .zip(canonical)
-            .all(|(&n, &c)| (n ^ c) & !((c & 0x40) >> 1) == 0);
+            .all(|(&n, &c)| same(u64::from(n), u64::from(c))),
+        4..=7 => {
+            same(word4(name, 0), word4(canonical, 0))
+                && same(word4(name, len - 4), word4(canonical, len - 4))
+        }
+        8..=16 => {
+            same(word8(name, 0), word8(canonical, 0))
+                && same(word8(name, len - 8), word8(canonical, len - 8))
+        }
+        _ => {
+            (0..len - 8)
+                .step_by(8)
+                .all(|at| same(word8(name, at), word8(canonical, at)))
+                && same(word8(name, len - 8), word8(canonical, len - 8))
+        }
     }
-    // Whole words, then the last (possibly overlapping) word.
-    (0..len - 7)
-        .step_by(8)
-        .chain(std::iter::once(len - 8))
-        .all(|at| same_word(word(name, at), word(canonical, at)))
 }
 
 /// One header as it appears in the message: the name as written and the value with surrounding
@@ -213,15 +229,6 @@ impl Header<'_> {
             _ => false,
         }
     }
-}
-
-/// One line-level item of the header block.
-pub(crate) enum Line<'a> {
-    /// A well-formed `name: value` header (continuation lines merged in).
-    Header(Header<'a>),
-    /// A line without a colon, or a continuation line with no header before it; the offset of
-    /// the line in the scanned buffer.
-    Malformed(usize),
 }
 
 /// How the header block ended.
@@ -272,16 +279,86 @@ impl<'a> LineScanner<'a> {
         }
     }
 
-    pub(crate) fn next_line(&mut self) -> Option<Line<'a>> {
+    /// The next line as a header with its value *untrimmed* (it may carry the white space around
+    /// it and the CR of its last line break): the indexer trims only the values it reads, so
+    /// unknown headers cost no more than finding their line break.
+    pub(crate) fn next_raw(&mut self) -> Option<RawLine<'a>> {
         if self.end != BlockEnd::Open {
             return None;
         }
-        if self.pos >= self.buf.len() {
-            self.end = BlockEnd::Eof {
-                line_complete: true,
-            };
-            return None;
+        let buf = self.buf;
+        let line_start = self.pos;
+        match buf.get(line_start..) {
+            None | Some([]) => {
+                self.end = BlockEnd::Eof {
+                    line_complete: true,
+                };
+                return None;
+            }
+            Some([b'\n', ..]) => {
+                self.pos = line_start + 1;
+                self.end = BlockEnd::Blank(self.pos);
+                return None;
+            }
+            Some([b'\r', b'\n', ..]) => {
+                self.pos = line_start + 2;
+                self.end = BlockEnd::Blank(self.pos);
+                return None;
+            }
+            Some([b'\r', ..] | [b' ' | b'\t', ..]) => return self.next_raw_slow(),
+            Some(_) => {}
         }
+        // The name ends at the colon; a line break first means there is none.
+        let i = lex::find_any(buf, line_start, [b':', b'\n']);
+        if buf.get(i) != Some(&b':') {
+            // No colon on this line.
+            let (_, next, terminated) = self.line_at(line_start);
+            self.pos = next;
+            if !terminated {
+                self.end = BlockEnd::Eof {
+                    line_complete: false,
+                };
+            }
+            return Some(RawLine::Malformed(line_start));
+        }
+        let name = lex::trim_end(buf.get(line_start..i).unwrap_or_default());
+        let value_start = i + 1;
+        let mut value_end = lex::find_any(buf, value_start, [b'\n']);
+        if value_end < buf.len() {
+            self.pos = value_end + 1;
+            if matches!(buf.get(self.pos), Some(b' ' | b'\t')) {
+                value_end = self.continuation(value_end);
+            }
+        } else {
+            self.pos = buf.len();
+            self.end = BlockEnd::Eof {
+                line_complete: false,
+            };
+        }
+        Some(RawLine::Header {
+            name,
+            value: buf.get(value_start..value_end).unwrap_or_default(),
+        })
+    }
+
+    /// Extends a value ending at `value_end` over the continuation lines that follow (lines
+    /// starting with SP or HT); the span keeps the breaks (zero-copy).
+    fn continuation(&mut self, mut value_end: usize) -> usize {
+        while self.end == BlockEnd::Open && matches!(self.buf.get(self.pos), Some(b' ' | b'\t')) {
+            let (cont, cont_next, cont_terminated) = self.line_at(self.pos);
+            value_end = self.pos + cont.len();
+            self.pos = cont_next;
+            if !cont_terminated {
+                self.end = BlockEnd::Eof {
+                    line_complete: false,
+                };
+            }
+        }
+        value_end
+    }
+
+    /// The general (rare) case of [`LineScanner::next_raw`]: lines starting with CR, SP or HT.
+    fn next_raw_slow(&mut self) -> Option<RawLine<'a>> {
         let line_start = self.pos;
         let (content, next, terminated) = self.line_at(line_start);
         if content.is_empty() || content == b"\r" {
@@ -303,34 +380,34 @@ impl<'a> LineScanner<'a> {
             };
         }
         let Some(colon) = lex::find(content, b':') else {
-            return Some(Line::Malformed(line_start));
+            return Some(RawLine::Malformed(line_start));
         };
         if matches!(content.first(), Some(b' ' | b'\t')) {
-            return Some(Line::Malformed(line_start));
+            return Some(RawLine::Malformed(line_start));
         }
         let name = lex::trim_end(content.get(..colon).unwrap_or_default());
         let value_start = line_start + colon + 1;
-        let mut value_end = line_start + content.len();
-        // Continuation lines extend the value; the span keeps the breaks (zero-copy).
-        while self.end == BlockEnd::Open && self.pos < self.buf.len() {
-            if !matches!(self.buf.get(self.pos), Some(b' ' | b'\t')) {
-                break;
-            }
-            let (cont, cont_next, cont_terminated) = self.line_at(self.pos);
-            value_end = self.pos + cont.len();
-            self.pos = cont_next;
-            if !cont_terminated {
-                self.end = BlockEnd::Eof {
-                    line_complete: false,
-                };
-            }
-        }
-        let value = self.buf.get(value_start..value_end).unwrap_or_default();
-        Some(Line::Header(Header {
-            name: Text::new(name),
-            value: Text::new(lex::trim(value)),
-        }))
+        let value_end = self.continuation(line_start + content.len());
+        Some(RawLine::Header {
+            name,
+            value: self.buf.get(value_start..value_end).unwrap_or_default(),
+        })
     }
+}
+
+/// One line-level item of the header block with the value not yet trimmed.
+pub(crate) enum RawLine<'a> {
+    /// `name: value`; the value runs from after the colon to the end of its last line and still
+    /// has its surrounding white space (see [`lex::trim`]).
+    Header {
+        /// The name as written, trailing white space removed.
+        name: &'a [u8],
+        /// The untrimmed value.
+        value: &'a [u8],
+    },
+    /// A line without a colon, or a continuation line with no header before it; the offset of
+    /// the line in the scanned buffer.
+    Malformed(usize),
 }
 
 /// Iterator over all headers of a message, in order, with malformed lines skipped.
@@ -344,9 +421,11 @@ impl<'a> Iterator for Headers<'a> {
 
     fn next(&mut self) -> Option<Header<'a>> {
         loop {
-            match self.scanner.next_line()? {
-                Line::Header(header) => return Some(header),
-                Line::Malformed(_) => continue,
+            if let RawLine::Header { name, value } = self.scanner.next_raw()? {
+                return Some(Header {
+                    name: Text::new(name),
+                    value: Text::new(lex::trim(value)),
+                });
             }
         }
     }
@@ -377,13 +456,13 @@ mod tests {
         let mut s = LineScanner::new(buf, 0);
         let mut out = Vec::new();
         let mut malformed = 0;
-        while let Some(line) = s.next_line() {
+        while let Some(line) = s.next_raw() {
             match line {
-                Line::Header(h) => out.push((
-                    h.name.to_str_lossy().into_owned(),
-                    h.value.normalized().into_owned(),
+                RawLine::Header { name, value } => out.push((
+                    Text::new(name).to_str_lossy().into_owned(),
+                    Text::new(lex::trim(value)).normalized().into_owned(),
                 )),
-                Line::Malformed(_) => malformed += 1,
+                RawLine::Malformed(_) => malformed += 1,
             }
         }
         (out, malformed, s.end())

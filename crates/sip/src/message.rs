@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Indexer;
-use crate::header::{self, BlockEnd, Header, HeaderKind, Headers, Line, LineScanner};
+use crate::header::{self, BlockEnd, Header, HeaderKind, Headers, LineScanner, RawLine};
 use crate::lex;
 use crate::sdp::{self, Sdp};
 use crate::text::Text;
@@ -382,9 +382,17 @@ fn push(diags: &mut Vec<Diagnostic>, diagnostic: Diagnostic) {
     }
 }
 
-/// Parses the start line (without its line break); the flag tells whether a Request-URI was
-/// well-formed (always true for a response).
-pub(crate) fn parse_start_line(line: &[u8]) -> Option<(StartLine<'_>, bool)> {
+/// The parts of a start line, before the Request-URI is parsed.
+pub(crate) enum StartParts<'a> {
+    /// `METHOD Request-URI SIP/x`: the method and the (trimmed, non-empty) Request-URI text.
+    Request { method: &'a [u8], uri: &'a [u8] },
+    /// `SIP/x code reason`.
+    Response { code: u16, reason: &'a [u8] },
+}
+
+/// Checks and splits the start line (without its line break); `None` when it is neither a
+/// request line nor a status line. Stream framing needs only this, not the parsed URI.
+pub(crate) fn split_start_line(line: &[u8]) -> Option<StartParts<'_>> {
     let line = lex::trim(line);
     if line.len() >= 4 && line.get(..4)?.eq_ignore_ascii_case(b"SIP/") {
         let (_version, rest) = lex::split_once(line, b' ');
@@ -398,15 +406,18 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Option<(StartLine<'_>, bool)> {
         if !(100..=699).contains(&code) || !matches!(after.first(), None | Some(b' ' | b'\t')) {
             return None;
         }
-        let reason = Text::new(lex::trim(after));
-        return Some((StartLine::Response { code, reason }, true));
+        return Some(StartParts::Response {
+            code,
+            reason: lex::trim(after),
+        });
     }
-    let (method, rest) = lex::split_once(line, b' ');
-    if method.is_empty() || !method.iter().all(|&b| lex::is_token(b)) {
+    let method_len = lex::token_len(line);
+    let method = line.get(..method_len)?;
+    if method.is_empty() || line.get(method_len) != Some(&b' ') {
         return None;
     }
-    let rest = lex::trim(rest?);
-    let last_space = rest.iter().rposition(|&b| b == b' ')?;
+    let rest = lex::trim(line.get(method_len + 1..)?);
+    let last_space = memchr::memrchr(b' ', rest)?;
     let version = rest.get(last_space + 1..)?;
     if version.len() < 4 || !version.get(..4)?.eq_ignore_ascii_case(b"SIP/") {
         return None;
@@ -415,9 +426,42 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Option<(StartLine<'_>, bool)> {
     if uri.is_empty() {
         return None;
     }
-    let (uri, uri_ok) = Uri::parse_checked(uri);
-    let method = Text::new(method);
-    Some((StartLine::Request { method, uri }, uri_ok))
+    Some(StartParts::Request { method, uri })
+}
+
+/// Parses the start line (without its line break); the flag tells whether a Request-URI was
+/// well-formed (always true for a response).
+#[cfg(test)]
+fn parse_start_line(line: &[u8]) -> Option<(StartLine<'_>, bool)> {
+    let mut start_line = StartLine::Invalid;
+    let ok = parse_start_line_into(&mut start_line, line)?;
+    Some((start_line, ok))
+}
+
+/// [`parse_start_line`] writing into `slot`, so that the Request-URI is parsed where it is
+/// stored; `None` (and `slot` untouched) when the line is not a start line.
+fn parse_start_line_into<'a>(slot: &mut StartLine<'a>, line: &'a [u8]) -> Option<bool> {
+    match split_start_line(line)? {
+        StartParts::Response { code, reason } => {
+            *slot = StartLine::Response {
+                code,
+                reason: Text::new(reason),
+            };
+            Some(true)
+        }
+        StartParts::Request { method, uri } => {
+            *slot = StartLine::Request {
+                method: Text::new(method),
+                uri: Uri::default(),
+            };
+            match slot {
+                StartLine::Request { uri: uri_slot, .. } => {
+                    Some(Uri::scan_into(uri_slot, uri, uri::UriEnd::Whole).1)
+                }
+                _ => Some(false),
+            }
+        }
+    }
 }
 
 /// Parses `number LWS method`.
@@ -522,20 +566,24 @@ impl<'a> Builder<'_, 'a> {
         push(&mut self.msg.diagnostics, diagnostic);
     }
 
-    fn name_addr(
-        &mut self,
-        slot_is_set: bool,
-        value: Text<'a>,
-        field: UriField,
-    ) -> Option<NameAddr<'a>> {
-        if slot_is_set {
-            return None;
+    /// Parses a name-addr header into `slot` unless an earlier header already filled it; the
+    /// value is parsed where it is stored (a `NameAddr` is large, copies show in the profile).
+    fn name_addr(&mut self, field: UriField, value: Text<'a>) {
+        let slot = match field {
+            UriField::From => &mut self.msg.from,
+            UriField::To => &mut self.msg.to,
+            UriField::Contact => &mut self.msg.contact,
+            UriField::PAssertedIdentity => &mut self.msg.p_asserted_identity,
+            UriField::RemotePartyId => &mut self.msg.remote_party_id,
+            UriField::RequestUri => return,
+        };
+        if slot.is_some() {
+            return;
         }
-        let (parsed, ok) = NameAddr::parse_checked(value.as_bytes());
+        let ok = NameAddr::parse_into(slot.insert(NameAddr::default()), value.as_bytes());
         if !ok {
             self.diag(Diagnostic::BadUri { field });
         }
-        Some(parsed)
     }
 
     fn known(&mut self, kind: HeaderKind, value: Text<'a>) {
@@ -554,33 +602,11 @@ impl<'a> Builder<'_, 'a> {
                     }
                 }
             }
-            HeaderKind::From => {
-                if let Some(v) = self.name_addr(m.from.is_some(), value, UriField::From) {
-                    self.msg.from = Some(v);
-                }
-            }
-            HeaderKind::To => {
-                if let Some(v) = self.name_addr(m.to.is_some(), value, UriField::To) {
-                    self.msg.to = Some(v);
-                }
-            }
-            HeaderKind::Contact => {
-                if let Some(v) = self.name_addr(m.contact.is_some(), value, UriField::Contact) {
-                    self.msg.contact = Some(v);
-                }
-            }
-            HeaderKind::PAssertedIdentity => {
-                let set = m.p_asserted_identity.is_some();
-                if let Some(v) = self.name_addr(set, value, UriField::PAssertedIdentity) {
-                    self.msg.p_asserted_identity = Some(v);
-                }
-            }
-            HeaderKind::RemotePartyId => {
-                let set = m.remote_party_id.is_some();
-                if let Some(v) = self.name_addr(set, value, UriField::RemotePartyId) {
-                    self.msg.remote_party_id = Some(v);
-                }
-            }
+            HeaderKind::From => self.name_addr(UriField::From, value),
+            HeaderKind::To => self.name_addr(UriField::To, value),
+            HeaderKind::Contact => self.name_addr(UriField::Contact, value),
+            HeaderKind::PAssertedIdentity => self.name_addr(UriField::PAssertedIdentity, value),
+            HeaderKind::RemotePartyId => self.name_addr(UriField::RemotePartyId, value),
             HeaderKind::Via => {
                 if m.via.is_none() {
                     match parse_via(value.as_bytes()) {
@@ -693,6 +719,22 @@ impl<'a> Builder<'_, 'a> {
     }
 }
 
+/// Whether [`Builder::known`] reads this header (the others are recognised for
+/// [`Header::is`] and display only).
+fn is_indexed(kind: HeaderKind) -> bool {
+    !matches!(
+        kind,
+        HeaderKind::Supported
+            | HeaderKind::Subject
+            | HeaderKind::ContentEncoding
+            | HeaderKind::Event
+            | HeaderKind::AllowEvents
+            | HeaderKind::ReferTo
+            | HeaderKind::ReferredBy
+            | HeaderKind::SessionExpires
+    )
+}
+
 fn set_text<'a>(slot: &mut Option<Text<'a>>, value: Text<'a>) {
     if slot.is_none() && !value.is_empty() {
         *slot = Some(value);
@@ -720,22 +762,18 @@ pub(crate) fn index_with<'a>(indexer: &Indexer, raw: &'a [u8]) -> SipMessage<'a>
         None => (rest, raw.len()),
     };
     b.msg.headers_start = headers_start;
-    match parse_start_line(first_line) {
-        Some((line, uri_ok)) => {
-            if !uri_ok {
-                b.diag(Diagnostic::BadUri {
-                    field: UriField::RequestUri,
-                });
-            }
-            b.msg.start_line = line;
-        }
+    match parse_start_line_into(&mut b.msg.start_line, first_line) {
+        Some(true) => {}
+        Some(false) => b.diag(Diagnostic::BadUri {
+            field: UriField::RequestUri,
+        }),
         None => b.diag(Diagnostic::BadStartLine),
     }
 
     let configured = !indexer.custom_headers.is_empty() || !indexer.aleg.is_empty();
     let mut scanner = LineScanner::new(raw, headers_start);
     let mut lines = 0usize;
-    while let Some(line) = scanner.next_line() {
+    while let Some(line) = scanner.next_raw() {
         lines += 1;
         if lines > indexer.max_headers {
             if lines == indexer.max_headers + 1 {
@@ -746,13 +784,17 @@ pub(crate) fn index_with<'a>(indexer: &Indexer, raw: &'a [u8]) -> SipMessage<'a>
             continue;
         }
         match line {
-            Line::Malformed(offset) => b.diag(Diagnostic::MalformedHeaderLine { offset }),
-            Line::Header(header) => {
-                if let Some(kind) = header.kind() {
-                    b.known(kind, header.value);
+            RawLine::Malformed(offset) => b.diag(Diagnostic::MalformedHeaderLine { offset }),
+            RawLine::Header { name, value } => {
+                // Values are trimmed only for the headers that are read.
+                if let Some(kind) = HeaderKind::from_name(name).filter(|k| is_indexed(*k)) {
+                    b.known(kind, Text::new(lex::trim(value)));
                 }
                 if configured {
-                    b.configured(&header);
+                    b.configured(&Header {
+                        name: Text::new(name),
+                        value: Text::new(lex::trim(value)),
+                    });
                 }
             }
         }

@@ -3,7 +3,7 @@
 use memchr::memmem;
 use serde::Serialize;
 
-use crate::header::{BlockEnd, HeaderKind, Line, LineScanner};
+use crate::header::{BlockEnd, HeaderKind, LineScanner, RawLine};
 use crate::lex;
 use crate::message::Diagnostic;
 use crate::text::Text;
@@ -152,10 +152,10 @@ fn sdp_part<'a>(body: &'a [u8], boundary: &[u8]) -> Option<&'a [u8]> {
 fn sdp_content(part: &[u8]) -> Option<&[u8]> {
     let mut scanner = LineScanner::new(part, 0);
     let mut is_sdp = false;
-    while let Some(line) = scanner.next_line() {
-        if let Line::Header(h) = line {
-            if h.kind() == Some(HeaderKind::ContentType) {
-                let media_type = lex::trim(lex::split_once(h.value.as_bytes(), b';').0);
+    while let Some(line) = scanner.next_raw() {
+        if let RawLine::Header { name, value } = line {
+            if HeaderKind::from_name(name) == Some(HeaderKind::ContentType) {
+                let media_type = lex::trim(lex::split_once(lex::trim(value), b';').0);
                 is_sdp = media_type.eq_ignore_ascii_case(b"application/sdp");
             }
         }
@@ -216,10 +216,9 @@ pub(crate) fn parse<'a>(body: &'a [u8], diag: &mut dyn FnMut(Diagnostic)) -> Sdp
     let mut offset = 0usize;
     while offset < body.len() {
         let line_offset = offset;
-        let rest = body.get(offset..).unwrap_or_default();
-        let line_len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-        offset += line_len + 1;
-        let raw_line = rest.get(..line_len).unwrap_or_default();
+        let line_end = lex::find_any(body, offset, [b'\n']);
+        let raw_line = body.get(offset..line_end).unwrap_or_default();
+        offset = line_end + 1;
         let line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
         let (Some(&kind), Some(b'=')) = (line.first(), line.get(1)) else {
             continue;

@@ -10,9 +10,18 @@
 //! [`is_keepalive`] recognises it. A message frame therefore never starts with CR or LF.
 //! [`split_messages`] skips keep-alive frames instead of yielding them.
 
-use crate::header::{BlockEnd, HeaderKind, Line, LineScanner};
+use crate::header::{BlockEnd, HeaderKind, LineScanner, RawLine};
 use crate::lex;
-use crate::message::{parse_start_line, skip_keepalive};
+use crate::message::{skip_keepalive, split_start_line};
+
+/// Whether a header name is Content-Length (or its compact form `l`). The length and first
+/// letter rule out almost every other header before any comparison.
+fn is_content_length(name: &[u8]) -> bool {
+    matches!(
+        (name.len(), name.first()),
+        (1, Some(b'l' | b'L')) | (14, Some(b'c' | b'C'))
+    ) && HeaderKind::from_name(name) == Some(HeaderKind::ContentLength)
+}
 
 /// Why a stream cannot be framed as SIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -113,19 +122,18 @@ pub fn message_len(buf: &[u8], max: usize) -> Result<Option<usize>, SplitError> 
             Ok(None)
         };
     };
-    if parse_start_line(buf.get(..first_nl).unwrap_or_default()).is_none() {
+    if split_start_line(buf.get(..first_nl).unwrap_or_default()).is_none() {
         return Err(SplitError::Garbage { offset: 0 });
     }
     let mut scanner = LineScanner::new(buf, first_nl + 1);
     // Outer `None`: no Content-Length; inner `None`: unreadable. Only judged once the header
     // block is complete, because the last line of a partial block may still be growing.
     let mut content_length: Option<Option<usize>> = None;
-    while let Some(line) = scanner.next_line() {
-        if let Line::Header(header) = line {
-            if content_length.is_none() && header.kind() == Some(HeaderKind::ContentLength) {
-                content_length = Some(
-                    lex::parse_u32(header.value.as_bytes()).and_then(|n| usize::try_from(n).ok()),
-                );
+    while let Some(line) = scanner.next_raw() {
+        if let RawLine::Header { name, value } = line {
+            if content_length.is_none() && is_content_length(name) {
+                content_length =
+                    Some(lex::parse_u32(lex::trim(value)).and_then(|n| usize::try_from(n).ok()));
             }
         }
     }

@@ -75,19 +75,48 @@ impl<'a> Uri<'a> {
     /// (every URI of every message goes through here). Returns the URI, the number of bytes it
     /// spans, and whether it is well-formed (see [`Uri::parse_checked`]).
     pub(crate) fn scan(s: &'a [u8], end: UriEnd) -> (Uri<'a>, usize, bool) {
-        // The bytes the loop below has to look at; everything else is skipped by table look-up.
+        let mut uri = Uri::default();
+        let (len, ok) = Self::scan_into(&mut uri, s, end);
+        (uri, len, ok)
+    }
+
+    /// [`Uri::scan`] writing into `uri` (which must be `Uri::default()`), so that the large
+    /// result is built where it is stored instead of being copied there.
+    pub(crate) fn scan_into(uri: &mut Uri<'a>, s: &'a [u8], end: UriEnd) -> (usize, bool) {
+        // Byte classes the loop has to look at; everything else (class 0) is stepped over.
+        const AT: u8 = 1;
+        const COLON: u8 = 2;
+        const SEMI: u8 = 3;
+        const QUERY: u8 = 4;
+        const OPEN_V6: u8 = 5;
+        const CLOSE_V6: u8 = 6;
+        const GT: u8 = 7;
+        const COMMA: u8 = 8;
+        const SPACE: u8 = 9;
+        const CLASS: [u8; 256] = {
+            let mut c = [0u8; 256];
+            c[b'@' as usize] = AT;
+            c[b':' as usize] = COLON;
+            c[b';' as usize] = SEMI;
+            c[b'?' as usize] = QUERY;
+            c[b'[' as usize] = OPEN_V6;
+            c[b']' as usize] = CLOSE_V6;
+            c[b'>' as usize] = GT;
+            c[b',' as usize] = COMMA;
+            c[b' ' as usize] = SPACE;
+            c[b'\t' as usize] = SPACE;
+            c[b'\r' as usize] = SPACE;
+            c[b'\n' as usize] = SPACE;
+            c
+        };
+        // The bytes the loop stops at, per kind of end.
         const WHOLE: lex::ByteSet = lex::byte_set(b"@:;?[]");
         const BRACKET: lex::ByteSet = lex::byte_set(b"@:;?[]>");
         const BARE: lex::ByteSet = lex::byte_set(b"@:;?[], \t\r\n");
-        let special = match end {
-            UriEnd::Whole => &WHOLE,
-            UriEnd::Bracket => &BRACKET,
-            UriEnd::Bare => &BARE,
-        };
-        let is_end = |b: u8| match end {
+        let is_end = |class: u8| match end {
             UriEnd::Whole => false,
-            UriEnd::Bracket => b == b'>',
-            UriEnd::Bare => b == b';' || b == b',' || lex::is_lws(b),
+            UriEnd::Bracket => class == GT,
+            UriEnd::Bare => matches!(class, SEMI | COMMA | SPACE),
         };
         let (scheme, start) = match s {
             [b's' | b'S', b'i' | b'I', b'p' | b'P', b':', ..] => (Scheme::Sip, 4),
@@ -96,14 +125,13 @@ impl<'a> Uri<'a> {
             _ => {
                 let len = match end {
                     UriEnd::Whole => s.len(),
-                    _ => s.iter().position(|&b| is_end(b)).unwrap_or(s.len()),
+                    _ => s
+                        .iter()
+                        .position(|&b| is_end(CLASS[usize::from(b)]))
+                        .unwrap_or(s.len()),
                 };
-                let raw = Text::new(s.get(..len).unwrap_or_default());
-                let uri = Uri {
-                    raw,
-                    ..Uri::default()
-                };
-                return (uri, len, true);
+                uri.raw = Text::new(s.get(..len).unwrap_or_default());
+                return (len, true);
             }
         };
         // Offsets (into `s`) of the separators; `None` until seen.
@@ -114,50 +142,55 @@ impl<'a> Uri<'a> {
         let mut semi = None; // `;` starting the URI parameters
         let mut query = None; // `?` starting the URI headers
         let mut in_v6 = false;
-        let mut len = s.len();
         let mut i = start;
-        loop {
-            i = lex::skip_to(s, i, special);
-            let Some(&b) = s.get(i) else { break };
-            if is_end(b) {
-                len = i;
-                break;
+        let special = match end {
+            UriEnd::Whole => &WHOLE,
+            UriEnd::Bracket => &BRACKET,
+            UriEnd::Bare => &BARE,
+        };
+        let len = loop {
+            i += lex::plain_len(s.get(i..).unwrap_or_default(), special);
+            let Some(&b) = s.get(i) else { break s.len() };
+            let class = CLASS[usize::from(b)];
+            if is_end(class) {
+                break i;
             }
             if query.is_none() {
-                if b == b':' && at.is_none() && user_colon.is_none() {
+                if class == COLON && at.is_none() && user_colon.is_none() {
                     // Provisional: a password separator if an `@` follows.
                     user_colon = Some(i);
                 }
-                match b {
-                    b'?' if scheme != Scheme::Tel => query = Some(i),
-                    b'@' if at.is_none() && scheme != Scheme::Tel => {
+                match class {
+                    QUERY if scheme != Scheme::Tel => query = Some(i),
+                    AT if at.is_none() && scheme != Scheme::Tel => {
                         at = Some(i);
                         colon = None;
                         user_semi = semi.take();
                         in_v6 = false;
                     }
-                    b'[' if semi.is_none() => in_v6 = true,
-                    b']' => in_v6 = false,
-                    b':' if colon.is_none() && semi.is_none() && !in_v6 => colon = Some(i),
-                    b';' if semi.is_none() => semi = Some(i),
+                    OPEN_V6 if semi.is_none() => in_v6 = true,
+                    CLOSE_V6 => in_v6 = false,
+                    COLON if colon.is_none() && semi.is_none() && !in_v6 => colon = Some(i),
+                    SEMI if semi.is_none() => semi = Some(i),
                     _ => {}
                 }
             }
             i += 1;
-        }
+        };
         let part = |from: usize, to: usize| s.get(from..to).unwrap_or_default();
         let headers_at = query.unwrap_or(len);
         let params_at = semi.unwrap_or(headers_at);
-        let mut uri = Uri {
-            raw: Text::new(part(0, len)),
-            scheme,
-            headers: Text::new(query.map_or(&[][..], |q| part(q + 1, len))),
-            params: Text::new(semi.map_or(&[][..], |p| part(p + 1, headers_at))),
-            ..Uri::default()
-        };
+        uri.raw = Text::new(part(0, len));
+        uri.scheme = scheme;
+        if let Some(q) = query {
+            uri.headers = Text::new(part(q + 1, len));
+        }
+        if let Some(p) = semi {
+            uri.params = Text::new(part(p + 1, headers_at));
+        }
         if scheme == Scheme::Tel {
             uri.user = non_empty(part(start, params_at));
-            return (uri, len, uri.user.is_some());
+            return (len, uri.user.is_some());
         }
         let host_at = match at {
             Some(at) => {
@@ -167,9 +200,12 @@ impl<'a> Uri<'a> {
                 let params_at = user_semi.filter(|&p| password_at.map_or(true, |c| p < c));
                 let user_end = params_at.or(password_at).unwrap_or(at);
                 uri.user = non_empty(part(start, user_end));
-                uri.user_params =
-                    params_at.and_then(|p| non_empty(part(p + 1, password_at.unwrap_or(at))));
-                uri.password = password_at.map(|c| Text::new(part(c + 1, at)));
+                if let Some(p) = params_at {
+                    uri.user_params = non_empty(part(p + 1, password_at.unwrap_or(at)));
+                }
+                if let Some(c) = password_at {
+                    uri.password = Some(Text::new(part(c + 1, at)));
+                }
                 at + 1
             }
             None => start,
@@ -191,7 +227,7 @@ impl<'a> Uri<'a> {
             ok &= uri.port.is_some();
         }
         uri.host = Text::new(host);
-        (uri, len, ok && !host.is_empty())
+        (len, ok && !host.is_empty())
     }
 
     /// The value of URI parameter `name` (case-insensitive), `Some("")` for a flag parameter.
@@ -269,57 +305,65 @@ impl<'a> NameAddr<'a> {
     /// Parses and tells whether the URI was well-formed (see [`Uri::parse_checked`]) and the
     /// brackets closed.
     pub(crate) fn parse_checked(value: &'a [u8]) -> (NameAddr<'a>, bool) {
-        let value = lex::trim(value);
         let mut out = NameAddr::default();
+        let ok = Self::parse_into(&mut out, value);
+        (out, ok)
+    }
+
+    /// [`NameAddr::parse_checked`] writing into `out` (which must be `NameAddr::default()`), so
+    /// that the large result is built where it is stored.
+    pub(crate) fn parse_into(out: &mut NameAddr<'a>, value: &'a [u8]) -> bool {
+        let value = lex::trim(value);
         let mut ok = true;
         // Every slice below is a suffix of `value` up to the URI, so the element's end can be
         // computed from the remaining length without a separate pass for the list separator.
-        let rest = if let Some(quoted) = value.strip_prefix(b"\"") {
-            let close = closing_quote(quoted);
-            out.display_name = Some(Text::new(quoted.get(..close).unwrap_or(quoted)));
-            if close >= quoted.len() {
-                ok = false;
-            }
-            lex::trim_start(quoted.get(close + 1..).unwrap_or_default())
-        } else {
-            // A `<` before any `,` opens this element's URI; a token display name precedes it.
-            match value.iter().position(|&b| b == b'<' || b == b',') {
-                Some(lt) if value.get(lt) == Some(&b'<') => {
-                    out.display_name = non_empty(lex::trim(value.get(..lt).unwrap_or_default()));
-                    value.get(lt..).unwrap_or_default()
+        let rest = match value.split_first() {
+            Some((b'"', quoted)) => {
+                let close = closing_quote(quoted);
+                out.display_name = Some(Text::new(quoted.get(..close).unwrap_or(quoted)));
+                if close >= quoted.len() {
+                    ok = false;
                 }
-                _ => value,
+                lex::trim_start(quoted.get(close + 1..).unwrap_or_default())
+            }
+            Some((b'<', _)) => value,
+            _ => {
+                // A `<` before any `,` opens this element's URI; a token display name precedes it.
+                match value.iter().position(|&b| b == b'<' || b == b',') {
+                    Some(lt) if value.get(lt) == Some(&b'<') => {
+                        out.display_name =
+                            non_empty(lex::trim(value.get(..lt).unwrap_or_default()));
+                        value.get(lt..).unwrap_or_default()
+                    }
+                    _ => value,
+                }
             }
         };
-        let (uri, uri_ok, after_uri) = if let Some(inner) = rest.strip_prefix(b"<") {
+        let (uri_ok, after_uri) = if let Some(inner) = rest.strip_prefix(b"<") {
             let inner = lex::trim_start(inner);
-            let (uri, len, uri_ok) = Uri::scan(inner, UriEnd::Bracket);
+            let (len, uri_ok) = Uri::scan_into(&mut out.uri, inner, UriEnd::Bracket);
             let after = inner.get(len..).unwrap_or_default();
             match after.strip_prefix(b">") {
-                Some(after) => (uri, uri_ok, after),
+                Some(after) => (uri_ok, after),
                 None => {
                     ok = false;
-                    (uri, uri_ok, after)
+                    (uri_ok, after)
                 }
             }
         } else if rest.first() == Some(&b'*') {
-            let star = Uri {
-                raw: Text::new(rest.get(..1).unwrap_or_default()),
-                ..Uri::default()
-            };
-            (star, true, rest.get(1..).unwrap_or_default())
+            out.uri.raw = Text::new(rest.get(..1).unwrap_or_default());
+            (true, rest.get(1..).unwrap_or_default())
         } else {
-            let (uri, len, uri_ok) = Uri::scan(rest, UriEnd::Bare);
-            (uri, uri_ok, rest.get(len..).unwrap_or_default())
+            let (len, uri_ok) = Uri::scan_into(&mut out.uri, rest, UriEnd::Bare);
+            (uri_ok, rest.get(len..).unwrap_or_default())
         };
         let (params_len, tag) = lex::scan_params(after_uri, b"tag");
         let params = after_uri.get(..params_len).unwrap_or_default();
         let element_end = value.len().saturating_sub(after_uri.len()) + params_len;
         out.raw = Text::new(lex::trim_end(value.get(..element_end).unwrap_or(value)));
-        out.uri = uri;
         out.params = Text::new(lex::trim(params));
         out.tag = tag.map(Text::new);
-        (out, ok && uri_ok)
+        ok && uri_ok
     }
 
     /// The value of header parameter `name` (case-insensitive), `Some("")` for a flag.

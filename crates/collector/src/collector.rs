@@ -1,0 +1,427 @@
+//! [`Collector`]: assembles listeners, pipeline, writers and spool; [`CollectorHandle`] waits
+//! for shutdown and drains.
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use store::Store;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{CollectorConfig, ConfigError};
+use crate::metrics::{Metrics, Transport};
+use crate::pipeline::Pipeline;
+use crate::stream::{accept_loop, bind_tcp, tls_server_config, StreamSettings, TlsSetupError};
+use crate::udp::{bind_udp, run_udp, BindError};
+use crate::writer::{BatchSpool, Ingress, RecordObserver, SpoolFailure};
+
+/// Sockets bound before the collector starts (so the binary can bind, drop privileges, and
+/// tests can bind port 0).
+#[derive(Debug, Default)]
+pub struct BoundListeners {
+    /// UDP sockets, each drained by its own thread.
+    pub udp: Vec<UdpSocket>,
+    /// TCP listeners.
+    pub tcp: Vec<StdTcpListener>,
+    /// TLS listeners (plain TCP sockets; the handshake is done per connection).
+    pub tls: Vec<StdTcpListener>,
+}
+
+impl BoundListeners {
+    /// Binds every address of the configuration: `udp.sockets_per_address` sockets per UDP
+    /// address, one listener per TCP and TLS address.
+    pub fn bind(config: &CollectorConfig) -> Result<BoundListeners, BindError> {
+        let mut out = BoundListeners::default();
+        for addr in &config.udp.addresses {
+            out.udp.extend(bind_udp(
+                *addr,
+                config.udp.sockets_per_address,
+                config.udp.receive_buffer_bytes,
+            )?);
+        }
+        for addr in &config.tcp.addresses {
+            out.tcp.push(bind_tcp(*addr)?);
+        }
+        for addr in &config.tls.addresses {
+            out.tls.push(bind_tcp(*addr)?);
+        }
+        Ok(out)
+    }
+
+    /// Local addresses of the UDP sockets, TCP and TLS listeners (for logs and tests).
+    pub fn local_addrs(&self) -> (Vec<SocketAddr>, Vec<SocketAddr>, Vec<SocketAddr>) {
+        (
+            self.udp
+                .iter()
+                .filter_map(|s| s.local_addr().ok())
+                .collect(),
+            self.tcp
+                .iter()
+                .filter_map(|s| s.local_addr().ok())
+                .collect(),
+            self.tls
+                .iter()
+                .filter_map(|s| s.local_addr().ok())
+                .collect(),
+        )
+    }
+}
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("invalid collector configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The SIP indexer configuration is invalid.
+    #[error("invalid SIP indexer configuration: {0}")]
+    Indexer(#[from] sip::ConfigError),
+    /// The TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    /// The spool cannot be opened.
+    #[error("cannot open the spool: {0}")]
+    Spool(#[from] spool::SpoolError),
+    /// A socket could not be handed to tokio or configured.
+    #[error("listener setup: {0}")]
+    Io(#[from] std::io::Error),
+    /// A thread could not be started.
+    #[error("cannot start thread {name}: {source}")]
+    Thread {
+        /// Thread name.
+        name: String,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The on-disk `spool::Spool` as a [`BatchSpool`].
+#[derive(Debug)]
+pub struct DiskSpool {
+    spool: spool::Spool,
+    peeked: Option<spool::SpoolPosition>,
+}
+
+impl DiskSpool {
+    /// Opens (creating if needed) the spool in `dir`.
+    pub fn open(dir: &Path, cfg: spool::SpoolConfig) -> Result<DiskSpool, spool::SpoolError> {
+        Ok(DiskSpool {
+            spool: spool::Spool::open(dir, cfg)?,
+            peeked: None,
+        })
+    }
+}
+
+fn spool_failure(e: spool::SpoolError) -> SpoolFailure {
+    match e {
+        spool::SpoolError::Full | spool::SpoolError::EntryTooLarge { .. } => SpoolFailure::Full,
+        other => SpoolFailure::Other(other.to_string()),
+    }
+}
+
+impl BatchSpool for DiskSpool {
+    fn append(&mut self, entry: &[u8]) -> Result<(), SpoolFailure> {
+        self.spool.append(entry).map_err(spool_failure)
+    }
+    fn peek(&mut self) -> Result<Option<Vec<u8>>, SpoolFailure> {
+        match self.spool.peek().map_err(spool_failure)? {
+            Some((pos, entry)) => {
+                self.peeked = Some(pos);
+                Ok(Some(entry))
+            }
+            None => {
+                self.peeked = None;
+                Ok(None)
+            }
+        }
+    }
+    fn ack_peeked(&mut self) -> Result<(), SpoolFailure> {
+        match self.peeked.take() {
+            Some(pos) => self.spool.ack(pos).map_err(spool_failure),
+            None => Ok(()),
+        }
+    }
+    fn bytes(&self) -> u64 {
+        self.spool.bytes()
+    }
+    fn len(&self) -> u64 {
+        self.spool.len()
+    }
+    fn sync_if_due(&mut self) -> Result<(), SpoolFailure> {
+        self.spool.sync_if_due().map_err(spool_failure)
+    }
+    fn sync(&mut self) -> Result<(), SpoolFailure> {
+        self.spool.sync().map_err(spool_failure)
+    }
+}
+
+/// Builder of the ingest side. `Collector::new(config, store)`, optionally a spool and
+/// observers, then [`Collector::start`].
+pub struct Collector {
+    config: CollectorConfig,
+    store: Arc<dyn Store>,
+    spool: Option<Box<dyn BatchSpool>>,
+    observers: Vec<Arc<dyn RecordObserver>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("config", &self.config)
+            .field("backend", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// Validates the configuration. Without a spool (see [`Collector::open_spool`] and
+    /// [`Collector::with_spool`]) batches the store cannot take are dropped (counted).
+    pub fn new(config: CollectorConfig, store: Arc<dyn Store>) -> Result<Collector, StartError> {
+        config.validate()?;
+        Ok(Collector {
+            config,
+            store,
+            spool: None,
+            observers: Vec::new(),
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    /// Opens the on-disk spool at `spool.dir`, or `<data_dir>/spool` when unset. Batches left
+    /// from an earlier run are replayed into the store after start.
+    pub fn open_spool(mut self, data_dir: &Path) -> Result<Collector, StartError> {
+        let dir = self.config.spool.resolve_dir(data_dir);
+        let disk = DiskSpool::open(&dir, self.config.spool.spool_config())?;
+        if disk.len() > 0 {
+            tracing::info!(dir = %dir.display(), batches = disk.len(), bytes = disk.bytes(),
+                "spooled batches from an earlier run will be replayed");
+        }
+        self.spool = Some(Box::new(disk));
+        Ok(self)
+    }
+
+    /// Uses the given spool (e.g. a [`crate::MemorySpool`] in tests).
+    pub fn with_spool(mut self, spool: Box<dyn BatchSpool>) -> Collector {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// Adds an observer called with every batch of stored records (KPIs, exports).
+    pub fn with_observer(mut self, observer: Arc<dyn RecordObserver>) -> Collector {
+        self.observers.push(observer);
+        self
+    }
+
+    /// The metrics registry (also available from the handle).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Convenience for `Collector::new(config, store)?.start(listeners, shutdown)` without a
+    /// spool.
+    pub fn start_simple(
+        config: CollectorConfig,
+        listeners: BoundListeners,
+        store: Arc<dyn Store>,
+        shutdown: CancellationToken,
+    ) -> Result<CollectorHandle, StartError> {
+        Collector::new(config, store)?.start(listeners, shutdown)
+    }
+
+    /// Starts receiving. Must be called within a tokio runtime (the TCP/TLS listeners are tokio
+    /// tasks; UDP receivers, writers and the replayer are OS threads). Cancelling `shutdown`
+    /// stops the listeners; [`CollectorHandle::join`] then drains everything.
+    pub fn start(
+        self,
+        listeners: BoundListeners,
+        shutdown: CancellationToken,
+    ) -> Result<CollectorHandle, StartError> {
+        let Collector {
+            config,
+            store,
+            spool,
+            observers,
+            metrics,
+        } = self;
+        let tls_acceptor = if listeners.tls.is_empty() {
+            None
+        } else {
+            Some(tokio_rustls::TlsAcceptor::from(tls_server_config(
+                &config.tls,
+            )?))
+        };
+        let ingress = Ingress::new(
+            config.writer.queue_capacity,
+            config.writer.batch_size,
+            Duration::from_millis(config.writer.max_batch_delay_ms),
+            store,
+            spool,
+            observers,
+            metrics.clone(),
+        );
+        let pipeline = Arc::new(Pipeline::new(
+            &config.pipeline,
+            metrics.clone(),
+            ingress.clone(),
+        )?);
+
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(f)
+                .map_err(|source| StartError::Thread { name, source })
+        };
+        let mut writers = Vec::new();
+        for i in 0..config.writer.writer_threads {
+            let ingress = ingress.clone();
+            writers.push(spawn(
+                format!("hep-writer-{i}"),
+                Box::new(move || ingress.run_writer()),
+            )?);
+        }
+        let replayer_stop = Arc::new(AtomicBool::new(false));
+        let replayer = {
+            let ingress = ingress.clone();
+            let stop = replayer_stop.clone();
+            spawn(
+                "hep-replayer".into(),
+                Box::new(move || ingress.run_replayer(&stop)),
+            )?
+        };
+
+        let mut receivers = Vec::new();
+        for (i, socket) in listeners.udp.into_iter().enumerate() {
+            let pipeline = pipeline.clone();
+            let auth = config.udp.auth_key.clone();
+            let batch = config.udp.batch_size;
+            let token = shutdown.clone();
+            receivers.push(spawn(
+                format!("hep-udp-{i}"),
+                Box::new(move || run_udp(socket, pipeline, auth, batch, token)),
+            )?);
+        }
+
+        let tracker = TaskTracker::new();
+        let mut stream_listeners = Vec::new();
+        let tcp_settings = StreamSettings {
+            transport: Transport::Tcp,
+            tls: None,
+            limit: Arc::new(Semaphore::new(config.tcp.max_connections)),
+            idle_timeout: Duration::from_secs(config.tcp.idle_timeout_secs),
+            max_frame: config.tcp.max_frame_bytes,
+            auth: config.tcp.auth_key.clone(),
+        };
+        for l in listeners.tcp {
+            l.set_nonblocking(true)?;
+            stream_listeners.push((tokio::net::TcpListener::from_std(l)?, tcp_settings.clone()));
+        }
+        if let Some(acceptor) = tls_acceptor {
+            let tls_settings = StreamSettings {
+                transport: Transport::Tls,
+                tls: Some(acceptor),
+                limit: Arc::new(Semaphore::new(config.tls.max_connections)),
+                idle_timeout: Duration::from_secs(config.tls.idle_timeout_secs),
+                max_frame: config.tls.max_frame_bytes,
+                auth: config.tls.auth_key.clone(),
+            };
+            for l in listeners.tls {
+                l.set_nonblocking(true)?;
+                stream_listeners
+                    .push((tokio::net::TcpListener::from_std(l)?, tls_settings.clone()));
+            }
+        }
+        for (listener, settings) in stream_listeners {
+            tracker.spawn(accept_loop(
+                listener,
+                settings,
+                pipeline.clone(),
+                metrics.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+            ));
+        }
+
+        Ok(CollectorHandle {
+            metrics,
+            shutdown,
+            receivers,
+            tracker,
+            ingress,
+            writers,
+            replayer,
+            replayer_stop,
+        })
+    }
+}
+
+/// A running collector.
+pub struct CollectorHandle {
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    receivers: Vec<JoinHandle<()>>,
+    tracker: TaskTracker,
+    ingress: Arc<Ingress>,
+    writers: Vec<JoinHandle<()>>,
+    replayer: JoinHandle<()>,
+    replayer_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for CollectorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectorHandle").finish_non_exhaustive()
+    }
+}
+
+impl CollectorHandle {
+    /// The metrics registry.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Waits for the shutdown token, then drains: the listeners stop (UDP receivers first
+    /// process what the kernel already queued, connections what they already read), the
+    /// writers empty the queue into the store (or the spool), the overflow buffer is flushed and
+    /// the spool synced. Returns when everything received is stored, spooled or counted.
+    pub async fn join(self) {
+        self.shutdown.cancelled().await;
+        self.tracker.close();
+        self.tracker.wait().await;
+        let CollectorHandle {
+            receivers,
+            ingress,
+            writers,
+            replayer,
+            replayer_stop,
+            ..
+        } = self;
+        let drained = tokio::task::spawn_blocking(move || {
+            for r in receivers {
+                if r.join().is_err() {
+                    tracing::error!("a UDP receive thread panicked");
+                }
+            }
+            ingress.close();
+            for w in writers {
+                if w.join().is_err() {
+                    tracing::error!("a writer thread panicked");
+                }
+            }
+            replayer_stop.store(true, Ordering::Release);
+            if replayer.join().is_err() {
+                tracing::error!("the replayer thread panicked");
+            }
+            ingress.finish();
+        })
+        .await;
+        if drained.is_err() {
+            tracing::error!("collector drain task failed");
+        }
+    }
+}

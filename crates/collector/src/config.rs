@@ -1,0 +1,491 @@
+//! [`CollectorConfig`]: every setting of the ingest side, with defaults that make
+//! `hepstack serve` work without a file, and [`CollectorConfig::validate`] so that bad values are
+//! errors at start rather than surprises under load.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::IpNet;
+
+/// Everything the collector reads from configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// HEP over UDP listeners.
+    pub udp: UdpConfig,
+    /// HEP over TCP listeners.
+    pub tcp: TcpConfig,
+    /// HEP over TLS listeners.
+    pub tls: TlsConfig,
+    /// Enrichment, deduplication and rules.
+    pub pipeline: PipelineConfig,
+    /// The batched store writer.
+    pub writer: WriterConfig,
+    /// The on-disk spool used while the store is down or slow.
+    pub spool: SpoolSection,
+}
+
+/// A HEP auth key (chunk 0x000e). Its `Debug` form is redacted so that it never reaches a log.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AuthKey(pub String);
+
+impl fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthKey(<redacted>)")
+    }
+}
+
+impl AuthKey {
+    /// Compares the key with what a packet carried, in time independent of where they differ.
+    pub fn matches(&self, presented: Option<&[u8]>) -> bool {
+        let Some(presented) = presented else {
+            return false;
+        };
+        let expected = self.0.as_bytes();
+        if expected.len() != presented.len() {
+            return false;
+        }
+        expected
+            .iter()
+            .zip(presented)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+/// HEP over UDP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpConfig {
+    /// Addresses to listen on. Default: `["0.0.0.0:9060"]`. Empty disables UDP.
+    pub addresses: Vec<SocketAddr>,
+    /// Sockets bound per address with SO_REUSEPORT, each drained by its own thread, so the
+    /// kernel spreads senders over several cores. Default: 2.
+    pub sockets_per_address: usize,
+    /// Receive buffer requested per socket (SO_RCVBUF), in bytes. Bursts land here while the
+    /// receive thread is busy; the kernel caps it at `net.core.rmem_max`. Default: 32 MiB.
+    pub receive_buffer_bytes: usize,
+    /// Datagrams fetched per `recvmmsg` call. Default: 64.
+    pub batch_size: usize,
+    /// When set, every packet must carry this HEP auth key (chunk 0x000e); others are counted
+    /// as auth failures and dropped. HEPv1/v2 carry no key and fail. Default: none.
+    pub auth_key: Option<AuthKey>,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            addresses: vec![default_hep_addr()],
+            sockets_per_address: 2,
+            receive_buffer_bytes: 32 << 20,
+            batch_size: 64,
+            auth_key: None,
+        }
+    }
+}
+
+/// HEP over TCP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpConfig {
+    /// Addresses to listen on. Default: `["0.0.0.0:9060"]`. Empty disables TCP.
+    pub addresses: Vec<SocketAddr>,
+    /// Most connections served at once over all TCP addresses; further ones are closed right
+    /// after accept. Default: 1024.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed, in seconds. Default: 300.
+    pub idle_timeout_secs: u64,
+    /// Largest HEP message accepted, in bytes (at most 65535, the HEP3 length field's range); a
+    /// frame announcing more is treated as garbage and skipped. Default: 65535.
+    pub max_frame_bytes: usize,
+    /// When set, every message must carry this HEP auth key. Default: none.
+    pub auth_key: Option<AuthKey>,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            addresses: vec![default_hep_addr()],
+            max_connections: 1024,
+            idle_timeout_secs: 300,
+            max_frame_bytes: 65535,
+            auth_key: None,
+        }
+    }
+}
+
+/// HEP over TLS (same framing as TCP).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Addresses to listen on. Default: none (TLS needs a certificate).
+    pub addresses: Vec<SocketAddr>,
+    /// PEM file with the server certificate chain. Required when `addresses` is not empty.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the server private key (PKCS#8, PKCS#1 or SEC1). Required with
+    /// `addresses`.
+    pub key_file: Option<PathBuf>,
+    /// PEM file with the CA certificates client certificates must chain to. When set, clients
+    /// without a valid certificate are refused during the handshake. Default: none.
+    pub client_ca_file: Option<PathBuf>,
+    /// Most TLS connections served at once. Default: 1024.
+    pub max_connections: usize,
+    /// Idle (and handshake) timeout in seconds. Default: 300.
+    pub idle_timeout_secs: u64,
+    /// Largest HEP message accepted, in bytes. Default: 65535.
+    pub max_frame_bytes: usize,
+    /// When set, every message must carry this HEP auth key. Default: none.
+    pub auth_key: Option<AuthKey>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            addresses: Vec::new(),
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            max_connections: 1024,
+            idle_timeout_secs: 300,
+            max_frame_bytes: 65535,
+            auth_key: None,
+        }
+    }
+}
+
+/// Enrichment, deduplication and rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Extra SIP headers to index (heplify-server's `CustomHeader`). Default: none.
+    pub custom_headers: Vec<String>,
+    /// A-leg correlation headers in priority order, each with an optional regex whose first
+    /// capture group is the id (heplify-server's `AlegIDs`), e.g. `{ header = "X-CID" }`.
+    /// Default: none.
+    pub aleg_headers: Vec<sip::AlegRule>,
+    /// Packets with the same payload and the same source and destination address and port seen
+    /// within this many milliseconds are stored once (Kamailio traces some ACKs twice).
+    /// 0 disables deduplication. Default: 500.
+    pub dedup_window_ms: u64,
+    /// Most payload fingerprints remembered per dedup window (8 bytes each, two windows kept);
+    /// beyond it, further packets of the window are not deduplicated. Default: 1,000,000.
+    pub dedup_max_entries: usize,
+    /// Largest payload a compressed chunk (0x0010) may inflate to, in bytes; a larger one is a
+    /// decode error. Default: 1 MiB.
+    pub max_inflated_bytes: usize,
+    /// Discard and censor rules.
+    pub rules: RulesConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            custom_headers: Vec::new(),
+            aleg_headers: Vec::new(),
+            dedup_window_ms: 500,
+            dedup_max_entries: 1_000_000,
+            max_inflated_bytes: 1 << 20,
+            rules: RulesConfig::default(),
+        }
+    }
+}
+
+/// What to drop or censor before storing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// SIP methods to discard, e.g. `["OPTIONS"]`, case-insensitive. A message matches by its
+    /// CSeq method, so the replies to a discarded request go too. Default: none.
+    pub discard_methods: Vec<String>,
+    /// HEP proto types to discard, e.g. `[100]` for logs. Default: none.
+    pub discard_hep_types: Vec<u8>,
+    /// Addresses or CIDR networks (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`); a packet whose
+    /// source or destination is inside one is discarded. Default: none.
+    pub discard_ips: Vec<String>,
+    /// SIP methods (by CSeq method) whose body is removed before storing, e.g. `["MESSAGE"]`;
+    /// the headers stay. Default: none.
+    pub censor_body_methods: Vec<String>,
+}
+
+/// The batched store writer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriterConfig {
+    /// Records per `insert_batch` call. Default: 2000.
+    pub batch_size: usize,
+    /// A batch is written after at most this many milliseconds even when not full. Must be below
+    /// 1000 so that a SIGKILL loses at most about a second of traffic. Default: 100.
+    pub max_batch_delay_ms: u64,
+    /// Records the in-memory queue between the receivers and the writers holds; when full,
+    /// records go to the spool. Default: 50,000.
+    pub queue_capacity: usize,
+    /// Writer threads, each calling `insert_batch` on its own batches. Default: 1.
+    pub writer_threads: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            batch_size: 2000,
+            max_batch_delay_ms: 100,
+            queue_capacity: 50_000,
+            writer_threads: 1,
+        }
+    }
+}
+
+/// The on-disk spool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSection {
+    /// Directory of the spool segments. Default: `<data-dir>/spool` (see
+    /// [`SpoolSection::resolve_dir`]).
+    pub dir: Option<PathBuf>,
+    /// Most bytes the spool may hold; beyond it packets are dropped (counted). Default: 1 GiB.
+    pub max_bytes: u64,
+    /// Size of one spool segment file in bytes; fully replayed segments are deleted whole.
+    /// Default: 64 MiB (capped at `max_bytes`).
+    pub segment_bytes: u64,
+    /// When spooled data is forced to disk: `"always"`, `"never"` or `{ every_millis = N }`.
+    /// A killed process loses nothing already spooled under any policy; this bounds what a
+    /// power failure can lose. Default: `{ every_millis = 1000 }`.
+    pub fsync: spool::FsyncPolicy,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        SpoolSection {
+            dir: None,
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            fsync: spool::FsyncPolicy::default(),
+        }
+    }
+}
+
+impl SpoolSection {
+    /// The spool directory: `dir` when configured, else `<data_dir>/spool`.
+    pub fn resolve_dir(&self, data_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("spool"))
+    }
+
+    /// The settings for `spool::Spool::open`.
+    pub fn spool_config(&self) -> spool::SpoolConfig {
+        spool::SpoolConfig {
+            max_bytes: self.max_bytes,
+            segment_bytes: self.segment_bytes.clamp(1, self.max_bytes.max(1)),
+            fsync: self.fsync,
+        }
+    }
+}
+
+fn default_hep_addr() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9060))
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A numeric setting is out of its range.
+    #[error("{field}: {reason}")]
+    OutOfRange {
+        /// Dotted name of the setting.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// TLS addresses without certificate or key.
+    #[error("tls.addresses is set but tls.{0} is missing")]
+    TlsMissing(&'static str),
+    /// A `discard_ips` entry is neither an address nor a CIDR network.
+    #[error("pipeline.rules.discard_ips: {0:?} is not an IP address or CIDR network")]
+    BadNetwork(String),
+    /// The SIP indexer rejected the header configuration.
+    #[error("pipeline: {0}")]
+    Indexer(#[from] sip::ConfigError),
+}
+
+impl CollectorConfig {
+    /// Checks every value; the collector refuses to start with an invalid configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let range = |ok: bool, field, reason| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange { field, reason })
+            }
+        };
+        range(
+            self.udp.sockets_per_address >= 1 && self.udp.sockets_per_address <= 64,
+            "udp.sockets_per_address",
+            "must be between 1 and 64",
+        )?;
+        range(
+            self.udp.batch_size >= 1 && self.udp.batch_size <= 1024,
+            "udp.batch_size",
+            "must be between 1 and 1024",
+        )?;
+        range(
+            self.tcp.max_connections >= 1,
+            "tcp.max_connections",
+            "must be at least 1",
+        )?;
+        range(
+            self.tls.max_connections >= 1,
+            "tls.max_connections",
+            "must be at least 1",
+        )?;
+        range(
+            self.tcp.idle_timeout_secs >= 1,
+            "tcp.idle_timeout_secs",
+            "must be at least 1",
+        )?;
+        range(
+            self.tls.idle_timeout_secs >= 1,
+            "tls.idle_timeout_secs",
+            "must be at least 1",
+        )?;
+        for (field, v) in [
+            ("tcp.max_frame_bytes", self.tcp.max_frame_bytes),
+            ("tls.max_frame_bytes", self.tls.max_frame_bytes),
+        ] {
+            range(
+                (hep::HEP3_HEADER_LEN..=65535).contains(&v),
+                field,
+                "must be between 6 and 65535",
+            )?;
+        }
+        range(
+            self.pipeline.max_inflated_bytes >= 1024,
+            "pipeline.max_inflated_bytes",
+            "must be at least 1024",
+        )?;
+        range(
+            self.pipeline.dedup_window_ms <= 60_000,
+            "pipeline.dedup_window_ms",
+            "must be at most 60000",
+        )?;
+        range(
+            self.writer.batch_size >= 1,
+            "writer.batch_size",
+            "must be at least 1",
+        )?;
+        range(
+            self.writer.max_batch_delay_ms >= 1 && self.writer.max_batch_delay_ms < 1000,
+            "writer.max_batch_delay_ms",
+            "must be between 1 and 999 (a SIGKILL may lose at most ~1 s)",
+        )?;
+        range(
+            self.writer.queue_capacity >= 1,
+            "writer.queue_capacity",
+            "must be at least 1",
+        )?;
+        range(
+            (1..=64).contains(&self.writer.writer_threads),
+            "writer.writer_threads",
+            "must be between 1 and 64",
+        )?;
+        range(
+            self.spool.max_bytes >= 1 << 20,
+            "spool.max_bytes",
+            "must be at least 1 MiB",
+        )?;
+        range(
+            self.spool.segment_bytes >= 64 << 10,
+            "spool.segment_bytes",
+            "must be at least 64 KiB",
+        )?;
+        if !self.tls.addresses.is_empty() {
+            if self.tls.cert_file.is_none() {
+                return Err(ConfigError::TlsMissing("cert_file"));
+            }
+            if self.tls.key_file.is_none() {
+                return Err(ConfigError::TlsMissing("key_file"));
+            }
+        }
+        for net in &self.pipeline.rules.discard_ips {
+            IpNet::parse(net).ok_or_else(|| ConfigError::BadNetwork(net.clone()))?;
+        }
+        sip::Indexer::new(self.pipeline.indexer_config())?;
+        Ok(())
+    }
+}
+
+impl PipelineConfig {
+    /// The SIP indexer configuration derived from the custom and A-leg headers.
+    pub fn indexer_config(&self) -> sip::IndexerConfig {
+        sip::IndexerConfig {
+            custom_headers: self.custom_headers.clone(),
+            aleg_headers: self.aleg_headers.clone(),
+            ..sip::IndexerConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let cfg = CollectorConfig::default();
+        cfg.validate().expect("defaults valid");
+        assert_eq!(cfg.udp.addresses, vec![default_hep_addr()]);
+        assert_eq!(cfg.udp.receive_buffer_bytes, 32 << 20);
+        assert_eq!(cfg.pipeline.dedup_window_ms, 500);
+        assert_eq!(cfg.writer.max_batch_delay_ms, 100);
+        assert!(cfg.tls.addresses.is_empty());
+        assert_eq!(
+            cfg.spool.resolve_dir(Path::new("/data")),
+            PathBuf::from("/data/spool")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let unknown: Result<CollectorConfig, _> =
+            serde_json::from_str(r#"{"udp":{"adresses":[]}}"#);
+        assert!(unknown.is_err());
+        let mut cfg: CollectorConfig = serde_json::from_str(
+            r#"{"writer":{"max_batch_delay_ms":1500},"pipeline":{"aleg_headers":[{"header":"X-CID"}]}}"#,
+        )
+        .expect("parses");
+        assert_eq!(cfg.writer.batch_size, 2000, "unset keys keep defaults");
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::OutOfRange {
+                field: "writer.max_batch_delay_ms",
+                ..
+            })
+        ));
+        cfg.writer.max_batch_delay_ms = 100;
+        cfg.validate().expect("valid again");
+        cfg.pipeline.rules.discard_ips = vec!["10.0.0.0/33".into()];
+        assert!(matches!(cfg.validate(), Err(ConfigError::BadNetwork(_))));
+        cfg.pipeline.rules.discard_ips = vec![];
+        cfg.tls.addresses = vec!["127.0.0.1:0".parse().expect("addr")];
+        assert!(matches!(cfg.validate(), Err(ConfigError::TlsMissing(_))));
+        cfg.tls.addresses.clear();
+        cfg.pipeline.aleg_headers = vec![sip::AlegRule::with_regex("X", "(")];
+        assert!(matches!(cfg.validate(), Err(ConfigError::Indexer(_))));
+    }
+
+    #[test]
+    fn auth_key_is_redacted_and_compared() {
+        let key = AuthKey("myHep".into());
+        assert!(!format!("{key:?}").contains("myHep"));
+        let cfg = UdpConfig {
+            auth_key: Some(key.clone()),
+            ..UdpConfig::default()
+        };
+        assert!(!format!("{cfg:?}").contains("myHep"));
+        assert!(key.matches(Some(b"myHep")));
+        assert!(!key.matches(Some(b"myHeq")));
+        assert!(!key.matches(Some(b"myHe")));
+        assert!(!key.matches(None));
+    }
+}

@@ -1,0 +1,496 @@
+//! The per-packet pipeline: decode → auth → inflate → dedup → header rules → enrich into a
+//! [`store::Record`] → method rules / censoring → hand-off to the writers.
+//!
+//! Everything here runs on the receive threads (UDP) and connection tasks (TCP/TLS) and is
+//! synchronous and cheap: each packet is decoded once (zero-copy), its SIP indexed once with the
+//! shared [`sip::Indexer`], and the only allocations are the record's own fields.
+//!
+//! Dedup runs before enrichment (it needs only the payload and the addresses), so duplicates
+//! cost no SIP parsing; the outcome is the same as deduplicating after enrichment.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use payload::Parsed;
+use store::{Profile, Record, SipFields};
+
+use crate::config::{AuthKey, PipelineConfig};
+use crate::dedup::{fingerprint, Deduplicator};
+use crate::metrics::{InvalidKind, Metrics, Transport};
+use crate::rules::{DiscardRule, Rules};
+use crate::writer::Ingress;
+
+/// What became of one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Enriched and handed to the writers (queue, or spool when the queue is full).
+    Accepted,
+    /// Not decodable.
+    Invalid(InvalidKind),
+    /// Missing or wrong auth key.
+    AuthFailed,
+    /// Seen within the dedup window.
+    Duplicate,
+    /// Removed by a rule.
+    Discarded(DiscardRule),
+}
+
+/// Turns decoded HEP packets into [`Record`]s.
+#[derive(Debug, Clone)]
+pub struct Enricher {
+    indexer: sip::Indexer,
+    rules: Rules,
+    max_inflated: usize,
+}
+
+/// Result of [`Enricher::enrich`].
+#[derive(Debug)]
+pub enum Enriched {
+    /// The record to store.
+    Record(Box<Record>),
+    /// A SIP method rule matched.
+    Discarded(DiscardRule),
+}
+
+impl Enricher {
+    /// Builds the enricher (compiles the SIP indexer configuration and the rules).
+    pub fn new(cfg: &PipelineConfig) -> Result<Enricher, sip::ConfigError> {
+        Ok(Enricher {
+            indexer: sip::Indexer::new(cfg.indexer_config())?,
+            rules: Rules::new(&cfg.rules),
+            max_inflated: cfg.max_inflated_bytes,
+        })
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The packet's payload: chunk 0x000f as is, else chunk 0x0010 inflated within the cap.
+    pub fn payload<'a>(&self, packet: &hep::HepPacket<'a>) -> Result<Cow<'a, [u8]>, InvalidKind> {
+        if let Some(p) = packet.payload {
+            return Ok(Cow::Borrowed(p));
+        }
+        if packet.payload_compressed.is_some() {
+            return packet
+                .inflate_payload(self.max_inflated)
+                .map(Cow::Owned)
+                .map_err(|e| InvalidKind::of(&e));
+        }
+        Err(InvalidKind::NoPayload)
+    }
+
+    /// Builds the record for a decoded packet whose payload is `payload`, applying the SIP
+    /// method rules (discard, censor).
+    pub fn enrich(
+        &self,
+        packet: &hep::HepPacket<'_>,
+        payload: &[u8],
+        received_us: i64,
+    ) -> Enriched {
+        let hep_type = packet.proto_type.unwrap_or(0);
+        let src_ip = packet.src_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let dst_ip = packet.dst_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let capture_id = packet.capture_id_normalized().unwrap_or(0);
+        let node = match packet.node_name {
+            Some(n) if !n.is_empty() => String::from_utf8_lossy(n).into_owned(),
+            _ => capture_id.to_string(),
+        };
+        let hep_correlation = packet
+            .correlation_id
+            .filter(|c| !c.is_empty())
+            .map(|c| String::from_utf8_lossy(c).into_owned());
+
+        let mut raw_len = payload.len();
+        let (sip, payload_json, profile) = if hep_type == payload::proto::SIP {
+            let msg = self.indexer.index(payload);
+            let rule_method = msg.cseq_method().or_else(|| msg.method());
+            let mut censored = false;
+            if self.rules.has_method_rules() {
+                if let Some(m) = rule_method {
+                    if self.rules.discards_method(m.as_bytes()) {
+                        return Enriched::Discarded(DiscardRule::Method);
+                    }
+                    if self.rules.censors_method(m.as_bytes()) {
+                        censored = true;
+                        raw_len = msg.header_len.min(payload.len());
+                    }
+                }
+            }
+            let profile = msg
+                .cseq_method()
+                .map(|m| Profile::from_cseq_method(&m.to_str_lossy()))
+                .unwrap_or_default();
+            (Some(sip_fields(&msg, censored)), None, profile)
+        } else {
+            (None, payload_json(hep_type, payload), Profile::Default)
+        };
+
+        let call_id = sip.as_ref().and_then(|s| s.call_id.clone());
+        let correlation_id = hep_correlation
+            .or_else(|| sip.as_ref().and_then(|s| s.aleg_id.clone()))
+            .or_else(|| call_id.clone());
+        let sid = match (&call_id, &correlation_id) {
+            (Some(c), _) => c.clone(),
+            (None, Some(c)) => c.clone(),
+            (None, None) => String::new(),
+        };
+        let time_us = packet
+            .timestamp_micros()
+            .and_then(|t| i64::try_from(t).ok())
+            .unwrap_or(received_us);
+        let ip_family = packet.ip_family.unwrap_or(match src_ip {
+            IpAddr::V4(_) => hep::FAMILY_IPV4,
+            IpAddr::V6(_) => hep::FAMILY_IPV6,
+        });
+        Enriched::Record(Box::new(Record {
+            time_us,
+            received_us,
+            hep_type,
+            hep_version: packet.version,
+            ip_family,
+            ip_proto: packet.ip_proto.unwrap_or(0),
+            src_ip,
+            src_port: packet.src_port.unwrap_or(0),
+            dst_ip,
+            dst_port: packet.dst_port.unwrap_or(0),
+            capture_id,
+            node: Some(node),
+            correlation_id,
+            sid,
+            profile,
+            sip,
+            payload_json,
+            raw: payload.get(..raw_len).unwrap_or(payload).to_vec(),
+        }))
+    }
+}
+
+fn own(t: Option<sip::Text<'_>>) -> Option<String> {
+    t.map(|t| t.normalized().into_owned())
+}
+
+fn sip_fields(msg: &sip::SipMessage<'_>, censored: bool) -> SipFields {
+    let status = msg.status_code();
+    let method = match (msg.method(), status) {
+        (Some(m), _) => m.normalized().into_owned(),
+        (None, Some(code)) => code.to_string(),
+        (None, None) => String::new(),
+    };
+    let sdp_media = match (&msg.sdp, censored) {
+        (Some(sdp), false) => sdp
+            .media
+            .iter()
+            .filter(|m| m.port != 0)
+            .filter_map(|m| {
+                m.connection
+                    .map(|c| format!("{}:{}", c.normalized(), m.port))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    SipFields {
+        method,
+        is_request: msg.is_request(),
+        status,
+        cseq: msg
+            .cseq
+            .as_ref()
+            .map(|c| format!("{} {}", c.number, c.method.normalized())),
+        cseq_method: own(msg.cseq_method()),
+        call_id: own(msg.call_id),
+        ruri_user: own(msg.ruri_user()),
+        ruri_domain: own(msg.ruri_domain()),
+        from_user: own(msg.from_user()),
+        from_domain: own(msg.from_domain()),
+        from_tag: own(msg.from_tag()),
+        to_user: own(msg.to_user()),
+        to_domain: own(msg.to_domain()),
+        to_tag: own(msg.to_tag()),
+        contact_user: own(msg.contact_user()),
+        pid_user: own(msg.pid_user()),
+        auth_user: own(msg.auth_user),
+        user_agent: own(msg.user_agent),
+        server: own(msg.server),
+        reason: msg.reason.as_ref().map(|r| r.raw.normalized().into_owned()),
+        content_type: own(msg.content_type),
+        via_branch: own(msg.via_branch()),
+        aleg_id: own(msg.aleg_id),
+        custom_headers: msg
+            .custom_headers
+            .iter()
+            .map(|h| (h.name.to_string(), h.value.normalized().into_owned()))
+            .collect(),
+        sdp_media,
+    }
+}
+
+/// The searchable JSON form of a non-SIP payload. JSON payloads (RTCP JSON, DNS JSON, event
+/// reports) are kept byte-for-byte; binary RTCP becomes the HOMER RTCP JSON shape, so both RTCP
+/// forms are searched alike; binary DNS and log lines become their decoded form. Payloads that
+/// fail their decoder or are opaque binary get none (the raw bytes are stored regardless).
+fn payload_json(hep_type: u8, payload: &[u8]) -> Option<String> {
+    match payload::parse(hep_type, payload) {
+        Parsed::Json(_)
+        | Parsed::Rtcp {
+            format: payload::RtcpFormat::Json,
+            ..
+        } => std::str::from_utf8(payload)
+            .ok()
+            .map(|s| s.trim().to_owned()),
+        Parsed::Rtcp { report, .. } => Some(payload::rtcp::to_json(&report).to_string()),
+        Parsed::Dns(message) => serde_json::to_string(&message).ok(),
+        Parsed::Log(record) => serde_json::to_string(&record).ok(),
+        Parsed::Binary(_) | Parsed::Invalid { .. } | Parsed::NotHandled { .. } => None,
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The shared per-packet pipeline: one per collector, used by every receive thread and task.
+pub struct Pipeline {
+    enricher: Enricher,
+    dedup: Deduplicator,
+    metrics: Arc<Metrics>,
+    ingress: Arc<Ingress>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Assembles the pipeline.
+    pub(crate) fn new(
+        cfg: &PipelineConfig,
+        metrics: Arc<Metrics>,
+        ingress: Arc<Ingress>,
+    ) -> Result<Pipeline, sip::ConfigError> {
+        Ok(Pipeline {
+            enricher: Enricher::new(cfg)?,
+            dedup: Deduplicator::new(
+                Duration::from_millis(cfg.dedup_window_ms),
+                cfg.dedup_max_entries,
+            ),
+            metrics,
+            ingress,
+        })
+    }
+
+    /// Processes one HEP message received over `transport` at `received_us` (wall clock) /
+    /// `now` (monotonic, for dedup). Every packet is counted exactly once.
+    pub fn process(
+        &self,
+        bytes: &[u8],
+        transport: Transport,
+        auth: Option<&AuthKey>,
+        received_us: i64,
+        now: Instant,
+    ) -> Outcome {
+        let packet = match hep::decode(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                let kind = InvalidKind::of(&e);
+                self.metrics.packet_undecodable(transport, kind);
+                return Outcome::Invalid(kind);
+            }
+        };
+        let hep_type = packet.proto_type.unwrap_or(0);
+        // The node label: chunk 0x0013, else the capture id; formatted without allocating for
+        // the common (numeric) case.
+        let mut id_buf = itoa_buf();
+        let node_label: Cow<'_, str> = match packet.node_name {
+            Some(n) if !n.is_empty() => String::from_utf8_lossy(n),
+            _ => Cow::Borrowed(format_u32(
+                packet.capture_id_normalized().unwrap_or(0),
+                &mut id_buf,
+            )),
+        };
+        self.metrics
+            .packet_received(transport, hep_type, &node_label);
+        if let Some(key) = auth {
+            if !key.matches(packet.auth_key) {
+                self.metrics.auth_failed();
+                return Outcome::AuthFailed;
+            }
+        }
+        let payload = match self.enricher.payload(&packet) {
+            Ok(p) => p,
+            Err(kind) => {
+                self.metrics.invalid(kind, 1);
+                return Outcome::Invalid(kind);
+            }
+        };
+        let src = packet.src_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let dst = packet.dst_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let fp = fingerprint(
+            src,
+            packet.src_port.unwrap_or(0),
+            dst,
+            packet.dst_port.unwrap_or(0),
+            &payload,
+        );
+        if self.dedup.is_duplicate(fp, now) {
+            self.metrics.deduplicated();
+            return Outcome::Duplicate;
+        }
+        if let Some(rule) = self.enricher.rules.check_header(hep_type, src, dst) {
+            self.metrics.discarded(rule);
+            return Outcome::Discarded(rule);
+        }
+        match self.enricher.enrich(&packet, &payload, received_us) {
+            Enriched::Discarded(rule) => {
+                self.metrics.discarded(rule);
+                Outcome::Discarded(rule)
+            }
+            Enriched::Record(record) => {
+                self.ingress.submit(*record);
+                Outcome::Accepted
+            }
+        }
+    }
+}
+
+fn itoa_buf() -> [u8; 10] {
+    [0; 10]
+}
+
+/// Formats `n` into `buf` as decimal ASCII without allocating.
+fn format_u32(mut n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        let mut b = itoa_buf();
+        assert_eq!(format_u32(0, &mut b), "0");
+        let mut b = itoa_buf();
+        assert_eq!(format_u32(2001, &mut b), "2001");
+        let mut b = itoa_buf();
+        assert_eq!(format_u32(u32::MAX, &mut b), "4294967295");
+    }
+
+    fn hep(payload: &[u8], proto: u8) -> Vec<u8> {
+        hep::HepMessage {
+            ip_family: Some(hep::FAMILY_IPV4),
+            ip_proto: Some(17),
+            src_ip: Some("10.0.0.1".parse().expect("ip")),
+            dst_ip: Some("10.0.0.2".parse().expect("ip")),
+            src_port: Some(5060),
+            dst_port: Some(5070),
+            ts_sec: Some(1_700_000_000),
+            ts_usec: Some(5),
+            proto_type: Some(proto),
+            capture_id: Some(7),
+            payload: Some(payload.to_vec()),
+            ..Default::default()
+        }
+        .encode_to_vec()
+        .expect("encode")
+    }
+
+    const MESSAGE: &[u8] = b"MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\nCall-ID: m1@x\r\nCSeq: 1 MESSAGE\r\nX-CID: aleg-1\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nsecret";
+
+    #[test]
+    fn enrich_sip_with_aleg_and_censor() {
+        let cfg = PipelineConfig {
+            aleg_headers: vec![sip::AlegRule::header("X-CID")],
+            custom_headers: vec!["X-CID".into()],
+            rules: crate::config::RulesConfig {
+                censor_body_methods: vec!["message".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = Enricher::new(&cfg).expect("enricher");
+        let wire = hep(MESSAGE, 1);
+        let p = hep::decode(&wire).expect("decode");
+        let Enriched::Record(r) = e.enrich(&p, p.payload.expect("payload"), 42) else {
+            panic!("discarded")
+        };
+        assert_eq!(r.time_us, 1_700_000_000_000_005);
+        assert_eq!(r.received_us, 42);
+        assert_eq!(r.sid, "m1@x");
+        assert_eq!(r.correlation_id.as_deref(), Some("aleg-1"));
+        assert_eq!(r.node.as_deref(), Some("7"));
+        assert_eq!(r.profile, Profile::Default);
+        let sip = r.sip.as_ref().expect("sip");
+        assert_eq!(sip.method, "MESSAGE");
+        assert_eq!(sip.cseq.as_deref(), Some("1 MESSAGE"));
+        assert_eq!(sip.from_user.as_deref(), Some("alice"));
+        assert_eq!(sip.custom_headers, vec![("X-CID".into(), "aleg-1".into())]);
+        assert!(r.raw.ends_with(b"\r\n\r\n"), "body censored");
+        assert!(!r.raw.windows(6).any(|w| w == b"secret"));
+        assert!(r.payload_json.is_none());
+    }
+
+    #[test]
+    fn enrich_non_sip() {
+        let e = Enricher::new(&PipelineConfig::default()).expect("enricher");
+        let json = br#"{"ssrc":1,"type":201}"#;
+        let mut msg = hep::decode(&hep(json, 5)).expect("decode").to_message();
+        msg.correlation_id = Some(b"call-9".to_vec());
+        msg.node_name = Some(b"rtpengine".to_vec());
+        let wire = msg.encode_to_vec().expect("encode");
+        let p = hep::decode(&wire).expect("decode");
+        let Enriched::Record(r) = e.enrich(&p, p.payload.expect("payload"), 0) else {
+            panic!("discarded")
+        };
+        assert_eq!(r.sid, "call-9");
+        assert_eq!(r.correlation_id.as_deref(), Some("call-9"));
+        assert_eq!(r.node.as_deref(), Some("rtpengine"));
+        assert_eq!(r.payload_json.as_deref(), Some(r#"{"ssrc":1,"type":201}"#));
+        assert!(r.sip.is_none());
+        let wire = hep(b"ERROR: boom\n", 100);
+        let p = hep::decode(&wire).expect("decode");
+        let Enriched::Record(r) = e.enrich(&p, p.payload.expect("payload"), 0) else {
+            panic!("discarded")
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(r.payload_json.as_deref().expect("json")).expect("valid");
+        assert_eq!(v["text"], "ERROR: boom");
+        assert_eq!(r.sid, "");
+    }
+
+    #[test]
+    fn method_discard() {
+        let cfg = PipelineConfig {
+            rules: crate::config::RulesConfig {
+                discard_methods: vec!["MESSAGE".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = Enricher::new(&cfg).expect("enricher");
+        let wire = hep(MESSAGE, 1);
+        let p = hep::decode(&wire).expect("decode");
+        assert!(matches!(
+            e.enrich(&p, p.payload.expect("payload"), 0),
+            Enriched::Discarded(DiscardRule::Method)
+        ));
+    }
+}

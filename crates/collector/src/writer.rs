@@ -1,0 +1,637 @@
+//! From the receive threads to the store without losing data.
+//!
+//! ```text
+//! receivers ──try_send──► bounded queue ──► writer thread(s) ──insert_batch──► Store
+//!     │ queue full                              │ store error / store marked down
+//!     ▼                                         ▼
+//!  overflow buffer ──(batch full / tick)──►  spool (on disk) ──► replayer ──insert_batch──► Store
+//! ```
+//!
+//! * The queue is bounded (`writer.queue_capacity` records). A receiver never blocks: when the
+//!   queue is full the record goes to a small overflow buffer that is written to the spool as a
+//!   batch, so a slow store turns into spool traffic instead of packet loss.
+//! * A writer collects up to `writer.batch_size` records or waits at most
+//!   `writer.max_batch_delay_ms`, then calls `insert_batch`. When that fails as a whole the batch
+//!   is spooled and the store is marked down; while it is down writers spool directly and only
+//!   the replayer probes the store (with exponential backoff), so a dead database is not
+//!   hammered.
+//! * The replayer feeds spooled batches back oldest first, acknowledging each only after the
+//!   store took it, so a crash during replay at worst stores a batch twice, never loses one.
+//! * Only when the spool refuses (full, or failing) are records dropped: counted, and logged at
+//!   most once a second.
+//!
+//! Spool entries are `[format version u8][record count u32 LE][postcard Vec<Record>]`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use store::{Record, Store};
+
+use crate::metrics::{InvalidKind, Metrics, ProbedGauges};
+
+/// Version byte of the spool entry format.
+const SPOOL_FORMAT_V1: u8 = 1;
+/// Bytes before the postcard body of a spool entry.
+const SPOOL_HEADER_LEN: usize = 5;
+/// First backoff after the store failed.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest backoff between store probes.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Why the spool refused an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolFailure {
+    /// The spool reached its size limit.
+    #[error("spool full")]
+    Full,
+    /// Anything else (I/O, corruption).
+    #[error("spool error: {0}")]
+    Other(String),
+}
+
+/// What the writers need from a spool: a FIFO of opaque byte entries with explicit
+/// acknowledgement. Implemented for the on-disk `spool::Spool` and by [`MemorySpool`].
+pub trait BatchSpool: Send {
+    /// Appends an entry at the tail.
+    fn append(&mut self, entry: &[u8]) -> Result<(), SpoolFailure>;
+    /// The oldest unacknowledged entry, if any (the same one until it is acknowledged).
+    fn peek(&mut self) -> Result<Option<Vec<u8>>, SpoolFailure>;
+    /// Acknowledges (removes) the entry the last [`BatchSpool::peek`] returned.
+    fn ack_peeked(&mut self) -> Result<(), SpoolFailure>;
+    /// Bytes held.
+    fn bytes(&self) -> u64;
+    /// Entries held.
+    fn len(&self) -> u64;
+    /// True when no entry is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Forces appended data to disk if the fsync policy says it is time (called periodically).
+    fn sync_if_due(&mut self) -> Result<(), SpoolFailure> {
+        Ok(())
+    }
+    /// Forces appended data to disk now (called at shutdown).
+    fn sync(&mut self) -> Result<(), SpoolFailure> {
+        Ok(())
+    }
+}
+
+/// A bounded in-memory spool: for tests, and for deployments that accept losing the spooled
+/// backlog on a crash.
+#[derive(Debug, Default)]
+pub struct MemorySpool {
+    entries: VecDeque<Vec<u8>>,
+    bytes: u64,
+    max_bytes: u64,
+}
+
+impl MemorySpool {
+    /// A spool holding at most `max_bytes` of entries.
+    pub fn new(max_bytes: u64) -> MemorySpool {
+        MemorySpool {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+}
+
+impl BatchSpool for MemorySpool {
+    fn append(&mut self, entry: &[u8]) -> Result<(), SpoolFailure> {
+        let len = entry.len() as u64;
+        if self.bytes + len > self.max_bytes {
+            return Err(SpoolFailure::Full);
+        }
+        self.bytes += len;
+        self.entries.push_back(entry.to_vec());
+        Ok(())
+    }
+    fn peek(&mut self) -> Result<Option<Vec<u8>>, SpoolFailure> {
+        Ok(self.entries.front().cloned())
+    }
+    fn ack_peeked(&mut self) -> Result<(), SpoolFailure> {
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= e.len() as u64;
+        }
+        Ok(())
+    }
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+    fn len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+}
+
+/// Observes every record the store accepted (after each successful batch). The hook for RFC
+/// 6076 KPIs, Loki export and HEP forwarding: implementations must be quick (hand work off to
+/// their own queue) because they run on the writer threads.
+pub trait RecordObserver: Send + Sync {
+    /// Called with the records of one batch that the store stored (rejected rows excluded).
+    fn on_stored(&self, records: &[Record]);
+}
+
+/// Encodes a batch as a spool entry.
+pub fn encode_batch(batch: &[Record]) -> Result<Vec<u8>, postcard::Error> {
+    let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(SPOOL_HEADER_LEN + batch.len() * 600);
+    out.push(SPOOL_FORMAT_V1);
+    out.extend_from_slice(&count.to_le_bytes());
+    postcard::to_io(batch, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a spool entry. On failure returns the record count from the header (0 if even that
+/// is unreadable) so the loss can be accounted.
+pub fn decode_batch(entry: &[u8]) -> Result<Vec<Record>, u64> {
+    let count = entry
+        .get(1..SPOOL_HEADER_LEN)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| u64::from(u32::from_le_bytes(b)));
+    if entry.first() != Some(&SPOOL_FORMAT_V1) {
+        return Err(count);
+    }
+    let body = entry.get(SPOOL_HEADER_LEN..).ok_or(count)?;
+    postcard::from_bytes::<Vec<Record>>(body).map_err(|_| count)
+}
+
+/// Rate limiter for warnings: at most one per second.
+#[derive(Debug)]
+struct WarnEvery {
+    last: Mutex<Option<Instant>>,
+}
+
+impl WarnEvery {
+    fn new() -> WarnEvery {
+        WarnEvery {
+            last: Mutex::new(None),
+        }
+    }
+    fn ready(&self) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        match *last {
+            Some(t) if now.duration_since(t) < Duration::from_secs(1) => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// The store's health as the writers see it.
+#[derive(Debug)]
+struct Health {
+    down: AtomicBool,
+    state: Mutex<(Instant, Duration)>,
+}
+
+impl Health {
+    fn new() -> Health {
+        Health {
+            down: AtomicBool::new(false),
+            state: Mutex::new((Instant::now(), BACKOFF_MIN)),
+        }
+    }
+    fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+    fn mark_down(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            let backoff = if self.down.load(Ordering::Acquire) {
+                (s.1 * 2).min(BACKOFF_MAX)
+            } else {
+                BACKOFF_MIN
+            };
+            *s = (Instant::now() + backoff, backoff);
+        }
+        self.down.store(true, Ordering::Release);
+    }
+    fn mark_up(&self) {
+        self.down.store(false, Ordering::Release);
+    }
+    fn retry_due(&self) -> bool {
+        self.state.lock().map_or(true, |s| Instant::now() >= s.0)
+    }
+}
+
+/// Shared state between receivers, writers and the replayer.
+pub(crate) struct Ingress {
+    tx: Sender<Record>,
+    rx: Receiver<Record>,
+    overflow: Mutex<Vec<Record>>,
+    spool: Option<Mutex<Box<dyn BatchSpool>>>,
+    store: Arc<dyn Store>,
+    observers: Vec<Arc<dyn RecordObserver>>,
+    metrics: Arc<Metrics>,
+    health: Health,
+    batch_size: usize,
+    max_delay: Duration,
+    closed: AtomicBool,
+    spool_warn: WarnEvery,
+    store_warn: WarnEvery,
+    spool_bytes: AtomicU64,
+    spool_len: AtomicU64,
+}
+
+impl Ingress {
+    pub(crate) fn new(
+        capacity: usize,
+        batch_size: usize,
+        max_delay: Duration,
+        store: Arc<dyn Store>,
+        spool: Option<Box<dyn BatchSpool>>,
+        observers: Vec<Arc<dyn RecordObserver>>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Ingress> {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let (bytes, len) = spool.as_ref().map_or((0, 0), |s| (s.bytes(), s.len()));
+        let ingress = Arc::new(Ingress {
+            tx,
+            rx,
+            overflow: Mutex::new(Vec::new()),
+            spool: spool.map(Mutex::new),
+            store,
+            observers,
+            metrics: metrics.clone(),
+            health: Health::new(),
+            batch_size,
+            max_delay,
+            closed: AtomicBool::new(false),
+            spool_warn: WarnEvery::new(),
+            store_warn: WarnEvery::new(),
+            spool_bytes: AtomicU64::new(bytes),
+            spool_len: AtomicU64::new(len),
+        });
+        let weak = Arc::downgrade(&ingress);
+        metrics.set_probe(Box::new(move || {
+            weak.upgrade()
+                .map_or_else(ProbedGauges::default, |i| ProbedGauges {
+                    queue_depth: (i.rx.len() + i.overflow.lock().map_or(0, |o| o.len())) as u64,
+                    spool_bytes: i.spool_bytes.load(Ordering::Relaxed),
+                    spool_batches: i.spool_len.load(Ordering::Relaxed),
+                })
+        }));
+        ingress
+    }
+
+    /// Hands a record to the writers without blocking.
+    pub(crate) fn submit(&self, record: Record) {
+        let record = match self.tx.try_send(record) {
+            Ok(()) => return,
+            Err(TrySendError::Full(r) | TrySendError::Disconnected(r)) => r,
+        };
+        let full = {
+            let Ok(mut overflow) = self.overflow.lock() else {
+                self.metrics.dropped(1);
+                return;
+            };
+            overflow.push(record);
+            if overflow.len() >= self.batch_size {
+                Some(std::mem::take(&mut *overflow))
+            } else {
+                None
+            }
+        };
+        if let Some(batch) = full {
+            self.spool_batch(&batch);
+        }
+    }
+
+    /// Writes the overflow buffer to the spool.
+    fn flush_overflow(&self) {
+        let batch = match self.overflow.lock() {
+            Ok(mut o) if !o.is_empty() => std::mem::take(&mut *o),
+            _ => return,
+        };
+        self.spool_batch(&batch);
+    }
+
+    fn refresh_spool_gauges(&self, spool: &dyn BatchSpool) {
+        self.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+        self.spool_len.store(spool.len(), Ordering::Relaxed);
+    }
+
+    /// Appends a batch to the spool; on failure the records are dropped (counted).
+    fn spool_batch(&self, batch: &[Record]) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len() as u64;
+        let Some(spool) = &self.spool else {
+            self.drop_records(n, "no spool configured");
+            return;
+        };
+        let entry = match encode_batch(batch) {
+            Ok(e) => e,
+            Err(e) => {
+                self.drop_records(n, &format!("cannot encode batch: {e}"));
+                return;
+            }
+        };
+        let Ok(mut spool) = spool.lock() else {
+            self.drop_records(n, "spool lock poisoned");
+            return;
+        };
+        match spool.append(&entry) {
+            Ok(()) => {
+                self.metrics.spooled(n);
+                self.refresh_spool_gauges(spool.as_ref());
+            }
+            Err(SpoolFailure::Full) => self.drop_records(n, "spool full"),
+            Err(SpoolFailure::Other(e)) => self.drop_records(n, &e),
+        }
+    }
+
+    fn drop_records(&self, n: u64, why: &str) {
+        self.metrics.dropped(n);
+        if self.spool_warn.ready() {
+            tracing::warn!(
+                records = n,
+                reason = why,
+                total_dropped = self.metrics.accounting().dropped,
+                "dropping records: the store is behind or down and the spool cannot take them"
+            );
+        }
+    }
+
+    /// One `insert_batch` call with metrics and observers; `Err` when the store failed as a whole.
+    fn insert(&self, batch: &[Record]) -> Result<(), store::StoreError> {
+        let started = Instant::now();
+        let result = self.store.insert_batch(batch);
+        self.metrics.store_batch(started.elapsed(), result.is_ok());
+        let outcome = result?;
+        let rejected = outcome.rejected.len() as u64;
+        self.metrics
+            .stored(batch.len() as u64 - rejected.min(batch.len() as u64));
+        if rejected > 0 {
+            self.metrics.invalid(InvalidKind::StoreRejected, rejected);
+            if self.store_warn.ready() {
+                if let Some((i, why)) = outcome.rejected.first() {
+                    tracing::warn!(row = i, reason = %why, rejected, "store rejected rows");
+                }
+            }
+        }
+        if !self.observers.is_empty() {
+            if rejected == 0 {
+                for o in &self.observers {
+                    o.on_stored(batch);
+                }
+            } else {
+                let mut skip = vec![false; batch.len()];
+                for (i, _) in &outcome.rejected {
+                    if let Some(s) = skip.get_mut(*i) {
+                        *s = true;
+                    }
+                }
+                let kept: Vec<Record> = batch
+                    .iter()
+                    .zip(&skip)
+                    .filter(|(_, s)| !**s)
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                for o in &self.observers {
+                    o.on_stored(&kept);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a batch: to the store when it is up, to the spool otherwise or on failure.
+    fn write(&self, batch: &[Record]) {
+        if batch.is_empty() {
+            return;
+        }
+        if self.health.is_down() {
+            self.spool_batch(batch);
+            return;
+        }
+        if let Err(e) = self.insert(batch) {
+            if self.store_warn.ready() {
+                tracing::warn!(error = %e, records = batch.len(), "store write failed; spooling");
+            }
+            self.health.mark_down();
+            self.spool_batch(batch);
+        }
+    }
+
+    /// Replays the oldest spooled batch. Returns true when it made progress.
+    fn replay_one(&self) -> bool {
+        let Some(spool) = &self.spool else {
+            return false;
+        };
+        let entry = {
+            let Ok(mut s) = spool.lock() else {
+                return false;
+            };
+            match s.peek() {
+                Ok(Some(e)) => e,
+                Ok(None) => return false,
+                Err(e) => {
+                    if self.spool_warn.ready() {
+                        tracing::warn!(error = %e, "cannot read the spool");
+                    }
+                    return false;
+                }
+            }
+        };
+        let batch = match decode_batch(&entry) {
+            Ok(b) => b,
+            Err(count) => {
+                tracing::error!(records = count, "corrupt spool entry skipped");
+                self.metrics.replayed(count);
+                self.metrics.dropped(count);
+                self.ack(spool);
+                return true;
+            }
+        };
+        match self.insert(&batch) {
+            Ok(()) => {
+                self.metrics.replayed(batch.len() as u64);
+                self.health.mark_up();
+                self.ack(spool);
+                true
+            }
+            Err(e) => {
+                if self.store_warn.ready() {
+                    tracing::warn!(error = %e, "store still failing; replay postponed");
+                }
+                self.health.mark_down();
+                false
+            }
+        }
+    }
+
+    fn ack(&self, spool: &Mutex<Box<dyn BatchSpool>>) {
+        if let Ok(mut s) = spool.lock() {
+            if let Err(e) = s.ack_peeked() {
+                tracing::error!(error = %e, "cannot acknowledge a replayed spool entry");
+            }
+            self.refresh_spool_gauges(s.as_ref());
+        }
+    }
+
+    fn spool_is_empty(&self) -> bool {
+        self.spool_len.load(Ordering::Relaxed) == 0
+    }
+
+    /// Marks the inputs closed: writers exit once the queue is empty.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// The body of a writer thread.
+    pub(crate) fn run_writer(&self) {
+        let mut batch: Vec<Record> = Vec::with_capacity(self.batch_size);
+        let poll = self.max_delay.min(Duration::from_millis(50));
+        loop {
+            let deadline = Instant::now() + self.max_delay;
+            while batch.len() < self.batch_size {
+                // Take what is queued without waiting, then wait up to the deadline.
+                match self.rx.try_recv() {
+                    Ok(r) => {
+                        batch.push(r);
+                        continue;
+                    }
+                    Err(_) if self.closed.load(Ordering::Acquire) => break,
+                    Err(_) => {}
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                match self.rx.recv_timeout((deadline - now).min(poll)) {
+                    Ok(r) => batch.push(r),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.write(&batch);
+                batch.clear();
+            } else if self.closed.load(Ordering::Acquire) && self.rx.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// The body of the replayer thread: flushes the overflow buffer every batch delay and feeds
+    /// spooled batches back into the store. Returns when `stop` is set.
+    pub(crate) fn run_replayer(&self, stop: &AtomicBool) {
+        let tick = self.max_delay.min(Duration::from_millis(50));
+        let mut last_flush = Instant::now();
+        while !stop.load(Ordering::Acquire) {
+            if last_flush.elapsed() >= self.max_delay {
+                self.flush_overflow();
+                self.sync_spool(false);
+                last_flush = Instant::now();
+            }
+            if self.spool_is_empty() {
+                // Nothing to replay to probe the store with: let the writers try it again once
+                // the backoff has passed.
+                if self.health.is_down() && self.health.retry_due() {
+                    self.health.mark_up();
+                }
+                std::thread::sleep(tick);
+                continue;
+            }
+            if self.health.is_down() && !self.health.retry_due() {
+                std::thread::sleep(tick);
+                continue;
+            }
+            if !self.replay_one() {
+                std::thread::sleep(tick);
+            }
+        }
+    }
+
+    /// Final flush at shutdown, after the writers have exited: the overflow buffer goes to the
+    /// store when it is up, else to the spool.
+    pub(crate) fn finish(&self) {
+        let batch = match self.overflow.lock() {
+            Ok(mut o) => std::mem::take(&mut *o),
+            Err(_) => Vec::new(),
+        };
+        self.write(&batch);
+        self.sync_spool(true);
+    }
+
+    fn sync_spool(&self, now: bool) {
+        let Some(spool) = &self.spool else {
+            return;
+        };
+        if let Ok(mut s) = spool.lock() {
+            let result = if now { s.sync() } else { s.sync_if_due() };
+            if let Err(e) = result {
+                if self.spool_warn.ready() {
+                    tracing::warn!(error = %e, "spool sync failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn record(i: u32) -> Record {
+        Record {
+            time_us: i64::from(i),
+            received_us: 1,
+            hep_type: 1,
+            hep_version: 3,
+            ip_family: 2,
+            ip_proto: 17,
+            src_ip: IpAddr::from([10, 0, 0, 1]),
+            src_port: 5060,
+            dst_ip: "2001:db8::1".parse().expect("ip"),
+            dst_port: 5060,
+            capture_id: i,
+            node: Some("n".into()),
+            correlation_id: None,
+            sid: format!("call-{i}"),
+            profile: store::Profile::Call,
+            sip: Some(store::SipFields {
+                method: "INVITE".into(),
+                custom_headers: vec![("X".into(), "y".into())],
+                ..Default::default()
+            }),
+            payload_json: Some("{}".into()),
+            raw: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn spool_codec_round_trip_and_corruption() {
+        let batch: Vec<Record> = (0..3).map(record).collect();
+        let entry = encode_batch(&batch).expect("encode");
+        assert_eq!(decode_batch(&entry).expect("decode"), batch);
+        let mut bad = entry.clone();
+        bad.truncate(20);
+        assert_eq!(decode_batch(&bad), Err(3));
+        assert_eq!(decode_batch(&[]), Err(0));
+        assert_eq!(decode_batch(&[9, 3, 0, 0, 0]), Err(3));
+    }
+
+    #[test]
+    fn memory_spool_is_bounded_fifo() {
+        let mut s = MemorySpool::new(10);
+        s.append(b"abcd").expect("fits");
+        s.append(b"efgh").expect("fits");
+        assert!(matches!(s.append(b"ijk"), Err(SpoolFailure::Full)));
+        assert_eq!(s.peek().expect("peek").as_deref(), Some(&b"abcd"[..]));
+        s.ack_peeked().expect("ack");
+        assert_eq!(s.bytes(), 4);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.peek().expect("peek").as_deref(), Some(&b"efgh"[..]));
+    }
+}

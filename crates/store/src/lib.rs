@@ -1,0 +1,20 @@
+//! hepstack storage.
+//!
+//! This crate owns the backend-neutral [`Record`] (what the collector stores for every HEP
+//! packet), the query model ([`MessageFilter`], [`Page`], [`CallSummary`]) and the [`Store`]
+//! trait every backend implements: the embedded SQLite store (the default), PostgreSQL in the
+//! HOMER 7 schema, and later ClickHouse. Only this crate knows SQL; the collector and the web
+//! crate talk to `dyn Store`.
+//!
+//! The trait is synchronous on purpose: backends are driven from dedicated writer threads
+//! (batches) and from `spawn_blocking` in the HTTP server, so a backend may use blocking
+//! drivers (rusqlite, `postgres`) without dragging an async runtime into this crate.
+//!
+//! [`sqlite::SqliteStore`] is the embedded backend: time-partitioned SQLite files in a data
+//! directory, see the [`sqlite`] module for its layout, durability and query costs.
+
+mod model;
+pub mod sqlite;
+
+pub use model::*;
+pub use sqlite::{SqliteConfig, SqliteStore};

@@ -1,0 +1,192 @@
+//! Configuration of the embedded SQLite store.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Profile;
+
+/// How much time one partition file covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionSpan {
+    /// One file per UTC hour (`2026-11-23T14.r7.db`): small B-trees that stay in cache while
+    /// written, fine-grained retention, and time-bounded queries open little data.
+    Hour,
+    /// One file per UTC day (`2026-11-23.r7.db`): 24× fewer files for long retention.
+    Day,
+}
+
+impl PartitionSpan {
+    /// Length of one partition in microseconds.
+    pub fn micros(self) -> i64 {
+        match self {
+            PartitionSpan::Hour => 3_600_000_000,
+            PartitionSpan::Day => 86_400_000_000,
+        }
+    }
+}
+
+/// How the raw payload is compressed at rest. Every stored blob carries its own codec tag, so
+/// changing this setting never makes older partitions unreadable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawCompression {
+    /// Stored as received.
+    None,
+    /// LZ4 block format (`lz4_flex`): very cheap on the insert path, ~1.5–2× on SIP.
+    Lz4,
+    /// Zstandard at [`SqliteConfig::zstd_level`]: smaller (~2–3× on SIP), more CPU per row.
+    Zstd,
+}
+
+/// Secondary indexes a partition can carry. The time and Call-ID (`sid`) indexes are always
+/// built because paging, calls and call flows depend on them; each of these costs insert speed
+/// (see the store benchmark) and makes its filter an index lookup instead of a scan of the
+/// partitions in the time window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexKind {
+    /// Correlation ids that differ from the `sid` (partial index: SIP A-legs whose correlation
+    /// id is their own Call-ID are found through the `sid` index instead).
+    Correlation,
+    /// A-leg ids taken from X-CID-like headers (partial: only rows that have one).
+    Aleg,
+    /// From user (partial: SIP rows only).
+    FromUser,
+    /// To user (partial: SIP rows only).
+    ToUser,
+    /// Request-URI user (partial: requests only).
+    RuriUser,
+    /// Source IP.
+    SrcIp,
+    /// Destination IP.
+    DstIp,
+    /// SIP method / status code, case-insensitive.
+    Method,
+    /// Node name.
+    Node,
+}
+
+impl IndexKind {
+    /// Every optional index, in DDL order.
+    pub const ALL: [IndexKind; 9] = [
+        IndexKind::Correlation,
+        IndexKind::Aleg,
+        IndexKind::FromUser,
+        IndexKind::ToUser,
+        IndexKind::RuriUser,
+        IndexKind::SrcIp,
+        IndexKind::DstIp,
+        IndexKind::Method,
+        IndexKind::Node,
+    ];
+}
+
+/// Retention overrides per heplify-server profile; `None` falls back to
+/// [`SqliteConfig::retention_days`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileRetention {
+    /// Days to keep `call` rows (INVITE dialogs).
+    pub call: Option<u32>,
+    /// Days to keep `registration` rows (REGISTER), usually the bulk of the traffic.
+    pub registration: Option<u32>,
+    /// Days to keep `default` rows (OPTIONS, NOTIFY, non-SIP).
+    pub default: Option<u32>,
+}
+
+impl ProfileRetention {
+    /// The override for a profile, if configured.
+    pub fn get(&self, profile: Profile) -> Option<u32> {
+        match profile {
+            Profile::Call => self.call,
+            Profile::Registration => self.registration,
+            Profile::Default => self.default,
+        }
+    }
+}
+
+/// Configuration of [`super::SqliteStore`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    /// Directory holding the catalog (`catalog.db`) and the partition files; created if missing.
+    pub data_dir: PathBuf,
+    /// Time covered by one partition file. Hour is the default: in the store benchmark inserts
+    /// are at least as fast as with day files (the B-trees being written stay smaller), and
+    /// time-bounded queries, bucketed index probes and retention touch 24× less data.
+    /// Partitions written with another span stay readable.
+    pub partition_span: PartitionSpan,
+    /// Days a partition is kept after its period ended; 0 keeps data forever (only the size
+    /// limit removes it). A partition keeps the retention it was created with (it is part of
+    /// its file name), so lowering this applies to partitions created afterwards.
+    pub retention_days: u32,
+    /// Per-profile overrides of `retention_days`.
+    pub retention_by_profile: ProfileRetention,
+    /// Per-HEP-type overrides (key: HEP proto type as text, e.g. `"5"` for RTCP, `"100"` for
+    /// logs); they win over the profile overrides. Rows with different retention go to
+    /// different partition files so that retention always removes whole files.
+    pub retention_by_hep_type: BTreeMap<String, u32>,
+    /// Upper bound of the total size on disk in bytes; when exceeded, retention drops the
+    /// oldest partitions (never the newest one). 0 means no limit: the default, because only
+    /// the operator knows how much of the disk the store may take; age retention still applies.
+    pub max_total_bytes: u64,
+    /// Compression of the raw payload at rest (byte-exact round trip in every mode). LZ4 is
+    /// the default: on single ~430-byte SIP messages zstd (no dictionary) saves only ~40 more
+    /// bytes per row than LZ4 (305 vs 344 stored bytes) for markedly more CPU per insert.
+    pub compression: RawCompression,
+    /// Zstandard level used when `compression` is `zstd` (1 = fastest).
+    pub zstd_level: i32,
+    /// Largest raw payload accepted, in bytes; bigger rows are rejected one by one. Also caps
+    /// decompression when reading.
+    pub max_raw_bytes: usize,
+    /// Partitions kept open at once (each holds a writer and up to four reader connections).
+    pub max_open_partitions: usize,
+    /// Files a partition period may be split into so that concurrent writer threads do not
+    /// wait for one another (SQLite has one writer per file). A second shard file is created
+    /// only when two batches for the same period are written at the same time.
+    pub write_shards: u8,
+    /// Optional secondary indexes built in new partitions (time and Call-ID are always built).
+    pub indexes: Vec<IndexKind>,
+    /// Page cache of each writer connection in KiB. The indexes of the partition being
+    /// written should fit, or every insert reads index pages back from the OS; the cache grows
+    /// only as pages are touched, and only recently written partitions have a writer open.
+    pub writer_cache_kib: u32,
+    /// Largest number of distinct calls one `calls` query may gather before paging (memory
+    /// bound); a query over more answers `InvalidQuery` asking for a narrower window.
+    pub max_calls_scan: usize,
+    /// Largest number of messages one call flow may return (memory bound).
+    pub max_flow_messages: usize,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            data_dir: PathBuf::from("./hepstack-data"),
+            partition_span: PartitionSpan::Hour,
+            retention_days: 7,
+            retention_by_profile: ProfileRetention::default(),
+            retention_by_hep_type: BTreeMap::new(),
+            max_total_bytes: 0,
+            compression: RawCompression::Lz4,
+            zstd_level: 1,
+            max_raw_bytes: 16 * 1024 * 1024,
+            max_open_partitions: 64,
+            write_shards: 2,
+            indexes: vec![
+                IndexKind::Correlation,
+                IndexKind::Aleg,
+                IndexKind::FromUser,
+                IndexKind::ToUser,
+                IndexKind::RuriUser,
+                IndexKind::SrcIp,
+                IndexKind::DstIp,
+            ],
+            writer_cache_kib: 128 * 1024,
+            max_calls_scan: 2_000_000,
+            max_flow_messages: 200_000,
+        }
+    }
+}

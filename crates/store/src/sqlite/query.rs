@@ -1,0 +1,840 @@
+//! Queries across partitions: messages, calls and call flows.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use rusqlite::types::Value;
+use rusqlite::Connection;
+
+use super::codec;
+use super::partition::PartKey;
+use super::schema::{self, CallRow};
+use super::SqliteStore;
+use crate::{CallSummary, MessageFilter, Page, StoreError, StoredMessage, MAX_PAGE};
+
+/// Page size when the filter asks for 0.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most Call-IDs one filter or call flow may name (SQLite binds each as a parameter).
+pub const MAX_CALL_IDS: usize = 1000;
+/// Rounds of the call-flow correlation closure.
+const FLOW_ROUNDS: usize = 10;
+/// Ids bound per `IN (…)` list.
+const CHUNK: usize = 500;
+/// Longest JSON path accepted.
+const MAX_JSON_PATH: usize = 256;
+
+/// A parameter of a compiled condition: a value, or a bound of the time buckets the
+/// partition and the window share (known only per partition).
+#[derive(Clone, Debug)]
+enum Param {
+    Value(Value),
+    BucketLo,
+    BucketHi,
+}
+
+/// The time buckets `[lo, hi]` a bucketed index is probed with (see
+/// [`schema::TIME_BUCKET_US`]): a recursive CTE, so the planner turns it into one index seek
+/// per bucket.
+const BUCKETS: &str =
+    "(WITH RECURSIVE b(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM b WHERE x < ?) SELECT x FROM b)";
+
+/// An equality on a column whose index leads with the time bucket.
+fn bucketed_eq(col: &str, value: Value, conds: &mut Vec<String>, params: &mut Vec<Param>) {
+    conds.push(format!("(tb IN {BUCKETS} AND {col} = ?)"));
+    params.extend([Param::BucketLo, Param::BucketHi, Param::Value(value)]);
+}
+
+/// A filter turned into SQL conditions (without the time bounds, which depend on the
+/// partition), with the parameters in placeholder order.
+struct Compiled {
+    from_us: Option<i64>,
+    to_us: Option<i64>,
+    conds: Vec<String>,
+    params: Vec<Param>,
+}
+
+impl Compiled {
+    /// The WHERE clause for one partition: the filter, the time bounds unless the partition
+    /// lies inside them, and `extra` conditions with their parameters.
+    fn where_for(&self, key: &PartKey, extra: &[(&str, Vec<Value>)]) -> (String, Vec<Value>) {
+        let mut conds: Vec<String> = Vec::with_capacity(self.conds.len() + 3);
+        let first = self.from_us.map_or(key.start_us, |f| f.max(key.start_us));
+        let last = self
+            .to_us
+            .map_or(key.end_us(), |t| t.min(key.end_us()))
+            .saturating_sub(1);
+        let (lo, hi) = (schema::time_bucket(first), schema::time_bucket(last));
+        let mut params: Vec<Value> = self
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Value(v) => v.clone(),
+                Param::BucketLo => Value::Integer(lo),
+                Param::BucketHi => Value::Integer(hi),
+            })
+            .collect();
+        conds.extend(self.conds.iter().cloned());
+        time_conds(key, self.from_us, self.to_us, &mut conds, &mut params);
+        for (cond, values) in extra {
+            conds.push((*cond).to_string());
+            params.extend(values.iter().cloned());
+        }
+        let clause = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        (clause, params)
+    }
+}
+
+/// Adds the time-window conditions a partition needs (none when it lies inside the window,
+/// which lets the planner pick the filter's index rather than the time index).
+fn time_conds(
+    key: &PartKey,
+    from_us: Option<i64>,
+    to_us: Option<i64>,
+    conds: &mut Vec<String>,
+    params: &mut Vec<Value>,
+) {
+    if let Some(f) = from_us.filter(|f| key.start_us < *f) {
+        conds.push("time_us >= ?".into());
+        params.push(Value::Integer(f));
+    }
+    if let Some(t) = to_us.filter(|t| key.end_us() > *t) {
+        conds.push("time_us < ?".into());
+        params.push(Value::Integer(t));
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 2);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('?');
+    }
+    s
+}
+
+fn text_values<'a>(ids: impl IntoIterator<Item = &'a String>) -> Vec<Value> {
+    ids.into_iter().map(|s| Value::Text(s.clone())).collect()
+}
+
+fn invalid(msg: impl Into<String>) -> StoreError {
+    StoreError::InvalidQuery(msg.into())
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Converts a field path (`questions[0].name`, optionally prefixed with `payload.`) into an
+/// SQLite JSON path (`$."questions"[0]."name"`). Keys may contain ASCII letters, digits and
+/// `_ - @ :`; anything else (quotes, `$`, wildcards, spaces) is refused.
+pub(crate) fn json_path(path: &str) -> Result<String, StoreError> {
+    let bad = |why: &str| invalid(format!("JSON path `{path}`: {why}"));
+    if path.len() > MAX_JSON_PATH {
+        return Err(bad("too long"));
+    }
+    let rel = path.strip_prefix("payload.").unwrap_or(path);
+    let mut out = String::from("$");
+    let mut depth = 0;
+    for segment in rel.split('.') {
+        let (key, mut rest) = match segment.find('[') {
+            Some(i) => segment.split_at(i),
+            None => (segment, ""),
+        };
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'@' | b':'))
+        {
+            return Err(bad("keys are letters, digits, `_`, `-`, `@` or `:`"));
+        }
+        out.push_str(&format!(".\"{key}\""));
+        depth += 1;
+        while !rest.is_empty() {
+            let inner = rest.strip_prefix('[').ok_or_else(|| bad("expected `[`"))?;
+            let close = inner.find(']').ok_or_else(|| bad("unclosed `[`"))?;
+            let index: u32 = inner[..close]
+                .parse()
+                .map_err(|_| bad("array index must be a number"))?;
+            out.push_str(&format!("[{index}]"));
+            depth += 1;
+            rest = &inner[close + 1..];
+        }
+        if depth > 32 {
+            return Err(bad("too deep"));
+        }
+    }
+    Ok(out)
+}
+
+/// Compiles a filter's non-time conditions.
+fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
+    let mut conds = Vec::new();
+    let mut params = Vec::new();
+    if let (Some(f), Some(t)) = (filter.from_us, filter.to_us) {
+        if f >= t {
+            return Err(invalid(format!("empty time window: from {f} ≥ to {t}")));
+        }
+    }
+    let v = Param::Value;
+    if !filter.call_ids.is_empty() {
+        if filter.call_ids.len() > MAX_CALL_IDS {
+            return Err(invalid(format!(
+                "at most {MAX_CALL_IDS} Call-IDs per query"
+            )));
+        }
+        conds.push(format!("sid IN ({})", placeholders(filter.call_ids.len())));
+        params.extend(text_values(&filter.call_ids).into_iter().map(v));
+    }
+    for (col, value) in [
+        ("from_user", &filter.from_user),
+        ("to_user", &filter.to_user),
+        ("ruri_user", &filter.ruri_user),
+    ] {
+        if let Some(value) = value {
+            bucketed_eq(col, Value::Text(value.clone()), &mut conds, &mut params);
+        }
+    }
+    if let Some(node) = &filter.node {
+        bucketed_eq("node", Value::Text(node.clone()), &mut conds, &mut params);
+    }
+    if let Some(ip) = &filter.ip {
+        // Spelled out per branch so that each can use its own bucketed index.
+        conds.push(format!(
+            "((tb IN {BUCKETS} AND src_ip = ?) OR (tb IN {BUCKETS} AND dst_ip = ?))"
+        ));
+        let ip = Value::Blob(codec::ip_bytes(ip));
+        params.extend([
+            Param::BucketLo,
+            Param::BucketHi,
+            v(ip.clone()),
+            Param::BucketLo,
+            Param::BucketHi,
+            v(ip),
+        ]);
+    }
+    if let Some(ip) = &filter.src_ip {
+        bucketed_eq(
+            "src_ip",
+            Value::Blob(codec::ip_bytes(ip)),
+            &mut conds,
+            &mut params,
+        );
+    }
+    if let Some(ip) = &filter.dst_ip {
+        bucketed_eq(
+            "dst_ip",
+            Value::Blob(codec::ip_bytes(ip)),
+            &mut conds,
+            &mut params,
+        );
+    }
+    if let Some(m) = &filter.method {
+        conds.push(format!("(tb IN {BUCKETS} AND method = ? COLLATE NOCASE)"));
+        params.extend([Param::BucketLo, Param::BucketHi, v(Value::Text(m.clone()))]);
+    }
+    if let Some(t) = filter.hep_type {
+        conds.push("hep_type = ?".into());
+        params.push(v(Value::Integer(i64::from(t))));
+    }
+    if let Some(c) = &filter.correlation_id {
+        // Same-as-sid correlation ids are found through the sid index, the others through the
+        // partial correlation index.
+        conds.push("((sid = ? AND same_ids & 1) OR correlation_id = ?)".into());
+        params.extend([v(Value::Text(c.clone())), v(Value::Text(c.clone()))]);
+    }
+    if let Some(text) = &filter.text {
+        conds.push("raw_contains(raw, raw_len, ?)".into());
+        params.push(v(Value::Blob(text.as_bytes().to_vec())));
+    }
+    for (path, value) in &filter.json {
+        let p = json_path(path)?;
+        // CASE evaluates lazily: rows whose payload is not JSON never reach json_type.
+        conds.push(
+            "(CASE WHEN json_valid(payload_json) THEN (CASE json_type(payload_json, ?) \
+             WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+             ELSE CAST(json_extract(payload_json, ?) AS TEXT) END) END) = ?"
+                .into(),
+        );
+        params.extend([
+            v(Value::Text(p.clone())),
+            v(Value::Text(p)),
+            v(Value::Text(value.clone())),
+        ]);
+    }
+    Ok(Compiled {
+        from_us: filter.from_us,
+        to_us: filter.to_us,
+        conds,
+        params,
+    })
+}
+
+fn page_limit(limit: usize) -> usize {
+    if limit == 0 {
+        DEFAULT_PAGE
+    } else {
+        limit.min(MAX_PAGE)
+    }
+}
+
+fn count(conn: &Connection, clause: &str, params: &[Value]) -> Result<u64, StoreError> {
+    let sql = format!("SELECT count(*) FROM msg{clause}");
+    let n: i64 = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0)))
+        .map_err(db_err)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Running aggregate of one call over its SIP messages.
+#[derive(Clone, Copy, Debug)]
+struct CallAgg {
+    start_us: i64,
+    end_us: i64,
+    count: u64,
+}
+
+impl CallAgg {
+    const EMPTY: CallAgg = CallAgg {
+        start_us: i64::MAX,
+        end_us: i64::MIN,
+        count: 0,
+    };
+
+    fn merge(&mut self, start: i64, end: i64, count: u64) {
+        self.start_us = self.start_us.min(start);
+        self.end_us = self.end_us.max(end);
+        self.count += count;
+    }
+}
+
+/// Bounded per-call state folded from its messages in any order, for a [`CallSummary`].
+#[derive(Default)]
+struct CallFold {
+    /// First message by (time, id).
+    first: Option<CallRow>,
+    /// First request by (time, id).
+    first_request: Option<CallRow>,
+    /// Latest final reply per CSeq method (upper case): (time, id, status).
+    finals: HashMap<String, (i64, i64, u16)>,
+    /// Earliest 2xx to INVITE.
+    answered_us: Option<i64>,
+    /// Earliest BYE request times (at most [`MAX_BYES`], smallest kept).
+    byes: Vec<i64>,
+    /// First A-leg id, first correlation id differing from the Call-ID (by time).
+    aleg: Option<(i64, String)>,
+    other_correlation: Option<(i64, String)>,
+    nodes: BTreeSet<String>,
+}
+
+const MAX_BYES: usize = 16;
+const MAX_NODES: usize = 64;
+
+fn earlier(a: &CallRow, b: &CallRow) -> bool {
+    (a.time_us, a.id) < (b.time_us, b.id)
+}
+
+fn keep_min(slot: &mut Option<(i64, String)>, time: i64, value: &Option<String>) {
+    if let Some(v) = value {
+        if slot.as_ref().map_or(true, |(t, _)| time < *t) {
+            *slot = Some((time, v.clone()));
+        }
+    }
+}
+
+impl CallFold {
+    fn add(&mut self, row: CallRow) {
+        if let (false, Some(status), Some(method)) = (row.is_request, row.status, &row.cseq_method)
+        {
+            let method = method.to_ascii_uppercase();
+            if status >= 200 {
+                let entry =
+                    self.finals
+                        .entry(method.clone())
+                        .or_insert((row.time_us, row.id, status));
+                if (row.time_us, row.id) > (entry.0, entry.1) {
+                    *entry = (row.time_us, row.id, status);
+                }
+            }
+            if (200..300).contains(&status) && method == "INVITE" {
+                self.answered_us =
+                    Some(self.answered_us.map_or(row.time_us, |t| t.min(row.time_us)));
+            }
+        }
+        if row.is_request
+            && row
+                .method
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case("BYE"))
+        {
+            self.byes.push(row.time_us);
+            self.byes.sort_unstable();
+            self.byes.truncate(MAX_BYES);
+        }
+        keep_min(&mut self.aleg, row.time_us, &row.aleg_id);
+        if row.correlation_id.as_deref() != Some(row.sid.as_str()) {
+            keep_min(
+                &mut self.other_correlation,
+                row.time_us,
+                &row.correlation_id,
+            );
+        }
+        if let Some(node) = &row.node {
+            if self.nodes.len() < MAX_NODES {
+                self.nodes.insert(node.clone());
+            }
+        }
+        if row.is_request
+            && self
+                .first_request
+                .as_ref()
+                .map_or(true, |f| earlier(&row, f))
+        {
+            self.first_request = Some(row.clone());
+        }
+        if self.first.as_ref().map_or(true, |f| earlier(&row, f)) {
+            self.first = Some(row);
+        }
+    }
+
+    fn summary(self, call_id: String, agg: CallAgg) -> CallSummary {
+        let request = self.first_request.as_ref();
+        let method = request.and_then(|r| r.method.clone());
+        let status = method
+            .as_ref()
+            .and_then(|m| self.finals.get(&m.to_ascii_uppercase()))
+            .map(|(_, _, s)| *s);
+        let is_invite = method
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case("INVITE"));
+        let duration_ms = match (is_invite, self.answered_us) {
+            (true, Some(answered)) => {
+                let end = self
+                    .byes
+                    .iter()
+                    .copied()
+                    .find(|t| *t >= answered)
+                    .unwrap_or(agg.end_us);
+                Some((end - answered) / 1000)
+            }
+            _ => None,
+        };
+        let correlation_id = self
+            .aleg
+            .map(|(_, v)| v)
+            .or(self.other_correlation.map(|(_, v)| v))
+            .or_else(|| self.first.as_ref().and_then(|f| f.correlation_id.clone()));
+        CallSummary {
+            call_id,
+            correlation_id,
+            start_us: agg.start_us,
+            end_us: agg.end_us,
+            method,
+            from_user: request.and_then(|r| r.from_user.clone()),
+            to_user: request.and_then(|r| r.to_user.clone()),
+            ruri_user: request.and_then(|r| r.ruri_user.clone()),
+            src_ip: self.first.as_ref().map(|f| f.src_ip),
+            dst_ip: self.first.as_ref().map(|f| f.dst_ip),
+            status,
+            duration_ms,
+            message_count: agg.count,
+            nodes: self.nodes.into_iter().collect(),
+        }
+    }
+}
+
+impl SqliteStore {
+    pub(super) fn query_messages(
+        &self,
+        filter: &MessageFilter,
+    ) -> Result<Page<StoredMessage>, StoreError> {
+        let compiled = compile(filter)?;
+        let limit = page_limit(filter.limit);
+        let cursor = match &filter.cursor {
+            Some(c) => Some(codec::parse_message_cursor(c).ok_or_else(|| invalid("bad cursor"))?),
+            None => None,
+        };
+        let max_raw = self.config.max_raw_bytes;
+        let mut total = 0u64;
+        // Newest first, at most limit + 1 kept (the extra one tells whether a next page exists).
+        let mut items: Vec<StoredMessage> = Vec::new();
+        let mut more_elsewhere = false;
+        for key in self.partitions_in(compiled.from_us, compiled.to_us) {
+            let Some(part) = self.partition(key, false).map_err(StoreError::Backend)? else {
+                continue;
+            };
+            let page_full_before = items.len() >= limit
+                && items
+                    .get(limit - 1)
+                    .is_some_and(|last| key.end_us() <= last.record.time_us);
+            let newer_than_cursor = cursor.is_some_and(|(t, _)| key.start_us > t);
+            let fetched = self.with_reader(&part, |conn| {
+                let (clause, params) = compiled.where_for(&key, &[]);
+                let n = count(conn, &clause, &params)?;
+                if n == 0 || page_full_before || newer_than_cursor {
+                    return Ok((n, Vec::new()));
+                }
+                let extra: Vec<(&str, Vec<Value>)> = match cursor {
+                    Some((t, id)) => vec![(
+                        "(time_us < ? OR (time_us = ? AND id < ?))",
+                        vec![
+                            Value::Integer(t),
+                            Value::Integer(t),
+                            Value::Integer(key.local_bound(id)),
+                        ],
+                    )],
+                    None => Vec::new(),
+                };
+                let (clause, mut params) = compiled.where_for(&key, &extra);
+                params.push(Value::Integer(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
+                let sql = format!(
+                    "SELECT {} FROM msg{clause} ORDER BY time_us DESC, id DESC LIMIT ?",
+                    schema::SELECT_COLUMNS
+                );
+                let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(params.iter()), |row| {
+                        schema::read_message(row, |rowid| key.global_id(rowid), max_raw)
+                    })
+                    .map_err(db_err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_err)?;
+                Ok((n, rows))
+            })?;
+            let Some((n, rows)) = fetched else { continue };
+            total += n;
+            if n > 0 && page_full_before && !newer_than_cursor {
+                more_elsewhere = true;
+            }
+            if !rows.is_empty() {
+                items.extend(rows);
+                items.sort_by_key(|m| std::cmp::Reverse((m.record.time_us, m.id)));
+                items.truncate(limit + 1);
+            }
+        }
+        let has_more = items.len() > limit || more_elsewhere;
+        items.truncate(limit);
+        let next = if has_more {
+            items
+                .last()
+                .map(|m| codec::message_cursor(m.record.time_us, m.id))
+        } else {
+            None
+        };
+        Ok(Page { total, items, next })
+    }
+
+    pub(super) fn query_calls(
+        &self,
+        filter: &MessageFilter,
+    ) -> Result<Page<CallSummary>, StoreError> {
+        let compiled = compile(filter)?;
+        let limit = page_limit(filter.limit);
+        let cursor = match &filter.cursor {
+            Some(c) => Some(codec::parse_call_cursor(c).ok_or_else(|| invalid("bad cursor"))?),
+            None => None,
+        };
+        let cap = self.config.max_calls_scan;
+        let too_many = || {
+            invalid(format!(
+                "more than {cap} calls match: narrow the time window or the filter"
+            ))
+        };
+        let keys = self.partitions_in(compiled.from_us, compiled.to_us);
+        let window = Compiled {
+            from_us: compiled.from_us,
+            to_us: compiled.to_us,
+            conds: vec!["is_sip = 1".into()],
+            params: Vec::new(),
+        };
+        let mut calls: HashMap<String, CallAgg> = HashMap::new();
+        let unfiltered = compiled.conds.is_empty();
+        // Phase 1: the matching Call-IDs; without conditions, directly their aggregates.
+        for key in &keys {
+            let Some(part) = self.partition(*key, false).map_err(StoreError::Backend)? else {
+                continue;
+            };
+            self.with_reader(&part, |conn| {
+                if unfiltered {
+                    let (clause, params) = window.where_for(key, &[]);
+                    let sql = format!("SELECT sid, min(time_us), max(time_us), count(*) FROM msg{clause} GROUP BY sid");
+                    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
+                    while let Some(row) = rows.next().map_err(db_err)? {
+                        let sid: String = row.get(0).map_err(db_err)?;
+                        let n: i64 = row.get(3).map_err(db_err)?;
+                        let agg = CallAgg { start_us: row.get(1).map_err(db_err)?, end_us: row.get(2).map_err(db_err)?, count: u64::try_from(n).unwrap_or(0) };
+                        if let Some(a) = calls.get_mut(&sid) {
+                            a.merge(agg.start_us, agg.end_us, agg.count);
+                        } else if calls.len() < cap {
+                            calls.insert(sid, agg);
+                        } else {
+                            return Err(too_many());
+                        }
+                    }
+                } else {
+                    let (clause, params) = compiled.where_for(key, &[("is_sip = 1", Vec::new())]);
+                    let sql = format!("SELECT DISTINCT sid FROM msg{clause}");
+                    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
+                    while let Some(row) = rows.next().map_err(db_err)? {
+                        let sid: String = row.get(0).map_err(db_err)?;
+                        if !calls.contains_key(&sid) {
+                            if calls.len() >= cap {
+                                return Err(too_many());
+                            }
+                            calls.insert(sid, CallAgg::EMPTY);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        // Phase 2 (filtered): every SIP message of those calls in the window counts, also in
+        // partitions where no message matched.
+        if !unfiltered && !calls.is_empty() {
+            let sids: Vec<String> = calls.keys().cloned().collect();
+            for key in &keys {
+                let Some(part) = self.partition(*key, false).map_err(StoreError::Backend)? else {
+                    continue;
+                };
+                self.with_reader(&part, |conn| {
+                    for chunk in sids.chunks(CHUNK) {
+                        let cond = format!("sid IN ({})", placeholders(chunk.len()));
+                        let (clause, params) = window.where_for(key, &[(&cond, text_values(chunk))]);
+                        let sql = format!("SELECT sid, min(time_us), max(time_us), count(*) FROM msg{clause} GROUP BY sid");
+                        let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+                        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
+                        while let Some(row) = rows.next().map_err(db_err)? {
+                            let sid: String = row.get(0).map_err(db_err)?;
+                            let n: i64 = row.get(3).map_err(db_err)?;
+                            if let Some(a) = calls.get_mut(&sid) {
+                                a.merge(row.get(1).map_err(db_err)?, row.get(2).map_err(db_err)?, u64::try_from(n).unwrap_or(0));
+                            }
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        let total = calls.len() as u64;
+        let mut ordered: Vec<(String, CallAgg)> = calls
+            .into_iter()
+            .filter(|(sid, agg)| match &cursor {
+                Some((start, csid)) => (agg.start_us, sid.as_str()) < (*start, csid.as_str()),
+                None => true,
+            })
+            .collect();
+        ordered.sort_unstable_by(|(sa, a), (sb, b)| (b.start_us, sb).cmp(&(a.start_us, sa)));
+        let has_more = ordered.len() > limit;
+        ordered.truncate(limit);
+        // Phase 3: fold the page's calls into summaries.
+        let mut folds: HashMap<String, CallFold> = ordered
+            .iter()
+            .map(|(sid, _)| (sid.clone(), CallFold::default()))
+            .collect();
+        let page_sids: Vec<String> = ordered.iter().map(|(sid, _)| sid.clone()).collect();
+        for key in &keys {
+            if page_sids.is_empty() {
+                break;
+            }
+            let Some(part) = self.partition(*key, false).map_err(StoreError::Backend)? else {
+                continue;
+            };
+            self.with_reader(&part, |conn| {
+                for chunk in page_sids.chunks(CHUNK) {
+                    let cond = format!("sid IN ({})", placeholders(chunk.len()));
+                    let (clause, params) = window.where_for(key, &[(&cond, text_values(chunk))]);
+                    let sql = format!("SELECT {} FROM msg{clause}", schema::CALL_COLUMNS);
+                    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+                    let mut rows = stmt
+                        .query(rusqlite::params_from_iter(params.iter()))
+                        .map_err(db_err)?;
+                    while let Some(row) = rows.next().map_err(db_err)? {
+                        let call_row = schema::read_call_row(row, |rowid| key.global_id(rowid))
+                            .map_err(db_err)?;
+                        if let Some(fold) = folds.get_mut(&call_row.sid) {
+                            fold.add(call_row);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let next = if has_more {
+            ordered
+                .last()
+                .map(|(sid, agg)| codec::call_cursor(agg.start_us, sid))
+        } else {
+            None
+        };
+        let items = ordered
+            .into_iter()
+            .map(|(sid, agg)| {
+                let fold = folds.remove(&sid).unwrap_or_default();
+                fold.summary(sid, agg)
+            })
+            .collect();
+        Ok(Page { total, items, next })
+    }
+
+    pub(super) fn query_call_flow(
+        &self,
+        call_ids: &[String],
+        from_us: Option<i64>,
+        to_us: Option<i64>,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        if call_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if call_ids.len() > MAX_CALL_IDS {
+            return Err(invalid(format!(
+                "at most {MAX_CALL_IDS} Call-IDs per call flow"
+            )));
+        }
+        if let (Some(f), Some(t)) = (from_us, to_us) {
+            if f >= t {
+                return Err(invalid(format!("empty time window: from {f} ≥ to {t}")));
+            }
+        }
+        let window = Compiled {
+            from_us,
+            to_us,
+            conds: Vec::new(),
+            params: Vec::new(),
+        };
+        let keys = self.partitions_in(from_us, to_us);
+        let mut set: HashSet<String> = HashSet::new();
+        let mut frontier: Vec<String> = Vec::new();
+        for id in call_ids {
+            if set.insert(id.clone()) {
+                frontier.push(id.clone());
+            }
+        }
+        // Closure over the correlation relation, bounded in rounds and ids.
+        for _round in 0..FLOW_ROUNDS {
+            if frontier.is_empty() || set.len() >= MAX_CALL_IDS {
+                break;
+            }
+            let mut found: BTreeSet<String> = BTreeSet::new();
+            for key in &keys {
+                let Some(part) = self.partition(*key, false).map_err(StoreError::Backend)? else {
+                    continue;
+                };
+                self.with_reader(&part, |conn| {
+                    for chunk in frontier.chunks(CHUNK / 2) {
+                        let list = placeholders(chunk.len());
+                        // B-legs: SIP messages pointing at an id of the set.
+                        let cond = format!(
+                            "is_sip = 1 AND (correlation_id IN ({list}) OR aleg_id IN ({list}))"
+                        );
+                        let mut values = text_values(chunk);
+                        values.extend(text_values(chunk));
+                        let (clause, params) = window.where_for(key, &[(&cond, values)]);
+                        let sql = format!("SELECT DISTINCT sid FROM msg{clause}");
+                        let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+                        let sids = stmt
+                            .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get::<_, String>(0))
+                            .map_err(db_err)?;
+                        for sid in sids {
+                            found.insert(sid.map_err(db_err)?);
+                        }
+                        // A-legs: what the set's messages point at.
+                        let cond = format!(
+                            "sid IN ({list}) AND (correlation_id IS NOT NULL OR aleg_id IS NOT NULL)"
+                        );
+                        let (clause, params) = window.where_for(key, &[(&cond, text_values(chunk))]);
+                        let sql = format!("SELECT DISTINCT correlation_id, aleg_id FROM msg{clause}");
+                        let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+                        let pairs = stmt
+                            .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?))
+                            })
+                            .map_err(db_err)?;
+                        for pair in pairs {
+                            let (corr, aleg) = pair.map_err(db_err)?;
+                            found.extend(corr);
+                            found.extend(aleg);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            frontier.clear();
+            for id in found {
+                if set.len() >= MAX_CALL_IDS {
+                    break;
+                }
+                if set.insert(id.clone()) {
+                    frontier.push(id);
+                }
+            }
+        }
+        // Every message of the set: by sid, or by a correlation id in the set.
+        let ids: Vec<String> = set.into_iter().collect();
+        let cap = self.config.max_flow_messages;
+        let max_raw = self.config.max_raw_bytes;
+        let mut seen: HashSet<(i64, i64)> = HashSet::new();
+        let mut out: Vec<StoredMessage> = Vec::new();
+        for key in &keys {
+            let Some(part) = self.partition(*key, false).map_err(StoreError::Backend)? else {
+                continue;
+            };
+            self.with_reader(&part, |conn| {
+                for chunk in ids.chunks(CHUNK / 2) {
+                    let list = placeholders(chunk.len());
+                    let cond = format!("(sid IN ({list}) OR correlation_id IN ({list}))");
+                    let mut values = text_values(chunk);
+                    values.extend(text_values(chunk));
+                    let (clause, params) = window.where_for(key, &[(&cond, values)]);
+                    let sql = format!("SELECT {} FROM msg{clause}", schema::SELECT_COLUMNS);
+                    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+                    let rows = stmt
+                        .query_map(rusqlite::params_from_iter(params.iter()), |row| {
+                            schema::read_message(row, |rowid| key.global_id(rowid), max_raw)
+                        })
+                        .map_err(db_err)?;
+                    for row in rows {
+                        let msg = row.map_err(db_err)?;
+                        if seen.insert((msg.record.time_us, msg.id)) {
+                            if out.len() >= cap {
+                                return Err(invalid(format!("call flow has more than {cap} messages: narrow the time window")));
+                            }
+                            out.push(msg);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        out.sort_by_key(|m| (m.record.time_us, m.id));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_paths() {
+        assert_eq!(
+            json_path("questions[0].name").unwrap(),
+            "$.\"questions\"[0].\"name\""
+        );
+        assert_eq!(
+            json_path("payload.a.b[2][3].c").unwrap(),
+            "$.\"a\".\"b\"[2][3].\"c\""
+        );
+        for bad in [
+            "", "a..b", "a[x]", "a\"b", "a[0", "$.a", "a b", "a.*", "a[0]x",
+        ] {
+            assert!(json_path(bad).is_err(), "{bad}");
+        }
+    }
+}

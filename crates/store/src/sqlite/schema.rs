@@ -1,0 +1,483 @@
+//! Partition schema, connection setup and the row ↔ [`Record`] mapping.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{params, Connection, OpenFlags, Row};
+
+use super::codec;
+use super::config::{IndexKind, RawCompression};
+use crate::{Profile, Record, SipFields, StoredMessage};
+
+/// One table per partition file. Every [`Record`] field is a flat typed column (the SIP fields
+/// too; their two lists as JSON text) so that filters are plain column comparisons. `is_sip`
+/// tells `sip: None` from `sip: Some(empty)`; `raw` is the codec-tagged payload (see
+/// [`codec::encode_raw`]) and `raw_len` its original length. The correlation id and the
+/// Call-ID usually repeat the `sid`: they are then stored NULL with a bit in `same_ids`
+/// ([`SAME_CORRELATION`], [`SAME_CALL_ID`]), which saves ~75 bytes per SIP row and makes
+/// `correlation_id IS NOT NULL` mean "points at another session".
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS msg (
+    id INTEGER PRIMARY KEY,
+    time_us INTEGER NOT NULL,
+    tb INTEGER NOT NULL,
+    received_us INTEGER NOT NULL,
+    hep_type INTEGER NOT NULL,
+    hep_version INTEGER NOT NULL,
+    ip_family INTEGER NOT NULL,
+    ip_proto INTEGER NOT NULL,
+    src_ip BLOB NOT NULL,
+    src_port INTEGER NOT NULL,
+    dst_ip BLOB NOT NULL,
+    dst_port INTEGER NOT NULL,
+    capture_id INTEGER NOT NULL,
+    node TEXT,
+    correlation_id TEXT,
+    sid TEXT NOT NULL,
+    same_ids INTEGER NOT NULL,
+    profile INTEGER NOT NULL,
+    is_sip INTEGER NOT NULL,
+    method TEXT,
+    is_request INTEGER,
+    status INTEGER,
+    cseq TEXT,
+    cseq_method TEXT,
+    call_id TEXT,
+    ruri_user TEXT,
+    ruri_domain TEXT,
+    from_user TEXT,
+    from_domain TEXT,
+    from_tag TEXT,
+    to_user TEXT,
+    to_domain TEXT,
+    to_tag TEXT,
+    contact_user TEXT,
+    pid_user TEXT,
+    auth_user TEXT,
+    user_agent TEXT,
+    server TEXT,
+    reason TEXT,
+    content_type TEXT,
+    via_branch TEXT,
+    aleg_id TEXT,
+    custom_headers TEXT,
+    sdp_media TEXT,
+    payload_json TEXT,
+    raw_len INTEGER NOT NULL,
+    raw BLOB NOT NULL
+)";
+
+/// Indexes every partition has: time order for paging (the rowid is appended by SQLite, which
+/// gives the `(time_us, id)` order of the cursor) and the session id for calls and flows.
+const BASE_INDEXES: [&str; 2] = [
+    "CREATE INDEX IF NOT EXISTS ix_time ON msg(time_us)",
+    "CREATE INDEX IF NOT EXISTS ix_sid ON msg(sid)",
+];
+
+/// Width of a time bucket, the leading column (`tb`) of the user, IP, method and node indexes.
+///
+/// Why: an index on a random key (a user, an IP) dirties one page per inserted row once it is
+/// larger than a batch, and SQLite writes every dirty page to the WAL at each commit (and
+/// again at the checkpoint), which made those indexes cost more than the table itself. Led by
+/// a 2-second bucket, inserts only touch the newest bucket's few pages; a query probes each
+/// bucket of its window (1 800 seeks for a whole hour partition, a few milliseconds).
+pub(crate) const TIME_BUCKET_US: i64 = 2_000_000;
+
+/// The time bucket of a timestamp.
+pub(crate) fn time_bucket(time_us: i64) -> i64 {
+    time_us.div_euclid(TIME_BUCKET_US)
+}
+
+/// The DDL of an optional index. Partial where most rows would carry NULL or a duplicate of
+/// another index (the queries repeat the partial condition so the planner can use them).
+fn index_ddl(kind: IndexKind) -> &'static str {
+    match kind {
+        IndexKind::Correlation => {
+            "CREATE INDEX IF NOT EXISTS ix_corr ON msg(correlation_id) WHERE correlation_id IS NOT NULL"
+        }
+        IndexKind::Aleg => "CREATE INDEX IF NOT EXISTS ix_aleg ON msg(aleg_id) WHERE aleg_id IS NOT NULL",
+        IndexKind::FromUser => "CREATE INDEX IF NOT EXISTS ix_from ON msg(tb, from_user) WHERE from_user IS NOT NULL",
+        IndexKind::ToUser => "CREATE INDEX IF NOT EXISTS ix_to ON msg(tb, to_user) WHERE to_user IS NOT NULL",
+        IndexKind::RuriUser => "CREATE INDEX IF NOT EXISTS ix_ruri ON msg(tb, ruri_user) WHERE ruri_user IS NOT NULL",
+        IndexKind::SrcIp => "CREATE INDEX IF NOT EXISTS ix_src ON msg(tb, src_ip)",
+        IndexKind::DstIp => "CREATE INDEX IF NOT EXISTS ix_dst ON msg(tb, dst_ip)",
+        IndexKind::Method => {
+            "CREATE INDEX IF NOT EXISTS ix_method ON msg(tb, method COLLATE NOCASE) WHERE method IS NOT NULL"
+        }
+        IndexKind::Node => "CREATE INDEX IF NOT EXISTS ix_node ON msg(tb, node) WHERE node IS NOT NULL",
+    }
+}
+
+/// The insert statement; parameter order is the column order of [`CREATE_TABLE`] minus `id`.
+pub(crate) const INSERT: &str = "INSERT INTO msg (time_us, tb, received_us, hep_type, hep_version, ip_family, \
+    ip_proto, src_ip, src_port, dst_ip, dst_port, capture_id, node, correlation_id, sid, same_ids, profile, \
+    is_sip, method, is_request, status, cseq, cseq_method, call_id, ruri_user, ruri_domain, from_user, from_domain, \
+    from_tag, to_user, to_domain, to_tag, contact_user, pid_user, auth_user, user_agent, server, reason, \
+    content_type, via_branch, aleg_id, custom_headers, sdp_media, payload_json, raw_len, raw) VALUES \
+    (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
+    ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46)";
+
+/// Every column, in the order [`read_message`] expects.
+pub(crate) const SELECT_COLUMNS: &str = "id, time_us, received_us, hep_type, hep_version, ip_family, ip_proto, \
+    src_ip, src_port, dst_ip, dst_port, capture_id, node, \
+    CASE WHEN same_ids & 1 THEN sid ELSE correlation_id END, sid, profile, is_sip, method, \
+    is_request, status, cseq, cseq_method, CASE WHEN same_ids & 2 THEN sid ELSE call_id END, ruri_user, ruri_domain, from_user, from_domain, from_tag, \
+    to_user, to_domain, to_tag, contact_user, pid_user, auth_user, user_agent, server, reason, content_type, \
+    via_branch, aleg_id, custom_headers, sdp_media, payload_json, raw_len, raw";
+
+/// Columns of the call summary, in the order [`read_call_row`] expects (no payloads).
+pub(crate) const CALL_COLUMNS: &str =
+    "id, time_us, sid, CASE WHEN same_ids & 1 THEN sid ELSE correlation_id END, aleg_id, node, src_ip, dst_ip, method, is_request, status, \
+     cseq_method, from_user, to_user, ruri_user";
+
+/// How long a connection waits for a lock held by another connection (another process, or a
+/// checkpoint) before reporting busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens (creating) a partition for writing: WAL journal with `synchronous=NORMAL`, so a commit
+/// is an append to the WAL without fsync; a killed process loses nothing committed (the WAL is
+/// in the OS page cache and replayed on the next open), only an OS crash or power loss can lose
+/// the transactions since the last checkpoint.
+pub(crate) fn open_writer(
+    path: &Path,
+    indexes: &[IndexKind],
+    cache_kib: u32,
+) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Fewer, larger checkpoints: the WAL grows to ~32 MiB between them.
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    // A checkpointed WAL is truncated back to this size, so idle partitions take no extra disk.
+    conn.pragma_update(None, "journal_size_limit", 8 * 1024 * 1024)?;
+    conn.execute_batch(CREATE_TABLE)?;
+    for ddl in BASE_INDEXES {
+        conn.execute_batch(ddl)?;
+    }
+    for kind in indexes {
+        conn.execute_batch(index_ddl(*kind))?;
+    }
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+/// Opens an existing partition for queries (never creates one) with the `raw_contains`
+/// function registered.
+pub(crate) fn open_reader(path: &Path, max_raw_bytes: usize) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.create_scalar_function(
+        "raw_contains",
+        3,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        move |ctx| {
+            let blob = ctx.get_raw(0).as_blob().unwrap_or(&[]);
+            let len = ctx.get::<i64>(1)?;
+            let needle = match ctx.get_raw(2) {
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t,
+                _ => &[],
+            };
+            Ok(codec::raw_contains(blob, len, needle, max_raw_bytes))
+        },
+    )?;
+    Ok(conn)
+}
+
+/// A record prepared for insertion outside the partition lock (compression and JSON encoding
+/// are the costly parts and run in the caller's thread).
+pub(crate) struct PreparedRow<'a> {
+    pub record: &'a Record,
+    pub src_ip: Vec<u8>,
+    pub dst_ip: Vec<u8>,
+    pub custom_headers: Option<String>,
+    pub sdp_media: Option<String>,
+    pub raw: Vec<u8>,
+}
+
+impl<'a> PreparedRow<'a> {
+    /// Encodes a record; fails (the row is rejected) only when its payload is over the limit.
+    pub fn new(
+        record: &'a Record,
+        compression: RawCompression,
+        zstd_level: i32,
+        max_raw: usize,
+    ) -> Result<Self, String> {
+        if record.raw.len() > max_raw {
+            return Err(format!(
+                "raw payload of {} bytes above the limit of {max_raw}",
+                record.raw.len()
+            ));
+        }
+        let (custom_headers, sdp_media) = match &record.sip {
+            Some(sip) => (
+                (!sip.custom_headers.is_empty())
+                    .then(|| serde_json::to_string(&sip.custom_headers))
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+                (!sip.sdp_media.is_empty())
+                    .then(|| serde_json::to_string(&sip.sdp_media))
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => (None, None),
+        };
+        Ok(PreparedRow {
+            record,
+            src_ip: codec::ip_bytes(&record.src_ip),
+            dst_ip: codec::ip_bytes(&record.dst_ip),
+            custom_headers,
+            sdp_media,
+            raw: codec::encode_raw(&record.raw, compression, zstd_level),
+        })
+    }
+
+    /// Runs the insert statement for this row.
+    pub fn insert(&self, stmt: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
+        let r = self.record;
+        let empty = SipFields::default();
+        // Non-SIP rows leave every SIP column NULL (the empty default has only None fields).
+        let sip = r.sip.as_ref().unwrap_or(&empty);
+        let is_sip = r.sip.is_some();
+        let same_correlation = r.correlation_id.as_deref() == Some(r.sid.as_str());
+        let same_call_id = is_sip && sip.call_id.as_deref() == Some(r.sid.as_str());
+        let same_ids = if same_correlation {
+            SAME_CORRELATION
+        } else {
+            0
+        } | if same_call_id { SAME_CALL_ID } else { 0 };
+        stmt.execute(params![
+            r.time_us,
+            time_bucket(r.time_us),
+            r.received_us,
+            r.hep_type,
+            r.hep_version,
+            r.ip_family,
+            r.ip_proto,
+            self.src_ip,
+            r.src_port,
+            self.dst_ip,
+            r.dst_port,
+            r.capture_id,
+            r.node,
+            if same_correlation {
+                None
+            } else {
+                r.correlation_id.as_deref()
+            },
+            r.sid,
+            same_ids,
+            profile_code(r.profile),
+            is_sip,
+            is_sip.then_some(sip.method.as_str()),
+            is_sip.then_some(sip.is_request),
+            sip.status,
+            sip.cseq,
+            sip.cseq_method,
+            if same_call_id {
+                None
+            } else {
+                sip.call_id.as_deref()
+            },
+            sip.ruri_user,
+            sip.ruri_domain,
+            sip.from_user,
+            sip.from_domain,
+            sip.from_tag,
+            sip.to_user,
+            sip.to_domain,
+            sip.to_tag,
+            sip.contact_user,
+            sip.pid_user,
+            sip.auth_user,
+            sip.user_agent,
+            sip.server,
+            sip.reason,
+            sip.content_type,
+            sip.via_branch,
+            sip.aleg_id,
+            self.custom_headers,
+            self.sdp_media,
+            r.payload_json,
+            i64::try_from(r.raw.len()).unwrap_or(i64::MAX),
+            self.raw,
+        ])?;
+        Ok(())
+    }
+}
+
+/// `same_ids` bit: the correlation id equals the sid (stored NULL).
+pub(crate) const SAME_CORRELATION: i64 = 1;
+/// `same_ids` bit: the SIP Call-ID equals the sid (stored NULL).
+pub(crate) const SAME_CALL_ID: i64 = 2;
+
+/// Stored code of a profile.
+pub(crate) fn profile_code(p: Profile) -> i64 {
+    match p {
+        Profile::Call => 0,
+        Profile::Registration => 1,
+        Profile::Default => 2,
+    }
+}
+
+fn profile_from_code(c: i64) -> rusqlite::Result<Profile> {
+    match c {
+        0 => Ok(Profile::Call),
+        1 => Ok(Profile::Registration),
+        2 => Ok(Profile::Default),
+        other => Err(bad_value(format!("profile code {other}"))),
+    }
+}
+
+fn bad_value(msg: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, msg.into())
+}
+
+fn ip_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<std::net::IpAddr> {
+    let bytes: Vec<u8> = row.get(idx)?;
+    codec::ip_from_bytes(&bytes).ok_or_else(|| bad_value(format!("IP of {} bytes", bytes.len())))
+}
+
+fn small<T: TryFrom<i64>>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let v: i64 = row.get(idx)?;
+    T::try_from(v).map_err(|_| bad_value(format!("value {v} out of range in column {idx}")))
+}
+
+fn json_list<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<Vec<T>> {
+    match row.get::<_, Option<String>>(idx)? {
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| bad_value(format!("column {idx}: {e}")))
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Reads a row selected with [`SELECT_COLUMNS`] into a message with its global id.
+pub(crate) fn read_message(
+    row: &Row<'_>,
+    tag_shift: impl Fn(i64) -> i64,
+    max_raw: usize,
+) -> rusqlite::Result<StoredMessage> {
+    let is_sip: bool = row.get(16)?;
+    let sip = if is_sip {
+        Some(SipFields {
+            method: row.get::<_, Option<String>>(17)?.unwrap_or_default(),
+            is_request: row.get::<_, Option<bool>>(18)?.unwrap_or(false),
+            status: row
+                .get::<_, Option<i64>>(19)?
+                .and_then(|s| u16::try_from(s).ok()),
+            cseq: row.get(20)?,
+            cseq_method: row.get(21)?,
+            call_id: row.get(22)?,
+            ruri_user: row.get(23)?,
+            ruri_domain: row.get(24)?,
+            from_user: row.get(25)?,
+            from_domain: row.get(26)?,
+            from_tag: row.get(27)?,
+            to_user: row.get(28)?,
+            to_domain: row.get(29)?,
+            to_tag: row.get(30)?,
+            contact_user: row.get(31)?,
+            pid_user: row.get(32)?,
+            auth_user: row.get(33)?,
+            user_agent: row.get(34)?,
+            server: row.get(35)?,
+            reason: row.get(36)?,
+            content_type: row.get(37)?,
+            via_branch: row.get(38)?,
+            aleg_id: row.get(39)?,
+            custom_headers: json_list(row, 40)?,
+            sdp_media: json_list(row, 41)?,
+        })
+    } else {
+        None
+    };
+    let raw_len: i64 = row.get(43)?;
+    let blob = row.get_ref(44)?.as_blob()?;
+    let raw = codec::decode_raw(blob, raw_len, max_raw).map_err(bad_value)?;
+    let record = Record {
+        time_us: row.get(1)?,
+        received_us: row.get(2)?,
+        hep_type: small(row, 3)?,
+        hep_version: small(row, 4)?,
+        ip_family: small(row, 5)?,
+        ip_proto: small(row, 6)?,
+        src_ip: ip_col(row, 7)?,
+        src_port: small(row, 8)?,
+        dst_ip: ip_col(row, 9)?,
+        dst_port: small(row, 10)?,
+        capture_id: small(row, 11)?,
+        node: row.get(12)?,
+        correlation_id: row.get(13)?,
+        sid: row.get(14)?,
+        profile: profile_from_code(row.get(15)?)?,
+        sip,
+        payload_json: row.get(42)?,
+        raw,
+    };
+    Ok(StoredMessage {
+        id: tag_shift(row.get(0)?),
+        record,
+    })
+}
+
+/// The fields of one SIP message a call summary needs.
+#[derive(Clone, Debug)]
+pub(crate) struct CallRow {
+    pub id: i64,
+    pub time_us: i64,
+    pub sid: String,
+    pub correlation_id: Option<String>,
+    pub aleg_id: Option<String>,
+    pub node: Option<String>,
+    pub src_ip: std::net::IpAddr,
+    pub dst_ip: std::net::IpAddr,
+    pub method: Option<String>,
+    pub is_request: bool,
+    pub status: Option<u16>,
+    pub cseq_method: Option<String>,
+    pub from_user: Option<String>,
+    pub to_user: Option<String>,
+    pub ruri_user: Option<String>,
+}
+
+/// Reads a row selected with [`CALL_COLUMNS`].
+pub(crate) fn read_call_row(
+    row: &Row<'_>,
+    tag_shift: impl Fn(i64) -> i64,
+) -> rusqlite::Result<CallRow> {
+    Ok(CallRow {
+        id: tag_shift(row.get(0)?),
+        time_us: row.get(1)?,
+        sid: row.get(2)?,
+        correlation_id: row.get(3)?,
+        aleg_id: row.get(4)?,
+        node: row.get(5)?,
+        src_ip: ip_col(row, 6)?,
+        dst_ip: ip_col(row, 7)?,
+        method: row.get(8)?,
+        is_request: row.get::<_, Option<bool>>(9)?.unwrap_or(false),
+        status: row
+            .get::<_, Option<i64>>(10)?
+            .and_then(|s| u16::try_from(s).ok()),
+        cseq_method: row.get(11)?,
+        from_user: row.get(12)?,
+        to_user: row.get(13)?,
+        ruri_user: row.get(14)?,
+    })
+}

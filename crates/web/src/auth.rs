@@ -1,0 +1,403 @@
+//! Users, passwords, login sessions.
+//!
+//! * Passwords are stored only as argon2id PHC strings (`$argon2id$v=19$m=19456,t=2,p=1$…`,
+//!   the `argon2` crate's defaults, OWASP's minimum). Verification is constant-time; an
+//!   unknown user name is checked against a dummy hash so that it costs the same time as a
+//!   wrong password and does not reveal which names exist.
+//! * A session token is 32 bytes from the OS random source, sent to the client base64url
+//!   encoded (43 characters). The server keeps only its SHA-256 digest, with the user and the
+//!   expiry, in memory: a restart logs everybody out, and a memory dump reveals no usable token.
+//! * Failed logins wait a fixed delay and are counted per client address; past the configured
+//!   number per minute, the address gets 429 until the minute is over.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use store::{Store, User};
+
+use crate::WebError;
+
+/// Name of the user created on first start.
+pub const ADMIN_USER: &str = "admin";
+
+/// Length of the random admin password generated when none is given.
+pub const GENERATED_PASSWORD_LEN: usize = 20;
+
+/// Longest password accepted at login or from the environment, in bytes (hashing cost grows
+/// with it; nobody types more).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Longest user name accepted at login, in bytes.
+pub const MAX_USERNAME_BYTES: usize = 256;
+
+/// What [`ensure_admin`] did.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AdminBootstrap {
+    /// Users already existed and no password was given in the environment: nothing changed.
+    Existing,
+    /// Users already existed; the environment password was ignored, because it only seeds the
+    /// first start and never overwrites a stored password. The binary should warn about it.
+    EnvPasswordIgnored,
+    /// First start: `admin` was created with the password from the environment.
+    CreatedFromEnv,
+    /// First start without a password in the environment: `admin` was created with this
+    /// random password, which the binary must print once (it is not stored anywhere in clear).
+    CreatedWithRandomPassword {
+        /// The generated password.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for AdminBootstrap {
+    // Keeps the generated password out of debug logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminBootstrap::Existing => f.write_str("Existing"),
+            AdminBootstrap::EnvPasswordIgnored => f.write_str("EnvPasswordIgnored"),
+            AdminBootstrap::CreatedFromEnv => f.write_str("CreatedFromEnv"),
+            AdminBootstrap::CreatedWithRandomPassword { .. } => {
+                f.write_str("CreatedWithRandomPassword { password: <redacted> }")
+            }
+        }
+    }
+}
+
+/// Creates the `admin` user on first start (when the store has no users at all).
+///
+/// `env_password` is the value of `HEPSTACK_ADMIN_PASSWORD`. It only seeds the first start:
+/// when users already exist, it is ignored (reported as [`AdminBootstrap::EnvPasswordIgnored`])
+/// and never overwrites a stored password. Without it, a random
+/// [`GENERATED_PASSWORD_LEN`]-character password is generated and returned so the caller can
+/// print it once. There is no default password. An empty or over-long environment password is
+/// an error. Blocking: call it before serving, or from `spawn_blocking`.
+pub fn ensure_admin(
+    store: &dyn Store,
+    env_password: Option<&str>,
+) -> Result<AdminBootstrap, WebError> {
+    if let Some(p) = env_password {
+        if p.is_empty() {
+            return Err(WebError::AdminPassword("empty"));
+        }
+        if p.len() > MAX_PASSWORD_BYTES {
+            return Err(WebError::AdminPassword("longer than 1024 bytes"));
+        }
+    }
+    if store.user_count()? > 0 {
+        return Ok(match env_password {
+            Some(_) => AdminBootstrap::EnvPasswordIgnored,
+            None => AdminBootstrap::Existing,
+        });
+    }
+    let (password, outcome) = match env_password {
+        Some(p) => (p.to_string(), AdminBootstrap::CreatedFromEnv),
+        None => {
+            let p = random_password(GENERATED_PASSWORD_LEN)?;
+            (
+                p.clone(),
+                AdminBootstrap::CreatedWithRandomPassword { password: p },
+            )
+        }
+    };
+    store.put_user(&User {
+        name: ADMIN_USER.to_string(),
+        password_hash: hash_password(&password)?,
+        admin: true,
+    })?;
+    Ok(outcome)
+}
+
+/// Hashes a password with argon2id and a random salt into a PHC string.
+pub fn hash_password(password: &str) -> Result<String, WebError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| WebError::Crypto(e.to_string()))
+}
+
+/// Checks a password against a PHC string (constant-time in the comparison). A malformed
+/// stored hash never verifies.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A random password of `len` letters and digits from the OS random source.
+pub fn random_password(len: usize) -> Result<String, WebError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    // Largest multiple of the alphabet size below 256: bytes at or above it are rejected so
+    // every character is equally likely.
+    let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        getrandom::getrandom(&mut buf).map_err(|e| WebError::Crypto(e.to_string()))?;
+        for &b in buf.iter().filter(|&&b| b < limit) {
+            if out.len() == len {
+                break;
+            }
+            out.push(char::from(ALPHABET[usize::from(b) % ALPHABET.len()]));
+        }
+    }
+    Ok(out)
+}
+
+/// SHA-256 of a token, the key sessions are kept under.
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+#[derive(Debug)]
+struct Session {
+    user: String,
+    expires: Instant,
+}
+
+/// A newly created session.
+#[derive(Debug)]
+pub struct NewSession {
+    /// The token to hand to the client (never kept by the server).
+    pub token: String,
+    /// Monotonic expiry.
+    pub expires: Instant,
+}
+
+/// The live sessions, keyed by token digest. Bounded by `max`.
+#[derive(Debug)]
+pub struct Sessions {
+    by_digest: Mutex<HashMap<[u8; 32], Session>>,
+    lifetime: Duration,
+    max: usize,
+}
+
+impl Sessions {
+    /// An empty session table.
+    pub fn new(lifetime: Duration, max: usize) -> Sessions {
+        Sessions {
+            by_digest: Mutex::new(HashMap::new()),
+            lifetime,
+            max: max.max(1),
+        }
+    }
+
+    /// How long a new session lives.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Starts a session for `user` at `now`. When the table is full, expired sessions are
+    /// dropped, then the one closest to expiry.
+    pub fn create(&self, user: &str, now: Instant) -> Result<NewSession, WebError> {
+        let mut raw = [0u8; 32];
+        getrandom::getrandom(&mut raw).map_err(|e| WebError::Crypto(e.to_string()))?;
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let expires = now + self.lifetime;
+        let mut map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.max {
+            map.retain(|_, s| s.expires > now);
+        }
+        while map.len() >= self.max {
+            let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k) else {
+                break;
+            };
+            map.remove(&oldest);
+        }
+        map.insert(
+            token_digest(&token),
+            Session {
+                user: user.to_string(),
+                expires,
+            },
+        );
+        Ok(NewSession { token, expires })
+    }
+
+    /// The user of a live session; an expired one is removed and gives `None`.
+    pub fn validate(&self, token: &str, now: Instant) -> Option<String> {
+        let digest = token_digest(token);
+        let mut map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&digest) {
+            Some(s) if s.expires > now => Some(s.user.clone()),
+            Some(_) => {
+                map.remove(&digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Ends a session; true when it existed.
+    pub fn remove(&self, token: &str) -> bool {
+        let mut map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&token_digest(token)).is_some()
+    }
+
+    /// Live and not yet purged sessions.
+    pub fn len(&self) -> usize {
+        self.by_digest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Whether no session is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Most client addresses tracked by [`LoginLimiter`]; beyond it, stale entries are dropped and,
+/// if none is stale, the oldest window.
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
+/// Window of the failed-login count.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Counts failed logins per client address within a minute.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    per_minute: u32,
+}
+
+impl LoginLimiter {
+    /// A limiter allowing `per_minute` failures per address per minute (0: unlimited).
+    pub fn new(per_minute: u32) -> LoginLimiter {
+        LoginLimiter {
+            failures: Mutex::new(HashMap::new()),
+            per_minute,
+        }
+    }
+
+    /// `Err(seconds to wait)` when `ip` has used up its failures for the current window.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&ip) {
+            Some(&(start, count)) if count >= self.per_minute => {
+                let elapsed = now.saturating_duration_since(start);
+                match FAILURE_WINDOW.checked_sub(elapsed) {
+                    Some(left) if !left.is_zero() => Err(left.as_secs().max(1)),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a failed login from `ip`.
+    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
+        if self.per_minute == 0 {
+            return;
+        }
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if !map.contains_key(&ip) && map.len() >= MAX_TRACKED_ADDRESSES {
+            map.retain(|_, (start, _)| now.saturating_duration_since(*start) < FAILURE_WINDOW);
+            if map.len() >= MAX_TRACKED_ADDRESSES {
+                if let Some(oldest) = map.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let entry = map.entry(ip).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= FAILURE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// Forgets the failures of `ip` (after a successful login).
+    pub fn clear(&self, ip: IpAddr) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&ip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_and_verify() {
+        let h = hash_password("s3cret").expect("hash");
+        assert!(h.starts_with("$argon2id$v=19$"), "{h}");
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("s3cret ", &h));
+        assert!(!verify_password("s3cret", "not a phc string"));
+        // Salts differ: the same password never hashes the same twice.
+        assert_ne!(h, hash_password("s3cret").expect("hash"));
+    }
+
+    #[test]
+    fn random_passwords() {
+        let a = random_password(GENERATED_PASSWORD_LEN).expect("random");
+        let b = random_password(GENERATED_PASSWORD_LEN).expect("random");
+        assert_eq!(a.len(), 20);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn sessions_expire_and_are_bounded() {
+        let s = Sessions::new(Duration::from_secs(10), 2);
+        let t0 = Instant::now();
+        let a = s.create("alice", t0).expect("create");
+        assert_eq!(a.token.len(), 43);
+        assert_eq!(s.validate(&a.token, t0).as_deref(), Some("alice"));
+        assert_eq!(
+            s.validate(&a.token, t0 + Duration::from_secs(9)).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(s.validate(&a.token, t0 + Duration::from_secs(10)), None);
+        assert!(s.is_empty(), "expired session is purged on use");
+        assert_eq!(s.validate("bogus", t0), None);
+
+        let b = s.create("bob", t0).expect("create");
+        let c = s
+            .create("carol", t0 + Duration::from_secs(1))
+            .expect("create");
+        let d = s
+            .create("dave", t0 + Duration::from_secs(2))
+            .expect("create");
+        assert_eq!(s.len(), 2);
+        let now = t0 + Duration::from_secs(3);
+        assert_eq!(s.validate(&b.token, now), None, "closest to expiry evicted");
+        assert_eq!(s.validate(&c.token, now).as_deref(), Some("carol"));
+        assert_eq!(s.validate(&d.token, now).as_deref(), Some("dave"));
+        assert!(s.remove(&d.token));
+        assert!(!s.remove(&d.token));
+        assert_eq!(s.validate(&d.token, now), None);
+    }
+
+    #[test]
+    fn limiter_counts_per_address_and_window() {
+        let l = LoginLimiter::new(2);
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let other: IpAddr = "192.0.2.2".parse().expect("ip");
+        let t0 = Instant::now();
+        assert!(l.check(ip, t0).is_ok());
+        l.record_failure(ip, t0);
+        assert!(l.check(ip, t0).is_ok());
+        l.record_failure(ip, t0);
+        assert_eq!(l.check(ip, t0 + Duration::from_secs(1)), Err(59));
+        assert!(l.check(other, t0).is_ok());
+        assert!(l.check(ip, t0 + FAILURE_WINDOW).is_ok());
+        l.record_failure(ip, t0 + FAILURE_WINDOW);
+        assert!(l.check(ip, t0 + FAILURE_WINDOW).is_ok(), "new window");
+        l.clear(ip);
+        assert!(LoginLimiter::new(0).check(ip, t0).is_ok());
+    }
+}
