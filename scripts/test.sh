@@ -28,6 +28,10 @@ command -v cc >/dev/null || need_pkgs+=(gcc)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 command -v pg_ctlcluster >/dev/null || need_pkgs+=(postgresql)
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+# Interoperability peers (crates/hepstack/tests/interop.rs); Debian's SIPp package is sip-tester.
+command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || need_pkgs+=(kamailio)
+command -v sipp >/dev/null || need_pkgs+=(sip-tester)
+command -v sngrep >/dev/null || need_pkgs+=(sngrep)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   as_root apt-get update -qq
@@ -57,6 +61,8 @@ fi
 
 # --- tests ---------------------------------------------------------------------------------------
 log "cargo test (workspace, all targets)"
+# The interoperability tests fail instead of skipping when a peer binary is missing.
+export HEPSTACK_REQUIRE_PEERS=1
 cargo test --workspace --all-targets --locked
 log "cargo test (doc tests)"
 cargo test --workspace --doc --locked

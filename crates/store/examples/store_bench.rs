@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p store --example store_bench -- --rows 2000000 --dir /tmp/store-bench
-//!     [--batch 5000] [--sweep ROWS] [--skip-2] [--compression none|lz4|zstd] [--zstd-level N]
+//!     [--batch 5000] [--sweep ROWS] [--sweep-variants N] [--skip-2] [--compression none|lz4|zstd] [--zstd-level N]
 //! ```
 //!
 //! Synthesises realistic SIP records (unique Call-IDs, ~500-byte raw, 7 messages per call:
@@ -29,6 +29,8 @@ struct Args {
     dir: PathBuf,
     batch: usize,
     sweep: Option<usize>,
+    /// Only the first N sweep variants (quick A/B runs of the default configuration).
+    sweep_variants: usize,
     skip_two: bool,
     compression: RawCompression,
     zstd_level: i32,
@@ -40,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         dir: PathBuf::from("/tmp/store-bench"),
         batch: 5000,
         sweep: None,
+        sweep_variants: usize::MAX,
         skip_two: false,
         compression: SqliteConfig::default().compression,
         zstd_level: SqliteConfig::default().zstd_level,
@@ -53,6 +56,11 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => args.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
             "--sweep" => args.sweep = Some(value()?.parse().map_err(|e| format!("--sweep: {e}"))?),
             "--skip-2" => args.skip_two = true,
+            "--sweep-variants" => {
+                args.sweep_variants = value()?
+                    .parse()
+                    .map_err(|e| format!("--sweep-variants: {e}"))?
+            }
             "--compression" => {
                 args.compression = match value()?.as_str() {
                     "none" => RawCompression::None,
@@ -255,7 +263,7 @@ fn summarize(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-fn sweep(rows: usize, batch: usize, dir: &Path) {
+fn sweep(rows: usize, batch: usize, dir: &Path, max_variants: usize) {
     let batches = Arc::new(generate(rows, batch));
     println!("sweep: single writer, {rows} rows, batches of {batch}");
     let base = SqliteConfig {
@@ -332,7 +340,8 @@ fn sweep(rows: usize, batch: usize, dir: &Path) {
             ..base.clone()
         },
     ));
-    for (name, config) in variants {
+    let quick = max_variants < variants.len();
+    for (name, config) in variants.into_iter().take(max_variants) {
         fresh_dir(dir);
         let store = Arc::new(SqliteStore::open(config).expect("open"));
         let (rate, per_cpu) = insert(&store, &batches, 1);
@@ -351,6 +360,9 @@ fn sweep(rows: usize, batch: usize, dir: &Path) {
         );
     }
     for shards in [1u8, 2] {
+        if quick {
+            break;
+        }
         fresh_dir(dir);
         let config = SqliteConfig {
             data_dir: dir.to_path_buf(),
@@ -382,7 +394,7 @@ fn main() {
     };
     println!("load average at start: {}", load());
     if let Some(rows) = args.sweep {
-        sweep(rows, args.batch, &args.dir);
+        sweep(rows, args.batch, &args.dir, args.sweep_variants);
     }
     let gen_started = Instant::now();
     let batches = Arc::new(generate(args.rows, args.batch));

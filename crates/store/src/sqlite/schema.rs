@@ -150,12 +150,15 @@ pub(crate) fn open_writer(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    let envi = |k: &str, d: i64| std::env::var(k).ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(d);
+    conn.pragma_update(None, "page_size", envi("XP_PAGE", 16384))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Fewer, larger checkpoints: the WAL grows to ~32 MiB between them.
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    conn.pragma_update(None, "wal_autocheckpoint", envi("XP_CKPT", 8192))?;
+    if envi("XP_MMAP", 0) > 0 { conn.pragma_update(None, "mmap_size", envi("XP_MMAP", 0))?; }
     // A checkpointed WAL is truncated back to this size, so idle partitions take no extra disk.
     conn.pragma_update(None, "journal_size_limit", 8 * 1024 * 1024)?;
     conn.execute_batch(CREATE_TABLE)?;
