@@ -1125,3 +1125,55 @@ mod paging {
         }
     }
 }
+
+#[test]
+fn new_partitions_use_large_pages_and_older_small_page_files_stay_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        store
+            .insert_batch(&[sip_record(T0 + 1, "old", "INVITE", None, "INVITE")])
+            .unwrap();
+    }
+    let new_file = dir.path().join("2026-11-23T00.r7.db");
+    let conn = rusqlite::Connection::open(&new_file).unwrap();
+    let page: i64 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, 32 * 1024, "new partitions get 32 KiB pages");
+    drop(conn);
+
+    // A partition written with 4 KiB pages (SQLite's default, as before): still read and
+    // appended to, and never rebuilt.
+    let dir2 = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir2.path());
+        store
+            .insert_batch(&[sip_record(T0 + 1, "seed", "INVITE", None, "INVITE")])
+            .unwrap();
+    }
+    let path = dir2.path().join("2026-11-23T00.r7.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    conn.pragma_update(None, "page_size", 4096).unwrap();
+    conn.execute_batch("VACUUM").unwrap();
+    let page: i64 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, 4096);
+    drop(conn);
+    let store = open(dir2.path());
+    let outcome = store
+        .insert_batch(&[sip_record(T0 + 2, "later", "BYE", None, "BYE")])
+        .unwrap();
+    assert_eq!(outcome.stored, 1);
+    let all = all_messages(&store);
+    let sids: BTreeSet<&str> = all.iter().map(|m| m.record.sid.as_str()).collect();
+    assert_eq!(sids, BTreeSet::from(["seed", "later"]));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let page: i64 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, 4096, "an existing file keeps its page size");
+}

@@ -130,6 +130,12 @@ pub(crate) const CALL_COLUMNS: &str =
     "id, time_us, sid, CASE WHEN same_ids & 1 THEN sid ELSE correlation_id END, aleg_id, node, src_ip, dst_ip, method, is_request, status, \
      cseq_method, from_user, to_user, ruri_user";
 
+/// Page size of newly created partition files, in bytes.
+pub(crate) const PAGE_SIZE: i64 = 32 * 1024;
+
+/// WAL size at which a writer checkpoints (128 MiB; reset to `journal_size_limit` after).
+const WAL_CHECKPOINT_BYTES: i64 = 128 * 1024 * 1024;
+
 /// How long a connection waits for a lock held by another connection (another process, or a
 /// checkpoint) before reporting busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,15 +156,23 @@ pub(crate) fn open_writer(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let envi = |k: &str, d: i64| std::env::var(k).ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(d);
-    conn.pragma_update(None, "page_size", envi("XP_PAGE", 16384))?;
+    // Only takes effect when the file is created (before WAL mode is set); older partitions
+    // keep their page size. Why 32 KiB: on the store benchmark (7 optional indexes) inserts
+    // ran ~30 % faster per CPU-second than with 4 KiB pages (shallower B-trees, fewer page
+    // splits and fewer WAL frames per commit) and rows took ~5 % less disk.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Fewer, larger checkpoints: the WAL grows to ~32 MiB between them.
-    conn.pragma_update(None, "wal_autocheckpoint", envi("XP_CKPT", 8192))?;
-    if envi("XP_MMAP", 0) > 0 { conn.pragma_update(None, "mmap_size", envi("XP_MMAP", 0))?; }
+    // Fewer, larger checkpoints: the WAL grows to ~WAL_CHECKPOINT_BYTES between them (the
+    // setting counts pages, so it is derived from the page size the file really has).
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        WAL_CHECKPOINT_BYTES / page_size.max(512),
+    )?;
     // A checkpointed WAL is truncated back to this size, so idle partitions take no extra disk.
     conn.pragma_update(None, "journal_size_limit", 8 * 1024 * 1024)?;
     conn.execute_batch(CREATE_TABLE)?;
