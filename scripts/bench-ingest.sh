@@ -9,7 +9,7 @@ set -euo pipefail
 transport=${1:-tcp}; count=${2:-1000000}; rate=${3:-}
 : "${CARGO_TARGET_DIR:=$HOME/.cache/hepstack-target}"
 bin=$CARGO_TARGET_DIR/release/hepstack
-cargo build --release -q -p hepstack
+[ -n "${HEPSTACK_BENCH_NO_BUILD:-}" ] || cargo build --release -q -p hepstack
 data=$(mktemp -d /tmp/hepstack-bench.XXXXXX)
 log=$data/serve.log
 HEPSTACK_ADMIN_PASSWORD=bench-password-1 "$bin" serve --data-dir "$data" --hep-udp 127.0.0.1:0 \

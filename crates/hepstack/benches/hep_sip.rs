@@ -7,8 +7,12 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 
 /// The HOMER field set, read the way the collector reads it (every accessor evaluated).
 fn extract(datagram: &[u8], indexer: &sip::Indexer) -> usize {
-    let Ok(packet) = hep::decode(datagram) else { return 0 };
-    let Some(payload) = packet.payload else { return 0 };
+    let Ok(packet) = hep::decode(datagram) else {
+        return 0;
+    };
+    let Some(payload) = packet.payload else {
+        return 0;
+    };
     let msg = indexer.index(payload);
     let fields = [
         msg.method(),
@@ -29,7 +33,11 @@ fn extract(datagram: &[u8], indexer: &sip::Indexer) -> usize {
         msg.content_type,
         msg.aleg_id,
     ];
-    fields.iter().flatten().map(|t| t.as_bytes().len()).sum::<usize>()
+    fields
+        .iter()
+        .flatten()
+        .map(|t| t.as_bytes().len())
+        .sum::<usize>()
         + usize::from(msg.status_code().unwrap_or(0))
         + packet.src_port.map_or(0, usize::from)
 }
@@ -38,7 +46,12 @@ fn bench(c: &mut Criterion) {
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../hep/tests/data/");
     let samples: Vec<(&str, Vec<u8>)> = ["invite", "register", "ok200-invite"]
         .iter()
-        .map(|name| (*name, std::fs::read(format!("{data}{name}.hep")).expect("sample .hep")))
+        .map(|name| {
+            (
+                *name,
+                std::fs::read(format!("{data}{name}.hep")).expect("sample .hep"),
+            )
+        })
         .collect();
     let default = sip::Indexer::default();
     let configured = sip::Indexer::new(sip::IndexerConfig {

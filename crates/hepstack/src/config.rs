@@ -70,7 +70,10 @@ pub struct StoreSection {
 
 impl Default for StoreSection {
     fn default() -> Self {
-        StoreSection { url: "sqlite".into(), sqlite: store::sqlite::SqliteConfig::default() }
+        StoreSection {
+            url: "sqlite".into(),
+            sqlite: store::sqlite::SqliteConfig::default(),
+        }
     }
 }
 
@@ -84,7 +87,9 @@ pub struct HttpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: "0.0.0.0:9080".into() }
+        HttpSection {
+            listen: "0.0.0.0:9080".into(),
+        }
     }
 }
 
@@ -98,7 +103,9 @@ pub struct MetricsSection {
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        MetricsSection { listen: "0.0.0.0:9096".into() }
+        MetricsSection {
+            listen: "0.0.0.0:9096".into(),
+        }
     }
 }
 
@@ -112,7 +119,9 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { level: "info".into() }
+        LogSection {
+            level: "info".into(),
+        }
     }
 }
 
@@ -216,7 +225,11 @@ fn apply_flags(doc: &mut toml::Table, flags: &FlagOverrides) -> Result<()> {
         set_path(doc, &["metrics", "listen"], text(addr))?;
     }
     if let Some(dir) = &flags.data_dir {
-        set_path(doc, &["data_dir"], toml::Value::String(dir.display().to_string()))?;
+        set_path(
+            doc,
+            &["data_dir"],
+            toml::Value::String(dir.display().to_string()),
+        )?;
     }
     if let Some(url) = &flags.store {
         set_path(doc, &["store", "url"], toml::Value::String(url.clone()))?;
@@ -227,10 +240,14 @@ fn apply_flags(doc: &mut toml::Table, flags: &FlagOverrides) -> Result<()> {
 impl Config {
     /// Checks what serde cannot: addresses parse, the store URL is one we know.
     pub fn validate(&self) -> Result<()> {
-        for (what, addr) in [("http.listen", &self.http.listen), ("metrics.listen", &self.metrics.listen)] {
+        for (what, addr) in [
+            ("http.listen", &self.http.listen),
+            ("metrics.listen", &self.metrics.listen),
+        ] {
             if !addr.is_empty() {
-                addr.parse::<SocketAddr>()
-                    .with_context(|| format!("{what} = {addr:?} is not an address like 0.0.0.0:9080"))?;
+                addr.parse::<SocketAddr>().with_context(|| {
+                    format!("{what} = {addr:?} is not an address like 0.0.0.0:9080")
+                })?;
             }
         }
         let url = self.store.url.as_str();
@@ -249,7 +266,6 @@ impl Config {
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir.join("store")
     }
-
 }
 
 /// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
@@ -267,7 +283,9 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 /// Sets `path` in `doc`, creating intermediate tables. Unknown final keys are left for the
 /// typed deserialization to reject with its own message.
 fn set_path<S: AsRef<str>>(doc: &mut toml::Table, path: &[S], value: toml::Value) -> Result<()> {
-    let Some((last, parents)) = path.split_last() else { bail!("empty key") };
+    let Some((last, parents)) = path.split_last() else {
+        bail!("empty key")
+    };
     let mut table = doc;
     for segment in parents {
         let entry = table
@@ -285,7 +303,9 @@ fn set_path<S: AsRef<str>>(doc: &mut toml::Table, path: &[S], value: toml::Value
 /// An environment value as TOML (`5000`, `true`, `["OPTIONS"]`), else as a plain string.
 fn parse_env_value(raw: &str) -> toml::Value {
     match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.into()),
     }
 }
@@ -308,7 +328,11 @@ mod tests {
     fn the_printed_default_config_mentions_every_key() {
         fn keys(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
             for (k, v) in t {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 match v {
                     toml::Value::Table(inner) if !inner.is_empty() => keys(&path, inner, out),
                     _ => out.push(path),
@@ -324,7 +348,9 @@ mod tests {
             let leaf = key.rsplit('.').next().unwrap_or(&key);
             let section = format!("[{key}]");
             assert!(
-                text.lines().any(|l| l.trim_start().starts_with(&format!("{leaf} =")) || l.trim() == section),
+                text.lines().any(
+                    |l| l.trim_start().starts_with(&format!("{leaf} =")) || l.trim() == section
+                ),
                 "default-config.toml lacks {key}"
             );
         }
@@ -340,14 +366,30 @@ mod tests {
         )
         .expect("write");
         let env = vec![
-            ("HEPSTACK_HEP__WRITER__BATCH_SIZE".to_string(), "222".to_string()),
-            ("HEPSTACK_DATA_DIR".to_string(), "/ignored/handled/by/clap".to_string()),
-            ("HEPSTACK_ADMIN_PASSWORD".to_string(), "not config".to_string()),
+            (
+                "HEPSTACK_HEP__WRITER__BATCH_SIZE".to_string(),
+                "222".to_string(),
+            ),
+            (
+                "HEPSTACK_DATA_DIR".to_string(),
+                "/ignored/handled/by/clap".to_string(),
+            ),
+            (
+                "HEPSTACK_ADMIN_PASSWORD".to_string(),
+                "not config".to_string(),
+            ),
             ("PATH".to_string(), "/bin".to_string()),
         ];
-        let flags = FlagOverrides { http: Some("127.0.0.1:3000".into()), ..FlagOverrides::default() };
+        let flags = FlagOverrides {
+            http: Some("127.0.0.1:3000".into()),
+            ..FlagOverrides::default()
+        };
         let config = load(Some(&file), env, &flags).expect("load");
-        assert_eq!(config.data_dir, PathBuf::from("/from/file"), "file beats default");
+        assert_eq!(
+            config.data_dir,
+            PathBuf::from("/from/file"),
+            "file beats default"
+        );
         assert_eq!(config.hep.writer.batch_size, 222, "env beats file");
         assert_eq!(config.http.listen, "127.0.0.1:3000", "flag beats file");
     }
@@ -359,7 +401,10 @@ mod tests {
             "[\"OPTIONS\", \"NOTIFY\"]".to_string(),
         )];
         let config = load(None, env, &FlagOverrides::default()).expect("load");
-        assert_eq!(config.hep.pipeline.rules.discard_methods, vec!["OPTIONS", "NOTIFY"]);
+        assert_eq!(
+            config.hep.pipeline.rules.discard_methods,
+            vec!["OPTIONS", "NOTIFY"]
+        );
     }
 
     #[test]
@@ -370,17 +415,32 @@ mod tests {
         let err = load(Some(&file), no_env(), &FlagOverrides::default()).expect_err("typo");
         assert!(format!("{err:#}").contains("batch_sise"), "{err:#}");
 
-        let env = vec![("HEPSTACK_HEP__WRITER__BATCH_SIZE".to_string(), "lots".to_string())];
+        let env = vec![(
+            "HEPSTACK_HEP__WRITER__BATCH_SIZE".to_string(),
+            "lots".to_string(),
+        )];
         let err = load(None, env, &FlagOverrides::default()).expect_err("bad value");
-        assert!(format!("{err:#}").contains("batch_size") || format!("{err:#}").contains("invalid"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("batch_size") || format!("{err:#}").contains("invalid"),
+            "{err:#}"
+        );
 
         let env = vec![("HEPSTACK_NOPE__KEY".to_string(), "1".to_string())];
-        assert!(load(None, env, &FlagOverrides::default()).is_err(), "unknown env key");
+        assert!(
+            load(None, env, &FlagOverrides::default()).is_err(),
+            "unknown env key"
+        );
 
-        let flags = FlagOverrides { http: Some("not-an-address".into()), ..FlagOverrides::default() };
+        let flags = FlagOverrides {
+            http: Some("not-an-address".into()),
+            ..FlagOverrides::default()
+        };
         assert!(load(None, no_env(), &flags).is_err());
 
-        let flags = FlagOverrides { store: Some("mysql://x".into()), ..FlagOverrides::default() };
+        let flags = FlagOverrides {
+            store: Some("mysql://x".into()),
+            ..FlagOverrides::default()
+        };
         assert!(load(None, no_env(), &flags).is_err());
     }
 
@@ -393,7 +453,10 @@ mod tests {
             ..FlagOverrides::default()
         };
         let config = load(None, no_env(), &flags).expect("load");
-        assert_eq!(config.hep.udp.addresses, vec!["127.0.0.1:9999".parse::<SocketAddr>().expect("addr")]);
+        assert_eq!(
+            config.hep.udp.addresses,
+            vec!["127.0.0.1:9999".parse::<SocketAddr>().expect("addr")]
+        );
         assert!(config.hep.tcp.addresses.is_empty());
         assert!(config.metrics.listen.is_empty());
     }

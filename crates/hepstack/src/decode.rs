@@ -64,7 +64,10 @@ pub(crate) struct Origin {
 impl Origin {
     fn to_json(&self) -> Value {
         let mut src = Map::new();
-        src.insert("file".into(), json!(self.member.as_deref().unwrap_or(&self.file)));
+        src.insert(
+            "file".into(),
+            json!(self.member.as_deref().unwrap_or(&self.file)),
+        );
         if let Some(i) = self.index {
             src.insert("index".into(), json!(i));
         }
@@ -124,7 +127,11 @@ pub fn run(args: &DecodeArgs) -> Result<ExitCode> {
         errors: 0,
     };
     let stdin_only = [PathBuf::from("-")];
-    let inputs: &[PathBuf] = if args.inputs.is_empty() { &stdin_only } else { &args.inputs };
+    let inputs: &[PathBuf] = if args.inputs.is_empty() {
+        &stdin_only
+    } else {
+        &args.inputs
+    };
     for path in inputs {
         decode_input(path, &mut emitter).with_context(|| format!("reading {}", path.display()))?;
     }
@@ -133,7 +140,11 @@ pub fn run(args: &DecodeArgs) -> Result<ExitCode> {
         "hepstack decode: {} messages, {} errors",
         emitter.messages, emitter.errors
     );
-    Ok(if emitter.errors > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if emitter.errors > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn decode_input<W: Write>(path: &Path, emitter: &mut Emitter<W>) -> Result<()> {
@@ -146,7 +157,12 @@ fn decode_input<W: Write>(path: &Path, emitter: &mut Emitter<W>) -> Result<()> {
     }
     let file = File::open(path)?;
     let hepstream = path.extension().is_some_and(|e| e == "hepstream");
-    decode_reader(BufReader::with_capacity(1 << 16, file), &name, hepstream, emitter)
+    decode_reader(
+        BufReader::with_capacity(1 << 16, file),
+        &name,
+        hepstream,
+        emitter,
+    )
 }
 
 /// Every `*.hep` file of a folder, one message each, in name order.
@@ -197,7 +213,9 @@ fn sniff(head: &[u8], hepstream_hint: bool) -> Option<InputKind> {
     }
     let looks_v12 = |b: &[u8]| matches!(b, [1 | 2, _, 2 | 10, ..]);
     let prefixed = head.get(4..).unwrap_or_default();
-    let record_starts_hep = prefixed.get(..4).is_some_and(|m| hep::HEP3_MAGICS.iter().any(|h| h.as_slice() == m))
+    let record_starts_hep = prefixed
+        .get(..4)
+        .is_some_and(|m| hep::HEP3_MAGICS.iter().any(|h| h.as_slice() == m))
         || looks_v12(prefixed);
     if hepstream_hint || (magic[..2] == [0, 0] && record_starts_hep) {
         return Some(InputKind::HepStream);
@@ -241,8 +259,13 @@ fn decode_reader<R: Read, W: Write>(
         Some(InputKind::RawHep3) => decode_raw_stream(reader, name, emitter),
         Some(InputKind::RawHepV12) => {
             let mut bytes = Vec::new();
-            reader.take(hep::MAX_MESSAGE_LEN as u64 + 1).read_to_end(&mut bytes)?;
-            let origin = Origin { file: name.to_string(), ..Origin::default() };
+            reader
+                .take(hep::MAX_MESSAGE_LEN as u64 + 1)
+                .read_to_end(&mut bytes)?;
+            let origin = Origin {
+                file: name.to_string(),
+                ..Origin::default()
+            };
             emitter.message(&origin, &bytes)?;
             Ok(())
         }
@@ -270,9 +293,16 @@ fn decode_hepstream<R: BufRead, W: Write>(
         }
         index += 1;
         let len = u32::from_be_bytes(len) as usize;
-        let origin = Origin { file: name.to_string(), index: Some(index), ..Origin::default() };
+        let origin = Origin {
+            file: name.to_string(),
+            index: Some(index),
+            ..Origin::default()
+        };
         if len > hep::MAX_MESSAGE_LEN {
-            emitter.problem(&origin, &format!("record length {len} exceeds the HEP maximum; stream abandoned"))?;
+            emitter.problem(
+                &origin,
+                &format!("record length {len} exceeds the HEP maximum; stream abandoned"),
+            )?;
             return Ok(());
         }
         record.resize(len, 0);
@@ -309,21 +339,37 @@ fn decode_raw_stream<R: Read, W: Write>(
         }
         while let Some(frame) = framer.next_frame() {
             index += 1;
-            let origin = Origin { file: name.to_string(), index: Some(index), ..Origin::default() };
+            let origin = Origin {
+                file: name.to_string(),
+                index: Some(index),
+                ..Origin::default()
+            };
             let frame = frame.to_vec();
             emitter.message(&origin, &frame)?;
         }
         let skipped = framer.bytes_skipped();
         if skipped > skipped_reported {
-            let origin = Origin { file: name.to_string(), ..Origin::default() };
-            emitter.problem(&origin, &format!("{} bytes of garbage skipped", skipped - skipped_reported))?;
+            let origin = Origin {
+                file: name.to_string(),
+                ..Origin::default()
+            };
+            emitter.problem(
+                &origin,
+                &format!("{} bytes of garbage skipped", skipped - skipped_reported),
+            )?;
             skipped_reported = skipped;
         }
         if n == 0 {
             let pending = framer.pending_len();
             if pending > 0 {
-                let origin = Origin { file: name.to_string(), ..Origin::default() };
-                emitter.problem(&origin, &format!("{pending} bytes at the end do not form a whole HEP message"))?;
+                let origin = Origin {
+                    file: name.to_string(),
+                    ..Origin::default()
+                };
+                emitter.problem(
+                    &origin,
+                    &format!("{pending} bytes at the end do not form a whole HEP message"),
+                )?;
             }
             return Ok(());
         }
@@ -336,12 +382,30 @@ mod tests {
 
     #[test]
     fn sniffs_every_input_kind() {
-        assert_eq!(sniff(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0], false), Some(InputKind::Pcap));
-        assert_eq!(sniff(&[0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0x1c], false), Some(InputKind::Pcap));
-        assert_eq!(sniff(b"HEP3\x01\xcb\x00\x00", false), Some(InputKind::RawHep3));
-        assert_eq!(sniff(b"\x00\x00\x01\xcbHEP3", false), Some(InputKind::HepStream));
-        assert_eq!(sniff(&[0, 0, 1, 0x6d, 2, 16, 2, 17], false), Some(InputKind::HepStream));
-        assert_eq!(sniff(&[2, 16, 2, 17, 0x13, 0xcf, 0x13, 0xc4], false), Some(InputKind::RawHepV12));
+        assert_eq!(
+            sniff(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0], false),
+            Some(InputKind::Pcap)
+        );
+        assert_eq!(
+            sniff(&[0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0x1c], false),
+            Some(InputKind::Pcap)
+        );
+        assert_eq!(
+            sniff(b"HEP3\x01\xcb\x00\x00", false),
+            Some(InputKind::RawHep3)
+        );
+        assert_eq!(
+            sniff(b"\x00\x00\x01\xcbHEP3", false),
+            Some(InputKind::HepStream)
+        );
+        assert_eq!(
+            sniff(&[0, 0, 1, 0x6d, 2, 16, 2, 17], false),
+            Some(InputKind::HepStream)
+        );
+        assert_eq!(
+            sniff(&[2, 16, 2, 17, 0x13, 0xcf, 0x13, 0xc4], false),
+            Some(InputKind::RawHepV12)
+        );
         assert_eq!(sniff(b"hello wo", false), None);
         assert_eq!(sniff(b"abc", false), None);
     }

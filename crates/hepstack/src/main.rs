@@ -56,12 +56,15 @@ fn main() -> ExitCode {
             print!("{}", config::DEFAULT_CONFIG_TOML);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config(ConfigCommand::Check { config: file }) => {
-            config::load(file.as_deref(), std::env::vars(), &config::FlagOverrides::default()).and_then(|c| {
-                print!("{}", toml::to_string(&c)?);
-                Ok(ExitCode::SUCCESS)
-            })
-        }
+        Command::Config(ConfigCommand::Check { config: file }) => config::load(
+            file.as_deref(),
+            std::env::vars(),
+            &config::FlagOverrides::default(),
+        )
+        .and_then(|c| {
+            print!("{}", toml::to_string(&c)?);
+            Ok(ExitCode::SUCCESS)
+        }),
     };
     match result {
         Ok(code) => code,

@@ -24,13 +24,28 @@ pub struct ServeArgs {
     #[arg(long, env = "HEPSTACK_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// HEP over UDP listen address(es), comma-separated; `off` disables. Default 0.0.0.0:9060.
-    #[arg(long, env = "HEPSTACK_HEP_UDP", value_name = "ADDR", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "HEPSTACK_HEP_UDP",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
     pub hep_udp: Option<Vec<String>>,
     /// HEP over TCP listen address(es); `off` disables. Default 0.0.0.0:9060.
-    #[arg(long, env = "HEPSTACK_HEP_TCP", value_name = "ADDR", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "HEPSTACK_HEP_TCP",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
     pub hep_tcp: Option<Vec<String>>,
     /// HEP over TLS listen address(es); needs hep.tls.cert_file and key_file. Default: off.
-    #[arg(long, env = "HEPSTACK_HEP_TLS", value_name = "ADDR", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "HEPSTACK_HEP_TLS",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
     pub hep_tls: Option<Vec<String>>,
     /// HTTP API/UI listen address; `off` disables. Default 0.0.0.0:9080.
     #[arg(long, env = "HEPSTACK_HTTP", value_name = "ADDR")]
@@ -78,7 +93,10 @@ fn init_logging(level: &str) {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A second initialisation (tests calling run twice) is harmless: keep the first.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Opens the configured store.
@@ -88,8 +106,12 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>> {
         if sqlite.data_dir == store::sqlite::SqliteConfig::default().data_dir {
             sqlite.data_dir = config.store_dir();
         }
-        let store = store::sqlite::SqliteStore::open(sqlite)
-            .with_context(|| format!("opening the embedded store in {}", config.store_dir().display()))?;
+        let store = store::sqlite::SqliteStore::open(sqlite).with_context(|| {
+            format!(
+                "opening the embedded store in {}",
+                config.store_dir().display()
+            )
+        })?;
         return Ok(Arc::new(store));
     }
     bail!(
@@ -102,7 +124,9 @@ async fn bind_http(what: &str, addr: &str) -> Result<Option<tokio::net::TcpListe
     if addr.is_empty() {
         return Ok(None);
     }
-    let addr: SocketAddr = addr.parse().with_context(|| format!("{what} address {addr:?}"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("{what} address {addr:?}"))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {what} on {addr}"))?;
@@ -126,8 +150,11 @@ async fn serve(config: Config) -> Result<()> {
     .await
     .context("opening the store")??;
 
-    let admin_password = std::env::var("HEPSTACK_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
-    let bootstrap = web::ensure_admin(&*store, admin_password.as_deref()).context("creating the admin user")?;
+    let admin_password = std::env::var("HEPSTACK_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let bootstrap =
+        web::ensure_admin(&*store, admin_password.as_deref()).context("creating the admin user")?;
     match bootstrap {
         web::AdminBootstrap::CreatedWithRandomPassword { password } => {
             // Printed once, on the first start only; it is stored hashed.
@@ -142,7 +169,8 @@ async fn serve(config: Config) -> Result<()> {
         web::AdminBootstrap::Existing => {}
     }
 
-    let listeners = collector::BoundListeners::bind(&config.hep).context("binding HEP listeners")?;
+    let listeners =
+        collector::BoundListeners::bind(&config.hep).context("binding HEP listeners")?;
     let (udp, tcp, tls) = listeners.local_addrs();
     let mut seen = Vec::new();
     for addr in udp {
@@ -161,7 +189,9 @@ async fn serve(config: Config) -> Result<()> {
         .open_spool(&config.data_dir)
         .context("opening the spool")?;
     let metrics = collector.metrics();
-    let handle = collector.start(listeners, shutdown.clone()).context("starting the collector")?;
+    let handle = collector
+        .start(listeners, shutdown.clone())
+        .context("starting the collector")?;
 
     let render: Arc<dyn Fn() -> String + Send + Sync> = {
         let metrics = metrics.clone();
@@ -176,7 +206,11 @@ async fn serve(config: Config) -> Result<()> {
     }
     if let Some(listener) = metrics_listener {
         announce("metrics", listener.local_addr()?);
-        servers.spawn(web::serve(listener, web::metrics_router(render.clone()), shutdown.clone()));
+        servers.spawn(web::serve(
+            listener,
+            web::metrics_router(render.clone()),
+            shutdown.clone(),
+        ));
     }
     let retention = spawn_retention(store.clone(), shutdown.clone());
     {
@@ -201,7 +235,10 @@ async fn serve(config: Config) -> Result<()> {
 }
 
 /// Runs retention once a minute (and once at start) until shutdown.
-fn spawn_retention(store: Arc<dyn store::Store>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+fn spawn_retention(
+    store: Arc<dyn store::Store>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let store = store.clone();
@@ -230,7 +267,10 @@ fn now_us() -> i64 {
 /// Waits for SIGTERM or SIGINT (or for the token, if something else cancelled it).
 async fn wait_for_signal(shutdown: &CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot install signal handlers; stop with SIGKILL only");
         shutdown.cancelled().await;
         return;

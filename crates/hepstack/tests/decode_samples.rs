@@ -27,17 +27,29 @@ fn decode(input: &Path) -> (Vec<Value>, i32, String) {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
-    (lines, out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        lines,
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn oracle(dir: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(samples().join(dir).join("decoded.jsonl")).expect("oracle");
-    text.lines().map(|l| serde_json::from_str(l).expect("oracle JSON")).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("oracle JSON"))
+        .collect()
 }
 
 /// The comparable part of a v3 chunk: offset, vendor, type, length and value.
 fn chunk_key(c: &Value) -> (Value, Value, Value, Value, Value) {
-    (c["off"].clone(), c["vendor"].clone(), c["type"].clone(), c["len"].clone(), c["value"].clone())
+    (
+        c["off"].clone(),
+        c["vendor"].clone(),
+        c["type"].clone(),
+        c["len"].clone(),
+        c["value"].clone(),
+    )
 }
 
 fn assert_v3_matches(what: &str, ours: &[Value], oracle: &[Value]) {
@@ -45,8 +57,18 @@ fn assert_v3_matches(what: &str, ours: &[Value], oracle: &[Value]) {
     for (i, (u, o)) in ours.iter().zip(oracle).enumerate() {
         assert_eq!(u["version"], 3, "{what} #{i}: version");
         assert_eq!(u["total_len"], o["total_len"], "{what} #{i}: total_len");
-        let uc: Vec<_> = u["chunks"].as_array().expect("chunks").iter().map(chunk_key).collect();
-        let oc: Vec<_> = o["chunks"].as_array().expect("chunks").iter().map(chunk_key).collect();
+        let uc: Vec<_> = u["chunks"]
+            .as_array()
+            .expect("chunks")
+            .iter()
+            .map(chunk_key)
+            .collect();
+        let oc: Vec<_> = o["chunks"]
+            .as_array()
+            .expect("chunks")
+            .iter()
+            .map(chunk_key)
+            .collect();
         assert_eq!(uc, oc, "{what} #{i}: chunks");
     }
 }
@@ -88,7 +110,12 @@ fn hep3_tcp_every_input_form_matches_the_oracle() {
     let dir = samples().join("kamailio-hep3-tcp");
     let expected = oracle("kamailio-hep3-tcp");
     assert_eq!(expected.len(), 46);
-    for input in ["frames", "frames.hepstream", "tcp-stream-conn1.raw", "hep-tcp9060.pcap"] {
+    for input in [
+        "frames",
+        "frames.hepstream",
+        "tcp-stream-conn1.raw",
+        "hep-tcp9060.pcap",
+    ] {
         let (ours, code, err) = decode(&dir.join(input));
         assert_eq!(code, 0, "{input}: {err}");
         assert_v3_matches(input, &ours, &expected);
@@ -104,7 +131,10 @@ fn rtpengine_rtcp_matches_the_oracle_and_parses_the_reports() {
         assert_eq!(code, 0, "{input}: {err}");
         assert_v3_matches(input, &ours, &expected);
         for (i, m) in ours.iter().enumerate() {
-            assert_eq!(m["payload"]["kind"], "rtcp", "{input} #{i}: RTCP JSON understood");
+            assert_eq!(
+                m["payload"]["kind"], "rtcp",
+                "{input} #{i}: RTCP JSON understood"
+            );
         }
     }
 }
@@ -124,7 +154,8 @@ fn hep2_matches_the_oracle_little_endian_fields() {
 #[test]
 fn spec_vector_matches() {
     let dir = samples().join("spec-vectors");
-    let text = std::fs::read_to_string(dir.join("hep3-spec-rev37-example-113B.decoded.json")).expect("oracle");
+    let text = std::fs::read_to_string(dir.join("hep3-spec-rev37-example-113B.decoded.json"))
+        .expect("oracle");
     let expected: Value = serde_json::from_str(&text).expect("json");
     let (ours, code, err) = decode(&dir.join("hep3-spec-rev37-example-113B.hep"));
     assert_eq!(code, 0, "{err}");
@@ -134,13 +165,19 @@ fn spec_vector_matches() {
 #[test]
 fn sip_fields_are_indexed_in_the_output() {
     let (ours, _, _) = decode(&samples().join("kamailio-hep3-udp/datagrams"));
-    let invites = ours.iter().filter(|m| m["payload"]["method"] == "INVITE").count();
+    let invites = ours
+        .iter()
+        .filter(|m| m["payload"]["method"] == "INVITE")
+        .count();
     assert!(invites > 0, "INVITEs indexed");
     let sip: Vec<_> = ours.iter().filter(|m| m["proto_type"] == 1).collect();
     assert!(sip.len() > 250, "the capture is mostly SIP");
     for m in sip {
         assert_eq!(m["payload"]["kind"], "sip");
-        assert!(m["payload"]["call_id"].is_string(), "every SIP message has a Call-ID: {m}");
+        assert!(
+            m["payload"]["call_id"].is_string(),
+            "every SIP message has a Call-ID: {m}"
+        );
     }
 }
 
@@ -148,12 +185,21 @@ fn sip_fields_are_indexed_in_the_output() {
 fn auth_key_is_redacted_by_default() {
     // Kamailio's siptrace in the samples sends the capture password `myHep`.
     let input = samples().join("kamailio-hep3-udp/datagrams/000001.hep");
-    let out = Command::new(env!("CARGO_BIN_EXE_hepstack")).arg("decode").arg(&input).output().expect("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_hepstack"))
+        .arg("decode")
+        .arg(&input)
+        .output()
+        .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("<redacted>"));
     let with_key = decode(&input).0;
-    let key = with_key[0]["auth_key"].as_str().expect("key shown with --show-auth-key");
-    assert!(!text.contains(&format!("\"{key}\"")), "the key never appears without the flag");
+    let key = with_key[0]["auth_key"]
+        .as_str()
+        .expect("key shown with --show-auth-key");
+    assert!(
+        !text.contains(&format!("\"{key}\"")),
+        "the key never appears without the flag"
+    );
 }
 
 #[test]
@@ -164,13 +210,23 @@ fn garbage_and_truncated_inputs_are_reported_not_crashed() {
     let cases: [(&str, &[u8]); 3] = [
         ("three.hep", &[0x02, 0x10, 0x02]),
         ("short.hep", b"HEP3\x01\x00\x00\x01\x00\x07"),
-        ("noise.hep", &[0xde, 0xad, 0xbe, 0xef, 0x00, 0xff, 0x10, 0x20]),
+        (
+            "noise.hep",
+            &[0xde, 0xad, 0xbe, 0xef, 0x00, 0xff, 0x10, 0x20],
+        ),
     ];
     for (name, bytes) in cases {
         let path = tmp.join(name);
         std::fs::write(&path, bytes).expect("write");
-        let out = Command::new(env!("CARGO_BIN_EXE_hepstack")).arg("decode").arg(&path).output().expect("run");
-        assert!(out.status.code().is_some(), "{name}: exited normally, not by a signal");
+        let out = Command::new(env!("CARGO_BIN_EXE_hepstack"))
+            .arg("decode")
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.code().is_some(),
+            "{name}: exited normally, not by a signal"
+        );
         assert_ne!(out.status.code(), Some(101), "{name}: no panic");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");

@@ -57,8 +57,12 @@ fn find_binary(name: &str) -> Option<PathBuf> {
 /// The binaries, or `None` after a loud message (a panic when peers are required).
 fn peers(names: &[&str]) -> Option<Vec<PathBuf>> {
     let found: Vec<Option<PathBuf>> = names.iter().map(|n| find_binary(n)).collect();
-    let missing: Vec<&str> =
-        names.iter().zip(&found).filter(|(_, p)| p.is_none()).map(|(n, _)| *n).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .zip(&found)
+        .filter(|(_, p)| p.is_none())
+        .map(|(n, _)| *n)
+        .collect();
     if missing.is_empty() {
         return Some(found.into_iter().flatten().collect());
     }
@@ -90,7 +94,11 @@ impl Peer {
             .stderr(out)
             .process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Peer { name: name.to_string(), child, log }
+        Peer {
+            name: name.to_string(),
+            child,
+            log,
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -130,7 +138,11 @@ impl Peer {
 
     fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited early with {status}:\n{}", self.name, self.log_tail());
+            panic!(
+                "{} exited early with {status}:\n{}",
+                self.name,
+                self.log_tail()
+            );
         }
     }
 }
@@ -166,7 +178,9 @@ fn port_bound(port: u16) -> bool {
     let local = format!("0100007F:{port:04X}");
     let udp = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
     let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    udp.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some(&local))
+    udp.lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(1) == Some(&local))
         || tcp.lines().skip(1).any(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
             cols.get(1) == Some(&local.as_str()) && cols.get(3) == Some(&"0A")
@@ -177,14 +191,22 @@ fn wait_port(peer: &mut Peer, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !port_bound(port) {
         peer.assert_running();
-        assert!(Instant::now() < deadline, "{} never bound port {port}:\n{}", peer.name, peer.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "{} never bound port {port}:\n{}",
+            peer.name,
+            peer.log_tail()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn assert_ports_free(ports: &[u16]) {
     for &port in ports {
-        assert!(!port_bound(port), "127.0.0.1:{port} is already in use; a stray peer process?");
+        assert!(
+            !port_bound(port),
+            "127.0.0.1:{port} is already in use; a stray peer process?"
+        );
     }
 }
 
@@ -257,8 +279,12 @@ fn oracle_calls(dir: &str, uac_port: u64) -> Vec<CallShape> {
             continue;
         }
         let payload = oracle_payload(&o).expect("SIP payload");
-        let src = oracle_chunk(&o, "src_port").and_then(Value::as_u64).expect("src_port");
-        let dst = oracle_chunk(&o, "dst_port").and_then(Value::as_u64).expect("dst_port");
+        let src = oracle_chunk(&o, "src_port")
+            .and_then(Value::as_u64)
+            .expect("src_port");
+        let dst = oracle_chunk(&o, "dst_port")
+            .and_then(Value::as_u64)
+            .expect("dst_port");
         let call_id = call_id_of(&payload).expect("oracle Call-ID");
         if !seen.insert((payload.clone(), src, dst)) {
             continue;
@@ -267,7 +293,11 @@ fn oracle_calls(dir: &str, uac_port: u64) -> Vec<CallShape> {
             first_src.insert(call_id.clone(), src);
             order.push(call_id.clone());
         }
-        *shapes.entry(call_id).or_default().entry((method_of(&payload), src, dst)).or_default() += 1;
+        *shapes
+            .entry(call_id)
+            .or_default()
+            .entry((method_of(&payload), src, dst))
+            .or_default() += 1;
     }
     order
         .into_iter()
@@ -290,7 +320,9 @@ fn kamailio_scenario(
     registers: usize,
     calls: usize,
 ) {
-    let Some(bins) = peers(&["kamailio", "sipp"]) else { return };
+    let Some(bins) = peers(&["kamailio", "sipp"]) else {
+        return;
+    };
     let (kamailio_bin, sipp_bin) = (&bins[0], &bins[1]);
     assert_ports_free(&[KAMAILIO_PORT, UAS_PORT, UAC_CALL_PORT, UAC_REGISTER_PORT]);
     let work = tempfile::tempdir().expect("tmp");
@@ -313,10 +345,26 @@ fn kamailio_scenario(
         work.path(),
         "sipp-register",
         "uac_register.xml",
-        &["127.0.0.1:5060", "-inf", users.to_str().expect("path"), "-m", &m, "-r", "2", "-p", &port, "-mp", "17000"],
+        &[
+            "127.0.0.1:5060",
+            "-inf",
+            users.to_str().expect("path"),
+            "-m",
+            &m,
+            "-r",
+            "2",
+            "-p",
+            &port,
+            "-mp",
+            "17000",
+        ],
     );
     let status = register.wait(Duration::from_secs(60));
-    assert!(status.success(), "sipp REGISTER run failed ({status}):\n{}", register.log_tail());
+    assert!(
+        status.success(),
+        "sipp REGISTER run failed ({status}):\n{}",
+        register.log_tail()
+    );
     let register_ids = sipp_call_ids(register.pid(), registers);
 
     let csv = setup_dir().join("scen/calls_ok.csv");
@@ -326,17 +374,38 @@ fn kamailio_scenario(
         work.path(),
         "sipp-uac",
         "uac_call.xml",
-        &["127.0.0.1:5060", "-inf", csv.to_str().expect("path"), "-m", &m, "-r", "2", "-l", "5", "-p", &port, "-mp", "17020"],
+        &[
+            "127.0.0.1:5060",
+            "-inf",
+            csv.to_str().expect("path"),
+            "-m",
+            &m,
+            "-r",
+            "2",
+            "-l",
+            "5",
+            "-p",
+            &port,
+            "-mp",
+            "17020",
+        ],
     );
     let status = uac.wait(Duration::from_secs(90));
-    assert!(status.success(), "sipp call run failed ({status}):\n{}", uac.log_tail());
+    assert!(
+        status.success(),
+        "sipp call run failed ({status}):\n{}",
+        uac.log_tail()
+    );
     let call_ids = sipp_call_ids(uac.pid(), calls);
     kamailio.assert_running();
 
     // What the oracle says each call looks like, by SIPp call number.
     let want_registers = oracle_calls(oracle_dir, u64::from(UAC_REGISTER_PORT));
     let want_calls = oracle_calls(oracle_dir, u64::from(UAC_CALL_PORT));
-    assert!(want_registers.len() >= registers && want_calls.len() >= calls, "oracle has enough calls");
+    assert!(
+        want_registers.len() >= registers && want_calls.len() >= calls,
+        "oracle has enough calls"
+    );
     let mut want: BTreeMap<String, CallShape> = BTreeMap::new();
     for (id, shape) in register_ids.iter().zip(&want_registers) {
         want.insert(id.clone(), shape.clone());
@@ -352,34 +421,87 @@ fn kamailio_scenario(
     drop(kamailio);
 
     let stored = server.all_messages("");
-    assert!(total >= want_total as u64, "stored {total} of {want_total} mirrored messages");
+    assert!(
+        total >= want_total as u64,
+        "stored {total} of {want_total} mirrored messages"
+    );
     let mut got: BTreeMap<String, CallShape> = BTreeMap::new();
     for m in &stored {
         assert_eq!(m["hep_type"], 1, "only SIP was mirrored: {m}");
         assert_eq!(m["hep_version"], 3, "{m}");
         assert_eq!(m["capture_id"], KAMAILIO_CAPTURE_ID, "{m}");
-        assert_eq!(m["node"], KAMAILIO_CAPTURE_ID.to_string(), "node is the capture id: {m}");
+        assert_eq!(
+            m["node"],
+            KAMAILIO_CAPTURE_ID.to_string(),
+            "node is the capture id: {m}"
+        );
         assert_eq!(m["src_ip"], "127.0.0.1");
         assert_eq!(m["dst_ip"], "127.0.0.1");
         assert_eq!(m["transport"], "udp", "SIP ran over UDP: {m}");
         let raw = m["raw"].as_str().expect("raw");
-        let call_id = m["callid"].as_str().unwrap_or_else(|| panic!("Call-ID indexed: {m}"));
-        assert_eq!(Some(call_id.to_string()), call_id_of(raw), "Call-ID from the message");
+        let call_id = m["callid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("Call-ID indexed: {m}"));
+        assert_eq!(
+            Some(call_id.to_string()),
+            call_id_of(raw),
+            "Call-ID from the message"
+        );
         assert_eq!(m["sid"], m["callid"]);
-        let method = m["method"].as_str().unwrap_or_else(|| panic!("method indexed: {m}"));
+        let method = m["method"]
+            .as_str()
+            .unwrap_or_else(|| panic!("method indexed: {m}"));
         assert_eq!(method, method_of(raw), "method/status from the start line");
-        let key = (method.to_string(), m["src_port"].as_u64().expect("src_port"), m["dst_port"].as_u64().expect("dst_port"));
-        *got.entry(call_id.to_string()).or_default().entry(key).or_default() += 1;
-        let profile = if raw.contains(" REGISTER\r\n") { "registration" } else { "call" };
+        let key = (
+            method.to_string(),
+            m["src_port"].as_u64().expect("src_port"),
+            m["dst_port"].as_u64().expect("dst_port"),
+        );
+        *got.entry(call_id.to_string())
+            .or_default()
+            .entry(key)
+            .or_default() += 1;
+        let profile = if raw.contains(" REGISTER\r\n") {
+            "registration"
+        } else {
+            "call"
+        };
         assert_eq!(m["profile"], profile, "profile by CSeq method: {m}");
     }
     let got_ids: BTreeSet<&String> = got.keys().collect();
     let want_ids: BTreeSet<&String> = want.keys().collect();
-    assert_eq!(got_ids, want_ids, "exactly the Call-IDs SIPp used are stored");
+    assert_eq!(
+        got_ids, want_ids,
+        "exactly the Call-IDs SIPp used are stored"
+    );
     for (id, shape) in &want {
-        assert_eq!(&got[id], shape, "call {id}: stored messages match the oracle's {oracle_dir}");
+        assert_eq!(
+            &got[id], shape,
+            "call {id}: stored messages match the oracle's {oracle_dir}"
+        );
     }
     assert_eq!(stored.len(), want_total, "nothing stored twice");
+
+    // The HEP arrived over the transport siptrace was told to use (UDP and TCP listeners have
+    // independent kernel-chosen ports, which may coincide).
+    let hep_transport = if hep_uri.ends_with(";transport=tcp") {
+        "tcp"
+    } else {
+        "udp"
+    };
+    let metric = format!(
+        "hepstack_packets_received_total{{transport=\"{hep_transport}\",hep_type=\"1\",node=\"{KAMAILIO_CAPTURE_ID}\"}} "
+    );
+    let metrics = server.metrics();
+    let received: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&metric))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {metric} in:\n{metrics}"));
+    assert!(
+        received >= want_total as u64,
+        "{received} packets over HEP/{hep_transport}"
+    );
 }
 
 #[test]
@@ -423,12 +545,20 @@ struct WireSip {
 fn pcap_sip_packets(path: &Path) -> Vec<WireSip> {
     let data = std::fs::read(path).expect("pcap");
     let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
-    assert_eq!(u32_at(&data, 0), 0xa1b2_c3d4, "little-endian microsecond pcap");
+    assert_eq!(
+        u32_at(&data, 0),
+        0xa1b2_c3d4,
+        "little-endian microsecond pcap"
+    );
     assert_eq!(u32_at(&data, 20), 1, "Ethernet link type");
     let mut out = Vec::new();
     let mut off = 24;
     while off + 16 <= data.len() {
-        let (sec, usec, caplen) = (u32_at(&data, off), u32_at(&data, off + 4), u32_at(&data, off + 8) as usize);
+        let (sec, usec, caplen) = (
+            u32_at(&data, off),
+            u32_at(&data, off + 4),
+            u32_at(&data, off + 8) as usize,
+        );
         let frame = &data[off + 16..off + 16 + caplen];
         off += 16 + caplen;
         if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
@@ -438,7 +568,10 @@ fn pcap_sip_packets(path: &Path) -> Vec<WireSip> {
         let ihl = usize::from(ip[0] & 0x0f) * 4;
         let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
         let (proto, l4) = (ip[9], &ip[ihl..total]);
-        let ports = (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]));
+        let ports = (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        );
         let payload = match proto {
             17 => &l4[8..],
             6 => &l4[usize::from(l4[12] >> 4) * 4..],
@@ -448,7 +581,10 @@ fn pcap_sip_packets(path: &Path) -> Vec<WireSip> {
         let first = text.lines().next().unwrap_or_default();
         let is_sip = first.starts_with("SIP/2.0 ") || first.ends_with(" SIP/2.0");
         if is_sip {
-            assert_eq!(Ipv4Addr::from([ip[12], ip[13], ip[14], ip[15]]), Ipv4Addr::LOCALHOST);
+            assert_eq!(
+                Ipv4Addr::from([ip[12], ip[13], ip[14], ip[15]]),
+                Ipv4Addr::LOCALHOST
+            );
             out.push(WireSip {
                 payload: payload.to_vec(),
                 src_port: ports.0,
@@ -464,13 +600,17 @@ fn pcap_sip_packets(path: &Path) -> Vec<WireSip> {
 /// server; every one of them must be stored byte-exact with its ports and capture time.
 fn sngrep_resend(version: u8) {
     let _lock = lock_peers();
-    let Some(bins) = peers(&["sngrep"]) else { return };
+    let Some(bins) = peers(&["sngrep"]) else {
+        return;
+    };
     let data = tempfile::tempdir().expect("tmp");
     let mut server = Server::start(data.path(), &[], &[]);
     let hep = server.addr("hep-udp");
     let work = tempfile::tempdir().expect("tmp");
     let rc = work.path().join(format!("sngrep_v{version}.rc"));
-    let template = std::fs::read_to_string(setup_dir().join(format!("sngrep/sngrep_v{version}.rc"))).expect("rc");
+    let template =
+        std::fs::read_to_string(setup_dir().join(format!("sngrep/sngrep_v{version}.rc")))
+            .expect("rc");
     let rc_text: String = template
         .lines()
         .map(|l| match l.split_whitespace().nth(1) {
@@ -480,7 +620,10 @@ fn sngrep_resend(version: u8) {
         })
         .map(|l| l + "\n")
         .collect();
-    assert!(rc_text.contains(&format!("eep.send.port {}", hep.port())), "rc points at the server");
+    assert!(
+        rc_text.contains(&format!("eep.send.port {}", hep.port())),
+        "rc points at the server"
+    );
     std::fs::write(&rc, rc_text).expect("write rc");
 
     let pcap = samples().join("kamailio-hep3-udp/sip-traffic.pcap");
@@ -493,29 +636,51 @@ fn sngrep_resend(version: u8) {
     // every capture time it had.
     let mut want: BTreeMap<(Vec<u8>, u16, u16), Vec<i64>> = BTreeMap::new();
     for w in &wire {
-        want.entry((w.payload.clone(), w.src_port, w.dst_port)).or_default().push(w.time_us);
+        want.entry((w.payload.clone(), w.src_port, w.dst_port))
+            .or_default()
+            .push(w.time_us);
     }
 
     let mut cmd = Command::new(&bins[0]);
-    cmd.args(["-F", "-f"]).arg(&rc).args(["-N", "-q", "-I"]).arg(&pcap).current_dir(work.path());
+    cmd.args(["-F", "-f"])
+        .arg(&rc)
+        .args(["-N", "-q", "-I"])
+        .arg(&pcap)
+        .current_dir(work.path());
     let mut sngrep = Peer::spawn("sngrep", cmd, work.path());
     let status = sngrep.wait(Duration::from_secs(30));
-    assert!(status.success(), "sngrep failed ({status}):\n{}", sngrep.log_tail());
+    assert!(
+        status.success(),
+        "sngrep failed ({status}):\n{}",
+        sngrep.log_tail()
+    );
 
     let total = server.wait_total("", want.len() as u64, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
     let stored = server.all_messages("");
-    assert!(total >= want.len() as u64, "HEPv{version}: stored {total} of {} distinct SIP packets", want.len());
+    assert!(
+        total >= want.len() as u64,
+        "HEPv{version}: stored {total} of {} distinct SIP packets",
+        want.len()
+    );
     let mut got: BTreeMap<(Vec<u8>, u16, u16), Vec<i64>> = BTreeMap::new();
     for m in &stored {
         assert_eq!(m["hep_type"], 1, "{m}");
         assert_eq!(m["hep_version"], u64::from(version), "{m}");
         if version == 3 {
-            assert_eq!(m["capture_id"], SNGREP_CAPTURE_ID, "sngrep's byte-swapped id normalised: {m}");
+            assert_eq!(
+                m["capture_id"], SNGREP_CAPTURE_ID,
+                "sngrep's byte-swapped id normalised: {m}"
+            );
         }
         let raw = m["raw"].as_str().expect("raw").as_bytes().to_vec();
-        let call_id = m["callid"].as_str().unwrap_or_else(|| panic!("Call-ID indexed: {m}"));
-        assert_eq!(call_id_of(&String::from_utf8_lossy(&raw)).as_deref(), Some(call_id));
+        let call_id = m["callid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("Call-ID indexed: {m}"));
+        assert_eq!(
+            call_id_of(&String::from_utf8_lossy(&raw)).as_deref(),
+            Some(call_id)
+        );
         let src = u16::try_from(m["src_port"].as_u64().expect("src_port")).expect("port");
         let dst = u16::try_from(m["dst_port"].as_u64().expect("dst_port")).expect("port");
         let time = m["time_us"].as_i64().expect("time_us");
@@ -523,19 +688,37 @@ fn sngrep_resend(version: u8) {
     }
     for (key, times) in &got {
         let wire_times = want.get(key).unwrap_or_else(|| {
-            panic!("HEPv{version}: stored message not on the wire: {}", String::from_utf8_lossy(&key.0))
+            panic!(
+                "HEPv{version}: stored message not on the wire: {}",
+                String::from_utf8_lossy(&key.0)
+            )
         });
-        assert!(times.len() <= wire_times.len(), "never stored more often than sent");
+        assert!(
+            times.len() <= wire_times.len(),
+            "never stored more often than sent"
+        );
         for t in times {
-            assert!(wire_times.contains(t), "HEPv{version}: capture time {t} is the pcap's {wire_times:?}");
+            assert!(
+                wire_times.contains(t),
+                "HEPv{version}: capture time {t} is the pcap's {wire_times:?}"
+            );
         }
     }
     let missing: Vec<String> = want
         .keys()
         .filter(|k| !got.contains_key(*k))
-        .map(|k| String::from_utf8_lossy(&k.0).lines().next().unwrap_or_default().to_string())
+        .map(|k| {
+            String::from_utf8_lossy(&k.0)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
-    assert!(missing.is_empty(), "HEPv{version}: SIP packets not stored: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "HEPv{version}: SIP packets not stored: {missing:?}"
+    );
     assert!(server.stop().success());
 }
 

@@ -14,10 +14,28 @@ use serde_json::Value;
 fn replay_and_compare(dir: &str, input: &str, transport: &str) {
     let data = tempfile::tempdir().expect("tmp");
     let mut server = Server::start(data.path(), &[], &[]);
-    let to = format!("{transport}://{}", server.addr(if transport == "udp" { "hep-udp" } else { "hep-tcp" }));
+    let to = format!(
+        "{transport}://{}",
+        server.addr(if transport == "udp" {
+            "hep-udp"
+        } else {
+            "hep-tcp"
+        })
+    );
     let input_path = samples().join(dir).join(input);
-    let flag = if input.ends_with(".hepstream") { "--hepstream" } else { "--hep-dir" };
-    send(&["--to", &to, flag, input_path.to_str().expect("path"), "--rate", "2000"]);
+    let flag = if input.ends_with(".hepstream") {
+        "--hepstream"
+    } else {
+        "--hep-dir"
+    };
+    send(&[
+        "--to",
+        &to,
+        flag,
+        input_path.to_str().expect("path"),
+        "--rate",
+        "2000",
+    ]);
 
     let expected = oracle(dir);
     // Kamailio mirrors some ACKs twice within milliseconds (same bytes, same addresses): the
@@ -35,9 +53,13 @@ fn replay_and_compare(dir: &str, input: &str, transport: &str) {
             }
         };
         let ts = field("ts_sec", "ts_sec_le") * 1_000_000 + field("ts_usec", "ts_usec_le");
-        want.entry((payload, field("src_port", "src_port"), field("dst_port", "dst_port")))
-            .or_default()
-            .push(i64::try_from(ts).expect("time"));
+        want.entry((
+            payload,
+            field("src_port", "src_port"),
+            field("dst_port", "dst_port"),
+        ))
+        .or_default()
+        .push(i64::try_from(ts).expect("time"));
     }
     let distinct = want.len() as u64;
     let total = server.wait_total("", distinct, Duration::from_secs(30));
@@ -51,18 +73,33 @@ fn replay_and_compare(dir: &str, input: &str, transport: &str) {
             m["dst_port"].as_u64().unwrap_or(0),
         );
         let time = m["time_us"].as_i64().expect("time_us");
-        assert!(got.insert(key.clone(), time).is_none(), "{dir}: stored twice: {key:?}");
-        let times = want.get(&key).unwrap_or_else(|| panic!("{dir}: not in the oracle: {key:?}"));
-        assert!(times.contains(&time), "{dir}: capture time {time} is one of {times:?}");
+        assert!(
+            got.insert(key.clone(), time).is_none(),
+            "{dir}: stored twice: {key:?}"
+        );
+        let times = want
+            .get(&key)
+            .unwrap_or_else(|| panic!("{dir}: not in the oracle: {key:?}"));
+        assert!(
+            times.contains(&time),
+            "{dir}: capture time {time} is one of {times:?}"
+        );
         if m["hep_type"] == 1 {
             let raw = m["raw"].as_str().unwrap_or_default();
             let call_id = m["callid"].as_str().expect("Call-ID indexed");
-            assert!(raw.contains(call_id), "Call-ID {call_id} comes from the message");
+            assert!(
+                raw.contains(call_id),
+                "Call-ID {call_id} comes from the message"
+            );
             assert_eq!(m["sid"], m["callid"], "sid is the Call-ID for SIP");
             assert!(m["method"].is_string(), "method or status indexed: {m}");
         }
     }
-    assert_eq!(got.len(), want.len(), "{dir}: every oracle message is stored");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{dir}: every oracle message is stored"
+    );
     assert!(server.stop().success());
 }
 
@@ -78,11 +115,17 @@ fn replays_of_every_sample_directory_are_stored_with_the_oracle_fields() {
 fn synthetic_load_is_searchable_and_calls_have_flows() {
     let data = tempfile::tempdir().expect("tmp");
     // B-legs carry their A-leg's Call-ID in X-CID; configured here through the environment.
-    let env = [("HEPSTACK_HEP__PIPELINE__ALEG_HEADERS", r#"[{ header = "X-CID" }]"#)];
+    let env = [(
+        "HEPSTACK_HEP__PIPELINE__ALEG_HEADERS",
+        r#"[{ header = "X-CID" }]"#,
+    )];
     let mut server = Server::start(data.path(), &[], &env);
     let to = format!("tcp://{}", server.addr("hep-tcp"));
-    let out = send(&["--to", &to, "--calls", "20", "--rate", "5000", "--seed", "7", "--b-legs", "--json"]);
-    let summary: Value = serde_json::from_str(out.lines().last().expect("summary")).expect("json summary");
+    let out = send(&[
+        "--to", &to, "--calls", "20", "--rate", "5000", "--seed", "7", "--b-legs", "--json",
+    ]);
+    let summary: Value =
+        serde_json::from_str(out.lines().last().expect("summary")).expect("json summary");
     let sent = summary["messages"].as_u64().expect("messages sent");
     assert!(sent > 100);
     // Synthetic calls last minutes of capture time from now on: search all of time.
@@ -92,11 +135,21 @@ fn synthetic_load_is_searchable_and_calls_have_flows() {
     let calls = server.get("/api/v1/calls?limit=100&from=0&to=4102444800000");
     let items = calls["items"].as_array().expect("calls");
     assert!(!items.is_empty());
-    let answered = items.iter().find(|c| c["status"] == 200 && c["method"] == "INVITE").expect("an answered call");
+    let answered = items
+        .iter()
+        .find(|c| c["status"] == 200 && c["method"] == "INVITE")
+        .expect("an answered call");
     let call_id = answered["call_id"].as_str().expect("call id");
     let flow = server.get(&format!("/api/v1/calls/{}/flow", urlencode(call_id)));
-    assert!(flow["messages"].as_array().expect("messages").len() >= 5, "{flow}");
-    assert!(flow["legs"].as_array().expect("legs").len() >= 2, "A-leg and its B-leg: {}", flow["legs"]);
+    assert!(
+        flow["messages"].as_array().expect("messages").len() >= 5,
+        "{flow}"
+    );
+    assert!(
+        flow["legs"].as_array().expect("legs").len() >= 2,
+        "A-leg and its B-leg: {}",
+        flow["legs"]
+    );
     assert!(!flow["hosts"].as_array().expect("hosts").is_empty());
 
     let by_user = server.get(&format!(
@@ -106,7 +159,10 @@ fn synthetic_load_is_searchable_and_calls_have_flows() {
     assert!(by_user["total"].as_u64().expect("total") >= 1);
 
     let metrics = server.metrics();
-    assert!(metrics.contains("hepstack_packets_stored_total"), "{metrics}");
+    assert!(
+        metrics.contains("hepstack_packets_stored_total"),
+        "{metrics}"
+    );
     assert!(server.stop().success());
 }
 
@@ -114,13 +170,19 @@ fn synthetic_load_is_searchable_and_calls_have_flows() {
 fn unauthenticated_requests_get_401_and_healthz_answers() {
     let data = tempfile::tempdir().expect("tmp");
     let server = Server::start(data.path(), &[], &[]);
-    let err = ureq::get(&server.url("/api/v1/messages")).call().expect_err("no token");
+    let err = ureq::get(&server.url("/api/v1/messages"))
+        .call()
+        .expect_err("no token");
     assert!(matches!(err, ureq::Error::Status(401, _)), "{err}");
     let bad = ureq::post(&server.url("/api/v1/login"))
         .send_json(serde_json::json!({"username": "admin", "password": "wrong"}))
         .expect_err("bad password");
     assert!(matches!(bad, ureq::Error::Status(401 | 429, _)), "{bad}");
-    let health: Value = ureq::get(&server.url("/healthz")).call().expect("healthz").into_json().expect("json");
+    let health: Value = ureq::get(&server.url("/healthz"))
+        .call()
+        .expect("healthz")
+        .into_json()
+        .expect("json");
     assert_eq!(health["status"], "ok");
     assert!(server.stop().success());
 }
@@ -133,7 +195,14 @@ fn first_start_without_a_password_prints_a_random_one_once() {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data)
-            .args(["--hep-udp", "127.0.0.1:0", "--hep-tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args([
+                "--hep-udp",
+                "127.0.0.1:0",
+                "--hep-tcp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
             .args(["--metrics", "off"])
             .env_remove("HEPSTACK_ADMIN_PASSWORD")
             .stdout(std::process::Stdio::null())
@@ -142,8 +211,17 @@ fn first_start_without_a_password_prints_a_random_one_once() {
     };
     let mut first = start(data.path());
     first.pump(Duration::from_millis(300));
-    let line = first.seen.iter().find(|l| l.contains("created user admin with password")).cloned();
-    let password = line.expect("password printed").rsplit(' ').next().expect("password").to_string();
+    let line = first
+        .seen
+        .iter()
+        .find(|l| l.contains("created user admin with password"))
+        .cloned();
+    let password = line
+        .expect("password printed")
+        .rsplit(' ')
+        .next()
+        .expect("password")
+        .to_string();
     assert!(password.len() >= 16);
     let login: Value = ureq::post(&first.url("/api/v1/login"))
         .send_json(serde_json::json!({"username": "admin", "password": password}))
@@ -155,7 +233,11 @@ fn first_start_without_a_password_prints_a_random_one_once() {
 
     let mut second = start(data.path());
     second.pump(Duration::from_millis(300));
-    assert!(second.seen.iter().all(|l| !l.contains("password")), "not printed again: {:?}", second.seen);
+    assert!(
+        second.seen.iter().all(|l| !l.contains("password")),
+        "not printed again: {:?}",
+        second.seen
+    );
     assert!(second.stop().success());
 }
 
@@ -166,7 +248,9 @@ fn sigterm_drains_and_sigkill_loses_at_most_the_last_second() {
     let to = format!("tcp://{}", server.addr("hep-tcp"));
     // A bounded load at 2,000 msg/s; SIGKILL arrives while it is running.
     let mut sender = std::process::Command::new(common::bin())
-        .args(["send", "--to", &to, "--count", "8000", "--rate", "2000", "--seed", "3", "--json"])
+        .args([
+            "send", "--to", &to, "--count", "8000", "--rate", "2000", "--seed", "3", "--json",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -181,13 +265,18 @@ fn sigterm_drains_and_sigkill_loses_at_most_the_last_second() {
     // Restart on the same data dir: everything committed (and spooled) is there.
     let mut restarted = Server::start(data.path(), &[], &[]);
     let after = restarted.wait_total("", before_kill, Duration::from_secs(20));
-    assert!(after >= before_kill, "nothing stored before the kill is lost: {before_kill} -> {after}");
+    assert!(
+        after >= before_kill,
+        "nothing stored before the kill is lost: {before_kill} -> {after}"
+    );
     assert!(after > 0);
 
     // Traffic older than one second at the moment of SIGKILL must survive it.
     let to = format!("tcp://{}", restarted.addr("hep-tcp"));
     let base = restarted.wait_total("", after, Duration::from_secs(5));
-    let out = send(&["--to", &to, "--count", "4000", "--rate", "4000", "--seed", "5", "--json"]);
+    let out = send(&[
+        "--to", &to, "--count", "4000", "--rate", "4000", "--seed", "5", "--json",
+    ]);
     let summary: Value = serde_json::from_str(out.lines().last().expect("summary")).expect("json");
     let sent = summary["messages"].as_u64().expect("sent");
     std::thread::sleep(Duration::from_millis(1200));
@@ -196,12 +285,18 @@ fn sigterm_drains_and_sigkill_loses_at_most_the_last_second() {
     drop(restarted);
     let mut restarted = Server::start(data.path(), &[], &[]);
     let total = restarted.wait_total("", base + sent, Duration::from_secs(20));
-    assert_eq!(total, base + sent, "SIGKILL more than a second after the last packet loses nothing");
+    assert_eq!(
+        total,
+        base + sent,
+        "SIGKILL more than a second after the last packet loses nothing"
+    );
 
     // SIGTERM drains: messages sent just before it are all stored.
     let to = format!("tcp://{}", restarted.addr("hep-tcp"));
     let base = restarted.total("");
-    let out = send(&["--to", &to, "--count", "3000", "--rate", "50000", "--seed", "4", "--json"]);
+    let out = send(&[
+        "--to", &to, "--count", "3000", "--rate", "50000", "--seed", "4", "--json",
+    ]);
     let summary: Value = serde_json::from_str(out.lines().last().expect("summary")).expect("json");
     let sent = summary["messages"].as_u64().expect("sent");
     assert!(restarted.stop().success(), "clean exit on SIGTERM");
@@ -213,7 +308,10 @@ fn sigterm_drains_and_sigkill_loses_at_most_the_last_second() {
 
 #[test]
 fn config_default_round_trips_through_serve() {
-    let out = std::process::Command::new(common::bin()).args(["config", "default"]).output().expect("run");
+    let out = std::process::Command::new(common::bin())
+        .args(["config", "default"])
+        .output()
+        .expect("run");
     assert!(out.status.success());
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("hepstack.toml");
@@ -223,7 +321,11 @@ fn config_default_round_trips_through_serve() {
         .arg(&file)
         .output()
         .expect("run");
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     std::fs::write(&file, "[hep.writer]\nbatch_sise = 1\n").expect("write");
     let bad = std::process::Command::new(common::bin())
         .args(["serve", "--config"])
@@ -237,7 +339,9 @@ fn config_default_round_trips_through_serve() {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -46,7 +46,11 @@ fn flow_name(flow: &FlowKey) -> String {
 }
 
 fn udp_flow_name(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> String {
-    format!("{}->{}", SocketAddr::new(src, sport), SocketAddr::new(dst, dport))
+    format!(
+        "{}->{}",
+        SocketAddr::new(src, sport),
+        SocketAddr::new(dst, dport)
+    )
 }
 
 /// Per-direction HEP framing state of the TCP connections in a capture.
@@ -76,7 +80,9 @@ impl TcpHep {
                 ..Origin::default()
             };
             match event {
-                StreamEvent::Data { timestamp, data, .. } => {
+                StreamEvent::Data {
+                    timestamp, data, ..
+                } => {
                     let framer = self
                         .framers
                         .entry(flow)
@@ -85,7 +91,10 @@ impl TcpHep {
                     // Push in pieces no larger than a frame so a drained framer always has room.
                     for piece in data.chunks(hep::MAX_MESSAGE_LEN) {
                         if framer.push(piece).is_err() {
-                            emitter.problem(&origin(timestamp), "HEP framer buffer full; stream state reset")?;
+                            emitter.problem(
+                                &origin(timestamp),
+                                "HEP framer buffer full; stream state reset",
+                            )?;
                             *framer = hep::StreamFramer::new(hep::FramerConfig::default());
                             continue;
                         }
@@ -96,7 +105,10 @@ impl TcpHep {
                     }
                     let skipped = framer.bytes_skipped() - skipped_before;
                     if skipped > 0 {
-                        emitter.problem(&origin(timestamp), &format!("{skipped} bytes of garbage skipped in the TCP stream"))?;
+                        emitter.problem(
+                            &origin(timestamp),
+                            &format!("{skipped} bytes of garbage skipped in the TCP stream"),
+                        )?;
                     }
                 }
                 StreamEvent::Gap { timestamp, len, .. } => {
@@ -105,9 +117,14 @@ impl TcpHep {
                     if let Some(framer) = self.framers.get_mut(&flow) {
                         *framer = hep::StreamFramer::new(hep::FramerConfig::default());
                     }
-                    emitter.problem(&origin(timestamp), &format!("{len} bytes missing from the TCP stream (not captured)"))?;
+                    emitter.problem(
+                        &origin(timestamp),
+                        &format!("{len} bytes missing from the TCP stream (not captured)"),
+                    )?;
                 }
-                StreamEvent::Closed { timestamp, reason, .. } => {
+                StreamEvent::Closed {
+                    timestamp, reason, ..
+                } => {
                     if let Some(framer) = self.framers.remove(&flow) {
                         let pending = framer.pending_len();
                         if pending > 0 {
@@ -115,7 +132,10 @@ impl TcpHep {
                                 CloseReason::Flushed => "at the end of the capture",
                                 _ => "when the connection closed",
                             };
-                            emitter.problem(&origin(timestamp), &format!("{pending} bytes of an incomplete HEP message {why}"))?;
+                            emitter.problem(
+                                &origin(timestamp),
+                                &format!("{pending} bytes of an incomplete HEP message {why}"),
+                            )?;
                         }
                     }
                 }
@@ -133,14 +153,21 @@ pub(crate) fn decode_capture<R: Read, W: Write>(
 ) -> Result<()> {
     let mut source = capture::open(reader)?;
     let mut defrag = Defragmenter::new(capture::DefragConfig::default());
-    let mut tcp = TcpHep { reassembler: TcpReassembler::default(), framers: HashMap::new() };
+    let mut tcp = TcpHep {
+        reassembler: TcpReassembler::default(),
+        framers: HashMap::new(),
+    };
     let mut packet_no = 0u64;
     loop {
         let packet = match source.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) => break,
             Err(err) => {
-                let origin = Origin { file: file.to_string(), index: Some(packet_no + 1), ..Origin::default() };
+                let origin = Origin {
+                    file: file.to_string(),
+                    index: Some(packet_no + 1),
+                    ..Origin::default()
+                };
                 emitter.problem(&origin, &format!("capture file: {err}"))?;
                 break;
             }
@@ -151,13 +178,20 @@ pub(crate) fn decode_capture<R: Read, W: Write>(
             Ok(Some(d)) => d,
             Ok(None) => continue,
             Err(err) => {
-                let origin = Origin { file: file.to_string(), index: Some(packet_no), ..Origin::default() };
+                let origin = Origin {
+                    file: file.to_string(),
+                    index: Some(packet_no),
+                    ..Origin::default()
+                };
                 emitter.problem(&origin, &format!("packet {packet_no}: {err}"))?;
                 continue;
             }
         };
         match decoded.transport {
-            Transport::Udp { src_port: sport, dst_port: dport } => {
+            Transport::Udp {
+                src_port: sport,
+                dst_port: dport,
+            } => {
                 let origin = Origin {
                     file: file.to_string(),
                     pcap: Some(PcapOrigin {

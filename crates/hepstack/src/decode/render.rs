@@ -115,7 +115,10 @@ fn chunk_json(chunk: &Chunk<'_>, opts: &RenderOptions) -> Value {
         },
         ChunkValue::BadLength { expected, got } => {
             c.insert("hex".into(), json!(hex(chunk.body)));
-            c.insert("error".into(), json!(format!("body is {got} bytes, expected {expected}")));
+            c.insert(
+                "error".into(),
+                json!(format!("body is {got} bytes, expected {expected}")),
+            );
         }
         ChunkValue::Raw(b) => {
             c.insert("hex".into(), json!(hex(b)));
@@ -153,12 +156,22 @@ pub(crate) fn packet(p: &HepPacket<'_>, src: Value, opts: &RenderOptions) -> Val
     put("dst_port", p.dst_port.map(|v| json!(v)));
     put("ts_sec", p.ts_sec.map(|v| json!(v)));
     put("ts_usec", p.ts_usec.map(|v| json!(v)));
-    put("time", p.ts_sec.map(|s| json!(rfc3339_micros(s, p.ts_usec.unwrap_or(0)))));
+    put(
+        "time",
+        p.ts_sec
+            .map(|s| json!(rfc3339_micros(s, p.ts_usec.unwrap_or(0)))),
+    );
     put("proto_type", p.proto_type.map(|v| json!(v)));
-    put("proto_name", p.proto_type.map(|v| json!(hep::proto_type_name(v))));
+    put(
+        "proto_name",
+        p.proto_type.map(|v| json!(hep::proto_type_name(v))),
+    );
     put("capture_id", p.capture_id.map(|v| json!(v)));
     if p.capture_id_normalized() != p.capture_id {
-        put("capture_id_normalized", p.capture_id_normalized().map(|v| json!(v)));
+        put(
+            "capture_id_normalized",
+            p.capture_id_normalized().map(|v| json!(v)),
+        );
     }
     put("keepalive_timer", p.keepalive_timer.map(|v| json!(v)));
     put("node_name", p.node_name.map(text));
@@ -181,7 +194,13 @@ pub(crate) fn packet(p: &HepPacket<'_>, src: Value, opts: &RenderOptions) -> Val
     put("group_id", p.group_id.map(text));
     put(
         "auth_key",
-        p.auth_key.map(|k| if opts.show_auth_key { text(k) } else { json!(REDACTED) }),
+        p.auth_key.map(|k| {
+            if opts.show_auth_key {
+                text(k)
+            } else {
+                json!(REDACTED)
+            }
+        }),
     );
     if p.version == 3 {
         let chunks: Vec<Value> = p.chunks().map(|c| chunk_json(&c, opts)).collect();
@@ -211,7 +230,10 @@ pub(crate) fn error(src: Value, bytes: &[u8], err: &hep::DecodeError) -> Value {
 /// A MAC address from the u64 chunk form (the low 48 bits).
 fn mac(v: u64) -> String {
     let b = v.to_be_bytes();
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[2], b[3], b[4], b[5], b[6], b[7])
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[2], b[3], b[4], b[5], b[6], b[7]
+    )
 }
 
 #[cfg(test)]
@@ -221,9 +243,18 @@ mod tests {
     #[test]
     fn formats_times_like_rfc3339() {
         assert_eq!(rfc3339_micros(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339_micros(1_313_440_459, 120_000), "2011-08-15T20:34:19.120000Z");
-        assert_eq!(rfc3339_micros(951_782_400, 1), "2000-02-29T00:00:00.000001Z");
-        assert_eq!(rfc3339_micros(u32::MAX, 999_999), "2106-02-07T06:28:15.999999Z");
+        assert_eq!(
+            rfc3339_micros(1_313_440_459, 120_000),
+            "2011-08-15T20:34:19.120000Z"
+        );
+        assert_eq!(
+            rfc3339_micros(951_782_400, 1),
+            "2000-02-29T00:00:00.000001Z"
+        );
+        assert_eq!(
+            rfc3339_micros(u32::MAX, 999_999),
+            "2106-02-07T06:28:15.999999Z"
+        );
     }
 
     #[test]

@@ -82,7 +82,11 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server.seen.iter().any(|l| l == "hepstack: ready") {
-            assert!(Instant::now() < deadline, "serve did not start: {:?}", server.seen);
+            assert!(
+                Instant::now() < deadline,
+                "serve did not start: {:?}",
+                server.seen
+            );
             if let Ok(Some(status)) = server.child.try_wait() {
                 server.drain_stderr();
                 panic!("serve exited with {status}: {:#?}", server.seen);
@@ -119,7 +123,10 @@ impl Server {
     }
 
     pub fn addr(&self, kind: &str) -> SocketAddr {
-        *self.addrs.get(kind).unwrap_or_else(|| panic!("no {kind} listener: {:?}", self.addrs))
+        *self
+            .addrs
+            .get(kind)
+            .unwrap_or_else(|| panic!("no {kind} listener: {:?}", self.addrs))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -173,7 +180,9 @@ impl Server {
 
     /// Total messages stored (all time).
     pub fn total(&mut self, query: &str) -> u64 {
-        self.get(&format!("/api/v1/messages?limit=1&from=0&to=4102444800000{query}"))["total"]
+        self.get(&format!(
+            "/api/v1/messages?limit=1&from=0&to=4102444800000{query}"
+        ))["total"]
             .as_u64()
             .expect("total")
     }
@@ -235,14 +244,21 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitS
         if let Some(status) = child.try_wait().expect("wait") {
             return status;
         }
-        assert!(Instant::now() < deadline, "process did not exit within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Runs `hepstack send` with the args and returns its stdout.
 pub fn send(args: &[&str]) -> String {
-    let out = Command::new(bin()).arg("send").args(args).output().expect("run send");
+    let out = Command::new(bin())
+        .arg("send")
+        .args(args)
+        .output()
+        .expect("run send");
     assert!(
         out.status.success(),
         "hepstack send {args:?} failed: {}",
@@ -254,7 +270,9 @@ pub fn send(args: &[&str]) -> String {
 /// The oracle decode of a sample directory.
 pub fn oracle(dir: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(samples().join(dir).join("decoded.jsonl")).expect("oracle");
-    text.lines().map(|l| serde_json::from_str(l).expect("oracle JSON")).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("oracle JSON"))
+        .collect()
 }
 
 /// The payload text of an oracle line (v3: chunk 0x000f; v2: `payload`).
@@ -262,10 +280,18 @@ pub fn oracle_payload(o: &Value) -> Option<String> {
     if let Some(p) = o["payload"].as_str() {
         return Some(p.to_string());
     }
-    o["chunks"].as_array()?.iter().find(|c| c["type"] == "0x000f").and_then(|c| c["value"].as_str().map(String::from))
+    o["chunks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "0x000f")
+        .and_then(|c| c["value"].as_str().map(String::from))
 }
 
 /// A chunk value of an oracle v3 line by name.
 pub fn oracle_chunk<'a>(o: &'a Value, name: &str) -> Option<&'a Value> {
-    o["chunks"].as_array()?.iter().find(|c| c["name"] == name).map(|c| &c["value"])
+    o["chunks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| &c["value"])
 }
