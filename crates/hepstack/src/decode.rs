@@ -376,50 +376,6 @@ fn decode_raw_stream<R: Read, W: Write>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sniffs_every_input_kind() {
-        assert_eq!(
-            sniff(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0], false),
-            Some(InputKind::Pcap)
-        );
-        assert_eq!(
-            sniff(&[0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0x1c], false),
-            Some(InputKind::Pcap)
-        );
-        assert_eq!(
-            sniff(b"HEP3\x01\xcb\x00\x00", false),
-            Some(InputKind::RawHep3)
-        );
-        assert_eq!(
-            sniff(b"\x00\x00\x01\xcbHEP3", false),
-            Some(InputKind::HepStream)
-        );
-        assert_eq!(
-            sniff(&[0, 0, 1, 0x6d, 2, 16, 2, 17], false),
-            Some(InputKind::HepStream)
-        );
-        assert_eq!(
-            sniff(&[2, 16, 2, 17, 0x13, 0xcf, 0x13, 0xc4], false),
-            Some(InputKind::RawHepV12)
-        );
-        assert_eq!(sniff(b"hello wo", false), None);
-        assert_eq!(sniff(b"abc", false), None);
-    }
-
-    #[test]
-    fn peek_gives_the_bytes_back() {
-        let (head, replay, rest) = peek(&b"0123456789"[..], 4).unwrap();
-        assert_eq!(head, b"0123");
-        let mut all = Vec::new();
-        replay.chain(rest).read_to_end(&mut all).unwrap();
-        assert_eq!(all, b"0123456789");
-    }
-}
-
 /// The parsed payload of a message: SIP through the SIP indexer, everything else through the
 /// payload parsers. `None` when the message has no payload.
 pub(crate) fn payload_fields(p: &hep::HepPacket<'_>, max_inflate: usize) -> Option<Value> {
@@ -479,4 +435,48 @@ pub(crate) fn payload_fields(p: &hep::HepPacket<'_>, max_inflate: usize) -> Opti
         }
     }
     Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_every_input_kind() {
+        assert_eq!(
+            sniff(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0], false),
+            Some(InputKind::Pcap)
+        );
+        assert_eq!(
+            sniff(&[0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0x1c], false),
+            Some(InputKind::Pcap)
+        );
+        assert_eq!(
+            sniff(b"HEP3\x01\xcb\x00\x00", false),
+            Some(InputKind::RawHep3)
+        );
+        assert_eq!(
+            sniff(b"\x00\x00\x01\xcbHEP3", false),
+            Some(InputKind::HepStream)
+        );
+        assert_eq!(
+            sniff(&[0, 0, 1, 0x6d, 2, 16, 2, 17], false),
+            Some(InputKind::HepStream)
+        );
+        assert_eq!(
+            sniff(&[2, 16, 2, 17, 0x13, 0xcf, 0x13, 0xc4], false),
+            Some(InputKind::RawHepV12)
+        );
+        assert_eq!(sniff(b"hello wo", false), None);
+        assert_eq!(sniff(b"abc", false), None);
+    }
+
+    #[test]
+    fn peek_gives_the_bytes_back() {
+        let (head, replay, rest) = peek(&b"0123456789"[..], 4).unwrap();
+        assert_eq!(head, b"0123");
+        let mut all = Vec::new();
+        replay.chain(rest).read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"0123456789");
+    }
 }

@@ -639,20 +639,7 @@ impl Synth {
         if kind == ScenarioKind::NotFound {
             // The proxy's location lookup fails: no B-leg.
             t += self.rng.range(2_000, 20_000);
-            let resp = self.sip_response(
-                &a,
-                404,
-                "Not Found",
-                1,
-                "INVITE",
-                &invite_branch,
-                true,
-                None,
-            );
-            out.hep("404", PROTO_SIP, t, peer(&a.uas), peer(&a.uac), None, resp);
-            t += self.rng.range(5_000, 40_000);
-            let ack = self.sip_ack(&a, 1, &invite_branch);
-            out.hep("ACK", PROTO_SIP, t, peer(&a.uac), peer(&a.uas), None, ack);
+            self.reject_invite(out, &a, (404, "404", "Not Found"), &invite_branch, t);
             return;
         }
 
@@ -683,20 +670,7 @@ impl Synth {
                     BMsg::Response(200, "OK", 1, "CANCEL", &b_branch, false),
                 );
             }
-            let resp = self.sip_response(
-                &a,
-                408,
-                "Request Timeout",
-                1,
-                "INVITE",
-                &invite_branch,
-                true,
-                None,
-            );
-            out.hep("408", PROTO_SIP, t, peer(&a.uas), peer(&a.uac), None, resp);
-            t += self.rng.range(5_000, 40_000);
-            let ack = self.sip_ack(&a, 1, &invite_branch);
-            out.hep("ACK", PROTO_SIP, t, peer(&a.uac), peer(&a.uas), None, ack);
+            self.reject_invite(out, &a, (408, "408", "Request Timeout"), &invite_branch, t);
             return;
         }
 
@@ -734,20 +708,7 @@ impl Synth {
                     );
                     self.send_b(out, b, t - 1_000, BMsg::Request("ACK", 1, &b_branch, false));
                 }
-                let resp = self.sip_response(
-                    &a,
-                    486,
-                    "Busy Here",
-                    1,
-                    "INVITE",
-                    &invite_branch,
-                    true,
-                    None,
-                );
-                out.hep("486", PROTO_SIP, t, peer(&a.uas), peer(&a.uac), None, resp);
-                t += self.rng.range(5_000, 40_000);
-                let ack = self.sip_ack(&a, 1, &invite_branch);
-                out.hep("ACK", PROTO_SIP, t, peer(&a.uac), peer(&a.uas), None, ack);
+                self.reject_invite(out, &a, (486, "486", "Busy Here"), &invite_branch, t);
             }
             ScenarioKind::Cancel => {
                 t += self.rng.range(2_000_000, 15_000_000);
@@ -786,26 +747,37 @@ impl Synth {
                     self.send_b(out, b, t + 5_000, BMsg::Request("ACK", 1, &b_branch, false));
                 }
                 t += self.rng.range(6_000, 20_000);
-                let resp = self.sip_response(
+                self.reject_invite(
+                    out,
                     &a,
-                    487,
-                    "Request Terminated",
-                    1,
-                    "INVITE",
+                    (487, "487", "Request Terminated"),
                     &invite_branch,
-                    true,
-                    None,
+                    t,
                 );
-                out.hep("487", PROTO_SIP, t, peer(&a.uas), peer(&a.uac), None, resp);
-                t += self.rng.range(5_000, 40_000);
-                let ack = self.sip_ack(&a, 1, &invite_branch);
-                out.hep("ACK", PROTO_SIP, t, peer(&a.uac), peer(&a.uas), None, ack);
             }
             _ => self.answered(out, &a, b.as_ref(), b_src, &invite_branch, &b_branch, t),
         }
     }
 
     /// Emit one B-leg message: requests go proxy → callee, responses callee → proxy.
+    /// The UAS's final failure reply to the A-leg INVITE at `t`, and the UAC's ACK for it a few
+    /// milliseconds later. `status` is (code, code as the summary label, reason phrase).
+    fn reject_invite(
+        &mut self,
+        out: &mut Out<'_>,
+        a: &Leg,
+        status: (u16, &'static str, &str),
+        invite_branch: &str,
+        t: u64,
+    ) {
+        let (code, label, reason) = status;
+        let resp = self.sip_response(a, code, reason, 1, "INVITE", invite_branch, true, None);
+        out.hep(label, PROTO_SIP, t, peer(&a.uas), peer(&a.uac), None, resp);
+        let t = t + self.rng.range(5_000, 40_000);
+        let ack = self.sip_ack(a, 1, invite_branch);
+        out.hep("ACK", PROTO_SIP, t, peer(&a.uac), peer(&a.uas), None, ack);
+    }
+
     fn send_b(&mut self, out: &mut Out<'_>, b: &Leg, t: u64, msg: BMsg<'_>) {
         let (kind, bytes, forward) = match msg {
             BMsg::Request(method, cseq, branch, sdp) => {
