@@ -32,9 +32,20 @@ command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || need_pkgs+=(kamailio)
 command -v sipp >/dev/null || need_pkgs+=(sip-tester)
 command -v sngrep >/dev/null || need_pkgs+=(sngrep)
+# Independent packet counts for the capture agent (crates/agent tests).
+command -v tshark >/dev/null || need_pkgs+=(tshark)
+# The headless browser for the web UI end-to-end tests (crates/web/tests/browser.rs).
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
+# A real Prometheus scraping hepstack (KPI tests).
+command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || need_pkgs+=(prometheus)
+# libpcap for live capture: loaded at run time by `hepstack capture -i`, never needed to build.
+[ -e /usr/lib/x86_64-linux-gnu/libpcap.so.0.8 ] || ls /usr/lib/*/libpcap.so.0.8 >/dev/null 2>&1 || need_pkgs+=(libpcap0.8)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   as_root apt-get update -qq
+  # tshark's package asks whether non-root users may capture; answer for it.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections 2>/dev/null || true
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 

@@ -6,19 +6,188 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use store::Store;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{CollectorConfig, ConfigError};
+use crate::config::{AuthKey, CollectorConfig, ConfigError, TcpConfig, TlsConfig, UdpConfig};
 use crate::metrics::{Metrics, Transport};
 use crate::pipeline::Pipeline;
 use crate::stream::{accept_loop, bind_tcp, tls_server_config, StreamSettings, TlsSetupError};
 use crate::udp::{bind_udp, run_udp, BindError};
 use crate::writer::{BatchSpool, Ingress, RecordObserver, SpoolFailure};
+
+/// What the listeners do with every HEP frame they read (a UDP datagram, or a frame cut out of a
+/// TCP/TLS stream). Implemented by the collector's [`Pipeline`] and by the HEP relay.
+///
+/// Called on the UDP receive threads and the connection tasks, concurrently: it must be cheap
+/// and must never block (hand slow work to a bounded queue).
+pub trait PacketHandler: Send + Sync + 'static {
+    /// Handles one frame received over `transport` at `received_us` (wall clock, µs since the
+    /// epoch) / `now` (monotonic). `auth` is the key the listener requires, if any.
+    fn handle(
+        &self,
+        frame: &[u8],
+        transport: Transport,
+        auth: Option<&AuthKey>,
+        received_us: i64,
+        now: Instant,
+    );
+}
+
+impl PacketHandler for Pipeline {
+    fn handle(
+        &self,
+        frame: &[u8],
+        transport: Transport,
+        auth: Option<&AuthKey>,
+        received_us: i64,
+        now: Instant,
+    ) {
+        self.process(frame, transport, auth, received_us, now);
+    }
+}
+
+/// Passes every frame to each handler in turn.
+struct Tee(Vec<Arc<dyn PacketHandler>>);
+
+impl PacketHandler for Tee {
+    fn handle(
+        &self,
+        frame: &[u8],
+        transport: Transport,
+        auth: Option<&AuthKey>,
+        received_us: i64,
+        now: Instant,
+    ) {
+        for h in &self.0 {
+            h.handle(frame, transport, auth, received_us, now);
+        }
+    }
+}
+
+/// The listener settings [`start_listeners`] needs.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerConfig<'a> {
+    /// UDP settings (batch size, auth key).
+    pub udp: &'a UdpConfig,
+    /// TCP settings (connection limit, idle timeout, frame size, auth key).
+    pub tcp: &'a TcpConfig,
+    /// TLS settings (certificate, key, client CA, limits, auth key).
+    pub tls: &'a TlsConfig,
+}
+
+/// Starts the receive side alone: one `recvmmsg` thread per UDP socket and one accept task per
+/// TCP/TLS listener (one task per connection), all feeding `handler`. Must be called within a
+/// tokio runtime. Connection counts and skipped stream bytes go to `metrics`. Cancelling
+/// `shutdown` stops them; [`Listeners::join`] waits until every frame already read is handled.
+pub fn start_listeners(
+    listeners: BoundListeners,
+    config: &ListenerConfig<'_>,
+    handler: Arc<dyn PacketHandler>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<Listeners, StartError> {
+    let tls_acceptor = if listeners.tls.is_empty() {
+        None
+    } else {
+        Some(tokio_rustls::TlsAcceptor::from(tls_server_config(
+            config.tls,
+        )?))
+    };
+    let mut receivers = Vec::new();
+    for (i, socket) in listeners.udp.into_iter().enumerate() {
+        let handler = handler.clone();
+        let auth = config.udp.auth_key.clone();
+        let batch = config.udp.batch_size;
+        let token = shutdown.clone();
+        let name = format!("hep-udp-{i}");
+        receivers.push(
+            std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || run_udp(socket, handler, auth, batch, token))
+                .map_err(|source| StartError::Thread { name, source })?,
+        );
+    }
+
+    let tracker = TaskTracker::new();
+    let mut stream_listeners = Vec::new();
+    let tcp_settings = StreamSettings {
+        transport: Transport::Tcp,
+        tls: None,
+        limit: Arc::new(Semaphore::new(config.tcp.max_connections)),
+        idle_timeout: Duration::from_secs(config.tcp.idle_timeout_secs),
+        max_frame: config.tcp.max_frame_bytes,
+        auth: config.tcp.auth_key.clone(),
+    };
+    for l in listeners.tcp {
+        l.set_nonblocking(true)?;
+        stream_listeners.push((tokio::net::TcpListener::from_std(l)?, tcp_settings.clone()));
+    }
+    if let Some(acceptor) = tls_acceptor {
+        let tls_settings = StreamSettings {
+            transport: Transport::Tls,
+            tls: Some(acceptor),
+            limit: Arc::new(Semaphore::new(config.tls.max_connections)),
+            idle_timeout: Duration::from_secs(config.tls.idle_timeout_secs),
+            max_frame: config.tls.max_frame_bytes,
+            auth: config.tls.auth_key.clone(),
+        };
+        for l in listeners.tls {
+            l.set_nonblocking(true)?;
+            stream_listeners.push((tokio::net::TcpListener::from_std(l)?, tls_settings.clone()));
+        }
+    }
+    for (listener, settings) in stream_listeners {
+        tracker.spawn(accept_loop(
+            listener,
+            settings,
+            handler.clone(),
+            metrics.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    Ok(Listeners { receivers, tracker })
+}
+
+/// The running receive side started by [`start_listeners`].
+pub struct Listeners {
+    receivers: Vec<JoinHandle<()>>,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners")
+            .field("udp_threads", &self.receivers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Listeners {
+    /// After the shutdown token was cancelled: waits for the connection tasks (they handle what
+    /// they already read) and the UDP threads (they handle what the kernel already queued).
+    pub async fn join(self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+        let receivers = self.receivers;
+        let joined = tokio::task::spawn_blocking(move || {
+            for r in receivers {
+                if r.join().is_err() {
+                    tracing::error!("a UDP receive thread panicked");
+                }
+            }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::error!("joining the UDP receive threads failed");
+        }
+    }
+}
 
 /// Sockets bound before the collector starts (so the binary can bind, drop privileges, and
 /// tests can bind port 0).
@@ -168,6 +337,7 @@ pub struct Collector {
     store: Arc<dyn Store>,
     spool: Option<Box<dyn BatchSpool>>,
     observers: Vec<Arc<dyn RecordObserver>>,
+    taps: Vec<Arc<dyn PacketHandler>>,
     metrics: Arc<Metrics>,
 }
 
@@ -190,6 +360,7 @@ impl Collector {
             store,
             spool: None,
             observers: Vec::new(),
+            taps: Vec::new(),
             metrics: Arc::new(Metrics::new()),
         })
     }
@@ -216,6 +387,14 @@ impl Collector {
     /// Adds an observer called with every batch of stored records (KPIs, exports).
     pub fn with_observer(mut self, observer: Arc<dyn RecordObserver>) -> Collector {
         self.observers.push(observer);
+        self
+    }
+
+    /// Adds a handler that sees every frame the listeners read, after the pipeline, on the
+    /// receiving thread or task (HEP mirroring: `hepstack serve` forwards a copy through the
+    /// relay rules). It must not block.
+    pub fn with_tap(mut self, tap: Arc<dyn PacketHandler>) -> Collector {
+        self.taps.push(tap);
         self
     }
 
@@ -248,15 +427,13 @@ impl Collector {
             store,
             spool,
             observers,
+            taps,
             metrics,
         } = self;
-        let tls_acceptor = if listeners.tls.is_empty() {
-            None
-        } else {
-            Some(tokio_rustls::TlsAcceptor::from(tls_server_config(
-                &config.tls,
-            )?))
-        };
+        // Refuse unusable TLS material before any thread starts.
+        if !listeners.tls.is_empty() {
+            tls_server_config(&config.tls)?;
+        }
         let ingress = Ingress::new(
             config.writer.queue_capacity,
             config.writer.batch_size,
@@ -296,63 +473,29 @@ impl Collector {
             )?
         };
 
-        let mut receivers = Vec::new();
-        for (i, socket) in listeners.udp.into_iter().enumerate() {
-            let pipeline = pipeline.clone();
-            let auth = config.udp.auth_key.clone();
-            let batch = config.udp.batch_size;
-            let token = shutdown.clone();
-            receivers.push(spawn(
-                format!("hep-udp-{i}"),
-                Box::new(move || run_udp(socket, pipeline, auth, batch, token)),
-            )?);
-        }
-
-        let tracker = TaskTracker::new();
-        let mut stream_listeners = Vec::new();
-        let tcp_settings = StreamSettings {
-            transport: Transport::Tcp,
-            tls: None,
-            limit: Arc::new(Semaphore::new(config.tcp.max_connections)),
-            idle_timeout: Duration::from_secs(config.tcp.idle_timeout_secs),
-            max_frame: config.tcp.max_frame_bytes,
-            auth: config.tcp.auth_key.clone(),
+        let handler: Arc<dyn PacketHandler> = if taps.is_empty() {
+            pipeline
+        } else {
+            let mut all: Vec<Arc<dyn PacketHandler>> = vec![pipeline];
+            all.extend(taps);
+            Arc::new(Tee(all))
         };
-        for l in listeners.tcp {
-            l.set_nonblocking(true)?;
-            stream_listeners.push((tokio::net::TcpListener::from_std(l)?, tcp_settings.clone()));
-        }
-        if let Some(acceptor) = tls_acceptor {
-            let tls_settings = StreamSettings {
-                transport: Transport::Tls,
-                tls: Some(acceptor),
-                limit: Arc::new(Semaphore::new(config.tls.max_connections)),
-                idle_timeout: Duration::from_secs(config.tls.idle_timeout_secs),
-                max_frame: config.tls.max_frame_bytes,
-                auth: config.tls.auth_key.clone(),
-            };
-            for l in listeners.tls {
-                l.set_nonblocking(true)?;
-                stream_listeners
-                    .push((tokio::net::TcpListener::from_std(l)?, tls_settings.clone()));
-            }
-        }
-        for (listener, settings) in stream_listeners {
-            tracker.spawn(accept_loop(
-                listener,
-                settings,
-                pipeline.clone(),
-                metrics.clone(),
-                tracker.clone(),
-                shutdown.clone(),
-            ));
-        }
+        let listeners = start_listeners(
+            listeners,
+            &ListenerConfig {
+                udp: &config.udp,
+                tcp: &config.tcp,
+                tls: &config.tls,
+            },
+            handler,
+            metrics.clone(),
+            shutdown.clone(),
+        )?;
 
         Ok(CollectorHandle {
             metrics,
             shutdown,
-            receivers,
-            tracker,
+            listeners,
             ingress,
             writers,
             replayer,
@@ -365,8 +508,7 @@ impl Collector {
 pub struct CollectorHandle {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-    receivers: Vec<JoinHandle<()>>,
-    tracker: TaskTracker,
+    listeners: Listeners,
     ingress: Arc<Ingress>,
     writers: Vec<JoinHandle<()>>,
     replayer: JoinHandle<()>,
@@ -391,22 +533,16 @@ impl CollectorHandle {
     /// the spool synced. Returns when everything received is stored, spooled or counted.
     pub async fn join(self) {
         self.shutdown.cancelled().await;
-        self.tracker.close();
-        self.tracker.wait().await;
         let CollectorHandle {
-            receivers,
+            listeners,
             ingress,
             writers,
             replayer,
             replayer_stop,
             ..
         } = self;
+        listeners.join().await;
         let drained = tokio::task::spawn_blocking(move || {
-            for r in receivers {
-                if r.join().is_err() {
-                    tracing::error!("a UDP receive thread panicked");
-                }
-            }
             ingress.close();
             for w in writers {
                 if w.join().is_err() {

@@ -65,13 +65,16 @@
 //! # Extension hook
 //!
 //! [`RecordObserver::on_stored`] is called by the writer threads with every batch the store
-//! took: RFC 6076 KPIs, Loki export and HEP forwarding plug in there.
+//! took: RFC 6076 KPIs ([`KpiObserver`], the `kpi` crate), Loki export ([`loki`]) and HEP
+//! forwarding plug in there.
 
 #![warn(missing_docs)]
 
 mod collector;
 mod config;
 mod dedup;
+mod kpi_observer;
+pub mod loki;
 mod metrics;
 mod pipeline;
 mod rules;
@@ -79,12 +82,16 @@ mod stream;
 mod udp;
 mod writer;
 
-pub use collector::{BoundListeners, Collector, CollectorHandle, DiskSpool, StartError};
+pub use collector::{
+    start_listeners, BoundListeners, Collector, CollectorHandle, DiskSpool, ListenerConfig,
+    Listeners, PacketHandler, StartError,
+};
 pub use config::{
     AuthKey, CollectorConfig, ConfigError, PipelineConfig, RulesConfig, SpoolSection, TcpConfig,
     TlsConfig, UdpConfig, WriterConfig,
 };
 pub use dedup::{fingerprint, Deduplicator};
+pub use kpi_observer::KpiObserver;
 pub use metrics::{
     resident_memory_bytes, Accounting, InvalidKind, Metrics, ProbedGauges, Transport,
     MAX_NODE_LABELS,

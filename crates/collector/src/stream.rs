@@ -19,9 +19,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::collector::PacketHandler;
 use crate::config::{AuthKey, TlsConfig};
 use crate::metrics::{Metrics, Transport};
-use crate::pipeline::{now_us, Pipeline};
+use crate::pipeline::now_us;
 use crate::udp::BindError;
 
 /// Bytes read from a connection per call.
@@ -141,7 +142,7 @@ pub(crate) struct StreamSettings {
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     settings: StreamSettings,
-    pipeline: Arc<Pipeline>,
+    handler: Arc<dyn PacketHandler>,
     metrics: Arc<Metrics>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -168,12 +169,12 @@ pub(crate) async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let settings = settings.clone();
-        let pipeline = pipeline.clone();
+        let handler = handler.clone();
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             metrics.connection_delta(settings.transport, 1);
-            serve_connection(stream, peer, &settings, &pipeline, &metrics, &shutdown).await;
+            serve_connection(stream, peer, &settings, &*handler, &metrics, &shutdown).await;
             metrics.connection_delta(settings.transport, -1);
             drop(permit);
         });
@@ -184,19 +185,19 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     settings: &StreamSettings,
-    pipeline: &Pipeline,
+    handler: &dyn PacketHandler,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) {
     match &settings.tls {
-        None => serve_stream(stream, peer, settings, pipeline, metrics, shutdown).await,
+        None => serve_stream(stream, peer, settings, handler, metrics, shutdown).await,
         Some(acceptor) => {
             let handshake = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 h = tokio::time::timeout(settings.idle_timeout, acceptor.accept(stream)) => h,
             };
             match handshake {
-                Ok(Ok(tls)) => serve_stream(tls, peer, settings, pipeline, metrics, shutdown).await,
+                Ok(Ok(tls)) => serve_stream(tls, peer, settings, handler, metrics, shutdown).await,
                 Ok(Err(e)) => {
                     metrics.connection_rejected(settings.transport);
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -216,7 +217,7 @@ async fn serve_stream<S: AsyncRead + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     settings: &StreamSettings,
-    pipeline: &Pipeline,
+    handler: &dyn PacketHandler,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) {
@@ -258,7 +259,7 @@ async fn serve_stream<S: AsyncRead + Unpin>(
         let mut frames = 0u64;
         while let Some(frame) = framer.next_frame() {
             frames += 1;
-            pipeline.process(frame, settings.transport, auth, received_us, now);
+            handler.handle(frame, settings.transport, auth, received_us, now);
         }
         let skipped = framer.bytes_skipped() - skipped_before;
         if skipped > 0 {

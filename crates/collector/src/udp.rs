@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
+use crate::collector::PacketHandler;
 use crate::config::AuthKey;
 use crate::metrics::Transport;
-use crate::pipeline::{now_us, Pipeline};
+use crate::pipeline::now_us;
 
 /// Room for the largest UDP payload (65,507 bytes over IPv4) per datagram slot.
 const SLOT_BYTES: usize = 65_536;
@@ -171,7 +172,7 @@ impl MmsgBuffers {
 /// queued in the kernel have been processed.
 pub(crate) fn run_udp(
     socket: UdpSocket,
-    pipeline: Arc<Pipeline>,
+    handler: Arc<dyn PacketHandler>,
     auth: Option<AuthKey>,
     batch: usize,
     shutdown: CancellationToken,
@@ -187,7 +188,7 @@ pub(crate) fn run_udp(
         let received_us = now_us();
         let now = Instant::now();
         for i in 0..n {
-            pipeline.process(bufs.datagram(i), Transport::Udp, auth, received_us, now);
+            handler.handle(bufs.datagram(i), Transport::Udp, auth, received_us, now);
         }
     };
     while !shutdown.is_cancelled() {

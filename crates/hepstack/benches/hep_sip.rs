@@ -1,7 +1,11 @@
 //! HEP decode + full SIP field extraction, the per-message work the collector does before
 //! enrichment. Target (issue 2): ≥ 2.5 M msg/s on one core of the dev machine.
 //!
-//! `cargo bench -p hepstack --bench hep_sip`
+//! Three groups on the sample INVITE (with SDP), REGISTER and 200 OK (with SDP): `hep_decode`
+//! (HEP only), `sip_index` (SIP only, on the payload decoded once) and `hep_decode_sip_index`
+//! (both, with every HOMER field read; `_configured` adds custom headers and an A-leg rule).
+//!
+//! `taskset -c 1 cargo bench -p hepstack --bench hep_sip`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
@@ -60,6 +64,28 @@ fn bench(c: &mut Criterion) {
         ..sip::IndexerConfig::default()
     })
     .expect("indexer config");
+
+    let mut group = c.benchmark_group("hep_decode");
+    group.throughput(Throughput::Elements(1));
+    for (name, bytes) in &samples {
+        group.bench_function(*name, |b| {
+            b.iter(|| hep::decode(black_box(bytes)).map_or(0, |p| p.payload.map_or(0, <[u8]>::len)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("sip_index");
+    group.throughput(Throughput::Elements(1));
+    for (name, bytes) in &samples {
+        let payload = hep::decode(bytes)
+            .ok()
+            .and_then(|p| p.payload)
+            .expect("sample carries a payload");
+        group.bench_function(*name, |b| {
+            b.iter(|| default.index(black_box(payload)).diagnostics.len())
+        });
+    }
+    group.finish();
 
     let mut group = c.benchmark_group("hep_decode_sip_index");
     group.throughput(Throughput::Elements(1));

@@ -39,6 +39,13 @@ pub struct Config {
     pub web: web::WebConfig,
     /// The Prometheus metrics endpoint.
     pub metrics: MetricsSection,
+    /// RFC 6076 KPIs, SIP counters and QoS metrics (docs/kpi.md).
+    pub kpi: kpi::KpiConfig,
+    /// Loki push of chosen HEP types (docs/kpi.md).
+    pub loki: collector::loki::LokiConfig,
+    /// HEP mirroring: relay rules applied to a copy of every received packet (docs/relay.md);
+    /// off while it has no rules.
+    pub forward: relay::RoutingConfig,
     /// Logging.
     pub log: LogSection,
 }
@@ -52,6 +59,9 @@ impl Default for Config {
             http: HttpSection::default(),
             web: web::WebConfig::default(),
             metrics: MetricsSection::default(),
+            kpi: kpi::KpiConfig::default(),
+            loki: collector::loki::LokiConfig::default(),
+            forward: relay::RoutingConfig::default(),
             log: LogSection::default(),
         }
     }
@@ -66,6 +76,8 @@ pub struct StoreSection {
     pub url: String,
     /// Embedded SQLite store settings (partitions, retention, compression).
     pub sqlite: store::sqlite::SqliteConfig,
+    /// PostgreSQL settings (HOMER 7 layout), used when `url` is a postgres:// URL.
+    pub postgres: store::postgres::PgConfig,
 }
 
 impl Default for StoreSection {
@@ -73,6 +85,7 @@ impl Default for StoreSection {
         StoreSection {
             url: "sqlite".into(),
             sqlite: store::sqlite::SqliteConfig::default(),
+            postgres: store::postgres::PgConfig::default(),
         }
     }
 }
@@ -254,6 +267,8 @@ impl Config {
         if url != "sqlite" && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             bail!("store.url = {url:?}: expected \"sqlite\" or a postgres:// URL");
         }
+        self.kpi.validate().context("[kpi]")?;
+        relay::Plan::compile(&self.forward).context("[forward]")?;
         if !self.hep.tls.addresses.is_empty()
             && (self.hep.tls.cert_file.is_none() || self.hep.tls.key_file.is_none())
         {

@@ -1,9 +1,11 @@
 //! `hepstack`: the command-line edge of the workspace. It parses arguments, wires library crates
 //! together and turns their typed results into output; business logic lives in the crates.
 
+mod capture;
 mod config;
 mod decode;
 mod send;
+mod relay;
 mod serve;
 
 use std::process::ExitCode;
@@ -20,6 +22,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Capture agent: SIP (UDP, TCP, SCTP, WebSocket), RTCP and DNS from a live interface
+    /// (libpcap, loaded at run time) or pcap/pcapng files, sent as HEPv3 to collectors.
+    Capture(Box<capture::CaptureArgs>),
     /// Decode HEP (pcap/pcapng of HEP traffic, raw .hep files or folders of them, .hepstream
     /// length-prefixed files, raw HEP byte streams, or stdin) into one JSON object per message.
     Decode(decode::DecodeArgs),
@@ -29,6 +34,10 @@ enum Command {
     /// Run the collector: HEP listeners (UDP, TCP, TLS), the ingest pipeline, the store (embedded
     /// SQLite by default), the HTTP API and the Prometheus metrics endpoint.
     Serve(serve::ServeArgs),
+    /// Run the HEP relay: receive HEP (UDP, TCP, TLS) and route it by rules to other
+    /// collectors — by type, fan-out copies, consistent-hash balancing with failover, chunk
+    /// rewriting; `--check FILE` validates a configuration. SIGHUP reloads it.
+    Relay(crate::relay::RelayArgs),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -49,9 +58,11 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Capture(args) => capture::run(&args),
         Command::Decode(args) => decode::run(&args),
         Command::Send(args) => send::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Relay(args) => crate::relay::run(&args),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEFAULT_CONFIG_TOML);
             Ok(ExitCode::SUCCESS)

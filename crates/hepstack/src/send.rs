@@ -216,7 +216,7 @@ fn source(args: &SendArgs) -> Result<(Box<dyn MessageSource>, Option<u64>)> {
         capture_id: args.capture_id.unwrap_or(SynthConfig::default().capture_id),
         node_name: args.node_name.clone(),
         auth_key: args.auth_key.clone(),
-        start_micros: now_micros(),
+        start_micros: now_micros().saturating_sub(sender::synth::MAX_SCENARIO_SPAN_MICROS),
         scenario_interval_micros: interval.max(1),
     };
     let source = SynthSource::new(Synth::new(cfg), args.calls, args.scenarios)?;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -88,7 +88,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(level: &str) {
+pub(crate) fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -114,10 +114,14 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>> {
         })?;
         return Ok(Arc::new(store));
     }
-    bail!(
-        "store {:?}: the PostgreSQL backend is not part of this build yet; use the embedded store (`--store sqlite`)",
-        config.store.url
-    )
+    let postgres = store::postgres::PgConfig {
+        url: config.store.url.clone(),
+        ..config.store.postgres.clone()
+    };
+    // The URL may carry a password: errors name only host, port and database.
+    let store = store::postgres::PgStore::open(postgres).context("opening the PostgreSQL store")?;
+    tracing::info!(target = store.target(), "storing in PostgreSQL (HOMER 7 layout)");
+    Ok(Arc::new(store))
 }
 
 async fn bind_http(what: &str, addr: &str) -> Result<Option<tokio::net::TcpListener>> {
@@ -150,24 +154,29 @@ async fn serve(config: Config) -> Result<()> {
     .await
     .context("opening the store")??;
 
+    // The admin bootstrap blocks on the store, so it runs off the async threads; a store that
+    // is unavailable at start only defers it (see spawn_admin_bootstrap).
     let admin_password = std::env::var("HEPSTACK_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
-    let bootstrap =
-        web::ensure_admin(&*store, admin_password.as_deref()).context("creating the admin user")?;
-    match bootstrap {
-        web::AdminBootstrap::CreatedWithRandomPassword { password } => {
-            // Printed once, on the first start only; it is stored hashed.
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "hepstack: created user admin with password {password}");
-            let _ = writeln!(err, "hepstack: (shown once; set HEPSTACK_ADMIN_PASSWORD on first start to choose it)");
+    let first_try = tokio::task::spawn_blocking({
+        let store = store.clone();
+        let password = admin_password.clone();
+        move || web::ensure_admin(&*store, password.as_deref())
+    })
+    .await
+    .context("creating the admin user")?;
+    let admin_deferred = match first_try {
+        Ok(bootstrap) => {
+            report_admin_bootstrap(bootstrap);
+            false
         }
-        web::AdminBootstrap::CreatedFromEnv => tracing::info!("created user admin from HEPSTACK_ADMIN_PASSWORD"),
-        web::AdminBootstrap::EnvPasswordIgnored => tracing::warn!(
-            "HEPSTACK_ADMIN_PASSWORD is ignored: users exist already and it only seeds the first start"
-        ),
-        web::AdminBootstrap::Existing => {}
-    }
+        Err(web::WebError::Store(store::StoreError::Unavailable(e))) => {
+            tracing::warn!(error = %e, "store unavailable: the admin user is created once it answers");
+            true
+        }
+        Err(e) => return Err(e).context("creating the admin user"),
+    };
 
     let listeners =
         collector::BoundListeners::bind(&config.hep).context("binding HEP listeners")?;
@@ -185,9 +194,44 @@ async fn serve(config: Config) -> Result<()> {
     let metrics_listener = bind_http("metrics", &config.metrics.listen).await?;
 
     let shutdown = CancellationToken::new();
-    let collector = collector::Collector::new(config.hep.clone(), store.clone())?
+    let mut collector = collector::Collector::new(config.hep.clone(), store.clone())?
         .open_spool(&config.data_dir)
         .context("opening the spool")?;
+    // KPIs and the Loki export observe every stored batch (docs/kpi.md).
+    let kpi_engine = if config.kpi.enabled {
+        let engine = Arc::new(kpi::Kpi::new(config.kpi.clone()).context("[kpi]")?);
+        collector = collector.with_observer(Arc::new(collector::KpiObserver::new(engine.clone())));
+        Some(engine)
+    } else {
+        None
+    };
+    // The pusher stops after the writers drained, so their last batches are still pushed.
+    let loki_shutdown = CancellationToken::new();
+    let loki = if config.loki.enabled {
+        let (observer, stats, task) =
+            collector::loki::start(config.loki.clone(), loki_shutdown.clone())?;
+        collector = collector.with_observer(observer);
+        Some((stats, task))
+    } else {
+        None
+    };
+    // The live tail (`GET /api/v1/tail`) sees every stored batch; nothing is copied while no
+    // client is connected, and slow clients skip ahead instead of slowing the writers.
+    let live_feed = web::LiveFeed::new(web::live::DEFAULT_LIVE_CAPACITY, shutdown.clone());
+    collector = collector.with_observer(Arc::new(LiveObserver(live_feed.clone())));
+    let loki_stats = loki.as_ref().map(|(stats, _)| stats.clone());
+    // HEP mirroring: a copy of every received packet goes through the [forward] rules.
+    let forward = if config.forward.is_enabled() {
+        let routing = config.forward.clone();
+        let relay = tokio::task::spawn_blocking(move || ::relay::Relay::start(&routing))
+            .await
+            .context("starting HEP forwarding")?
+            .context("[forward]")?;
+        collector = collector.with_tap(relay.clone());
+        Some(relay)
+    } else {
+        None
+    };
     let metrics = collector.metrics();
     let handle = collector
         .start(listeners, shutdown.clone())
@@ -195,13 +239,32 @@ async fn serve(config: Config) -> Result<()> {
 
     let render: Arc<dyn Fn() -> String + Send + Sync> = {
         let metrics = metrics.clone();
-        Arc::new(move || metrics.render())
+        let kpi_engine = kpi_engine.clone();
+        let forward = forward.clone();
+        Arc::new(move || {
+            let mut out = metrics.render();
+            if let Some(relay) = &forward {
+                out.push_str(&relay.render_metrics());
+            }
+            if let Some(engine) = &kpi_engine {
+                engine.render_prometheus(now_us(), &mut out);
+            }
+            if let Some(stats) = &loki_stats {
+                stats.render(&mut out);
+            }
+            out
+        })
     };
     let mut servers = tokio::task::JoinSet::new();
     if let Some(listener) = http_listener {
         announce("http", listener.local_addr()?);
-        let state = web::AppState::new(store.clone(), config.web.clone(), Some(render.clone()))
-            .context("starting the web API")?;
+        let mut state =
+            web::AppState::new(store.clone(), config.web.clone(), Some(render.clone()))
+                .context("starting the web API")?;
+        if let Some(engine) = &kpi_engine {
+            state = state.with_kpi(engine.clone());
+        }
+        state = state.with_live_feed(live_feed.clone());
         servers.spawn(web::serve(listener, web::router(state), shutdown.clone()));
     }
     if let Some(listener) = metrics_listener {
@@ -212,6 +275,8 @@ async fn serve(config: Config) -> Result<()> {
             shutdown.clone(),
         ));
     }
+    let admin = admin_deferred
+        .then(|| spawn_admin_bootstrap(store.clone(), admin_password, shutdown.clone()));
     let retention = spawn_retention(store.clone(), shutdown.clone());
     {
         // Every listener is announced above; scripts wait for this line.
@@ -223,18 +288,81 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!("shutting down: draining queues to the store or spool");
     shutdown.cancel();
     handle.join().await;
+    if let Some(relay) = forward {
+        // The listeners are stopped: send what the forwarding queues hold.
+        let _ = tokio::task::spawn_blocking(move || relay.shutdown(Duration::from_secs(10))).await;
+    }
+    loki_shutdown.cancel();
+    if let Some((_, task)) = loki {
+        let _ = task.await;
+    }
     while let Some(result) = servers.join_next().await {
         if let Ok(Err(err)) = result {
             tracing::warn!("HTTP server: {err}");
         }
     }
     let _ = retention.await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     let accounting = metrics.accounting();
     tracing::info!(?accounting, "stopped");
+    // Every task is done, so this is the last handle of the store: close it on a blocking
+    // thread, because a blocking driver (PostgreSQL's) runs its own runtime to shut down.
+    let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     Ok(())
 }
 
 /// Runs retention once a minute (and once at start) until shutdown.
+/// Retries the admin bootstrap (see [`web::ensure_admin`]) while the store is unavailable: a
+/// PostgreSQL that is down at start must not stop capture, so the admin user is created once
+/// the database answers.
+fn spawn_admin_bootstrap(
+    store: Arc<dyn store::Store>,
+    admin_password: Option<String>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || loop {
+        match web::ensure_admin(&*store, admin_password.as_deref()) {
+            Ok(bootstrap) => {
+                report_admin_bootstrap(bootstrap);
+                return;
+            }
+            Err(web::WebError::Store(store::StoreError::Unavailable(e))) => {
+                tracing::warn!(error = %e, "store unavailable: creating the admin user once it answers");
+                for _ in 0..20 {
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "creating the admin user failed");
+                return;
+            }
+        }
+    })
+}
+
+fn report_admin_bootstrap(bootstrap: web::AdminBootstrap) {
+    match bootstrap {
+        web::AdminBootstrap::CreatedWithRandomPassword { password } => {
+            // Printed once, on the first start only; it is stored hashed.
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "hepstack: created user admin with password {password}");
+            let _ = writeln!(err, "hepstack: (shown once; set HEPSTACK_ADMIN_PASSWORD on first start to choose it)");
+        }
+        web::AdminBootstrap::CreatedFromEnv => {
+            tracing::info!("created user admin from HEPSTACK_ADMIN_PASSWORD")
+        }
+        web::AdminBootstrap::EnvPasswordIgnored => tracing::warn!(
+            "HEPSTACK_ADMIN_PASSWORD is ignored: users exist already and it only seeds the first start"
+        ),
+        web::AdminBootstrap::Existing => {}
+    }
+}
+
 fn spawn_retention(
     store: Arc<dyn store::Store>,
     shutdown: CancellationToken,
@@ -279,5 +407,14 @@ async fn wait_for_signal(shutdown: &CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = int.recv() => tracing::info!("SIGINT"),
         _ = shutdown.cancelled() => {}
+    }
+}
+
+/// Feeds the web live tail from the batches the store accepted.
+struct LiveObserver(web::LiveFeed);
+
+impl collector::RecordObserver for LiveObserver {
+    fn on_stored(&self, records: &[store::Record]) {
+        self.0.publish(records);
     }
 }

@@ -430,6 +430,44 @@ impl HepSender {
         Ok(self.stats)
     }
 
+    /// Whether the TCP/TLS connection failed and has not been re-established (always false on
+    /// UDP).
+    pub fn is_broken(&self) -> bool {
+        matches!(self.conn, Conn::Broken)
+    }
+
+    /// Messages buffered for a TCP/TLS connection and not yet written.
+    pub fn pending_messages(&self) -> u64 {
+        self.buffered_messages
+    }
+
+    /// Forgets the buffered, unwritten messages and returns how many there were (a relay that
+    /// gives up on a dead destination counts them as dropped).
+    pub fn discard_pending(&mut self) -> u64 {
+        self.buffer.clear();
+        std::mem::take(&mut self.buffered_messages)
+    }
+
+    /// One attempt to re-open a failed TCP/TLS connection, without waiting; the buffered
+    /// messages are kept and written by the next [`HepSender::flush`]. For callers that run
+    /// their own backoff (with `reconnect_attempts = 0` a failed flush returns at once).
+    /// A no-op on UDP and on a healthy connection.
+    pub async fn reconnect_once(&mut self) -> Result<(), SenderError> {
+        if !self.is_broken() {
+            return Ok(());
+        }
+        let conn = self
+            .open_stream()
+            .await
+            .map_err(|source| SenderError::Connect {
+                target: self.target.to_string(),
+                source,
+            })?;
+        self.conn = conn;
+        self.stats.reconnects += 1;
+        Ok(())
+    }
+
     /// Re-establish the stream, waiting with exponential backoff; counts attempts in `attempt`.
     async fn reconnect(&mut self, attempt: &mut u32) -> Result<(), SenderError> {
         loop {

@@ -319,6 +319,12 @@ impl Default for SynthConfig {
     }
 }
 
+/// Upper bound of one scenario's span, from its first to its last message (the longest is an
+/// answered call: up to 15 s of ringing, 180 s of conversation and the teardown). `hepstack send`
+/// starts its synthetic clock this far in the past so that no capture time lies in the future: a
+/// collector's default "last hour" search then sees whole calls, ended, as a live system would.
+pub const MAX_SCENARIO_SPAN_MICROS: u64 = 240_000_000;
+
 /// One generated scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scenario {

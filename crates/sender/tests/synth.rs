@@ -271,3 +271,31 @@ fn mixes_parse_and_steer() {
         "{n:?}"
     );
 }
+
+#[test]
+fn no_scenario_outlasts_the_backdating_bound() {
+    // `hepstack send` backdates its clock by MAX_SCENARIO_SPAN_MICROS so that no synthetic
+    // capture time lies in the future; every kind of scenario, with RTCP and logs, must fit.
+    let mut synth = Synth::new(SynthConfig {
+        rtcp_reports: 4,
+        ..config(7)
+    });
+    let mut longest = 0;
+    for kind in ScenarioKind::ALL {
+        for _ in 0..200 {
+            let scenario = synth.scenario(kind);
+            let times: Vec<u64> = scenario
+                .messages
+                .iter()
+                .map(|m| m.time_micros.expect("synthetic messages are timed"))
+                .collect();
+            let span = times.iter().max().unwrap() - times.iter().min().unwrap();
+            longest = longest.max(span);
+        }
+    }
+    assert!(longest > 60_000_000, "answered calls last minutes: {longest}");
+    assert!(
+        longest < sender::synth::MAX_SCENARIO_SPAN_MICROS,
+        "a scenario spans {longest} µs"
+    );
+}

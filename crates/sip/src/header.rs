@@ -1,5 +1,6 @@
-//! The header block scanner: one pass over the lines (colons and line breaks found a word at a
-//! time), folding and bare LF included. Values are trimmed only when a caller reads them.
+//! The header block scanner: one pass over the lines (colons and line breaks found 16 bytes at a
+//! time, see `lex::find_any`), folding and bare LF included. Values are trimmed only when a caller
+//! reads them.
 
 use serde::Serialize;
 

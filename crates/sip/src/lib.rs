@@ -1,7 +1,7 @@
 //! Zero-copy SIP indexer for hepstack.
 //!
 //! Every SIP message that reaches the collector is indexed once: [`Indexer::index`] makes a single
-//! pass over the header block (line breaks found eight bytes at a time), parses the few headers
+//! pass over the header block (line breaks found 16 bytes at a time), parses the few headers
 //! HOMER searches on, and returns a [`SipMessage`] whose fields are spans ([`Text`]) of the input
 //! buffer. Nothing is copied; a message without SDP, custom headers or diagnostics allocates
 //! nothing.

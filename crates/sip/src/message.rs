@@ -553,15 +553,17 @@ fn parse_reason(value: &[u8]) -> Reason<'_> {
 }
 
 /// The indexing state carried through the header loop.
-struct Builder<'i, 'a> {
+struct Builder<'i, 'm, 'a> {
     indexer: &'i Indexer,
-    msg: SipMessage<'a>,
+    /// The result, built where the caller returns it from (it is large: moving it at the end
+    /// was a `memcpy` per message).
+    msg: &'m mut SipMessage<'a>,
     /// Index of the A-leg rule that produced `aleg_id` (`usize::MAX`: none yet); only rules with
     /// a smaller index (higher priority) can still replace it.
     aleg_rank: usize,
 }
 
-impl<'a> Builder<'_, 'a> {
+impl<'a> Builder<'_, '_, 'a> {
     fn diag(&mut self, diagnostic: Diagnostic) {
         push(&mut self.msg.diagnostics, diagnostic);
     }
@@ -741,21 +743,33 @@ fn set_text<'a>(slot: &mut Option<Text<'a>>, value: Text<'a>) {
     }
 }
 
-/// The indexing routine behind [`Indexer::index`].
+/// The indexing routine behind [`Indexer::index`]. Inlined into it so that the large result
+/// is built in the caller's return slot instead of being copied there.
+#[inline(always)]
 pub(crate) fn index_with<'a>(indexer: &Indexer, raw: &'a [u8]) -> SipMessage<'a> {
-    let mut b = Builder {
-        indexer,
-        msg: SipMessage {
-            raw,
-            header_len: raw.len(),
-            ..SipMessage::default()
-        },
-        aleg_rank: usize::MAX,
+    let mut msg = SipMessage {
+        raw,
+        header_len: raw.len(),
+        ..SipMessage::default()
     };
+    fill(
+        &mut Builder {
+            indexer,
+            msg: &mut msg,
+            aleg_rank: usize::MAX,
+        },
+        raw,
+    );
+    msg
+}
+
+/// Indexes `raw` into `b.msg`.
+fn fill<'a>(b: &mut Builder<'_, '_, 'a>, raw: &'a [u8]) {
+    let indexer = b.indexer;
     let start = skip_keepalive(raw);
     let Some(rest) = raw.get(start..).filter(|r| !r.is_empty()) else {
         b.diag(Diagnostic::Empty);
-        return b.msg;
+        return;
     };
     let (first_line, headers_start) = match memchr::memchr(b'\n', rest) {
         Some(nl) => (rest.get(..nl).unwrap_or_default(), start + nl + 1),
@@ -843,7 +857,6 @@ pub(crate) fn index_with<'a>(indexer: &Indexer, raw: &'a [u8]) -> SipMessage<'a>
             }
         }
     }
-    b.msg
 }
 
 #[cfg(test)]

@@ -12,9 +12,15 @@
 //!
 //! [`sqlite::SqliteStore`] is the embedded backend: time-partitioned SQLite files in a data
 //! directory, see the [`sqlite`] module for its layout, durability and query costs.
+//!
+//! [`postgres::PgStore`] writes heplify-server's HOMER 7 `homer_data` layout so that an
+//! existing homer-app keeps working; see the [`postgres`] module.
 
+mod calls;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use model::*;
+pub use self::postgres::{PgConfig, PgStore};
 pub use sqlite::{SqliteConfig, SqliteStore};

@@ -155,6 +155,12 @@ pub struct StoredMessage {
 }
 
 /// Search filter for messages and calls. Every set field must match (AND); empty means any.
+///
+/// Wildcards: in `call_ids`, `from_user`, `to_user`, `ruri_user`, `any_user`, `user_agent`,
+/// `method`, `node` and `correlation_id`, a `*` matches any run of characters (also none); a
+/// value without `*` is an exact match (and uses the backend's index). There is no escape:
+/// a literal `*` cannot be searched for in those fields. [`MessageFilter::matches`] is the
+/// reference semantics every backend follows.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageFilter {
     /// Lower time bound, microseconds since the epoch, inclusive.
@@ -183,6 +189,21 @@ pub struct MessageFilter {
     pub hep_type: Option<u8>,
     /// Correlation id, exact.
     pub correlation_id: Option<String>,
+    /// Any of the From, To or Request-URI user.
+    #[serde(default)]
+    pub any_user: Option<String>,
+    /// The User-Agent or the Server header.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// Source or destination port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Source port.
+    #[serde(default)]
+    pub src_port: Option<u16>,
+    /// Destination port.
+    #[serde(default)]
+    pub dst_port: Option<u16>,
     /// Substring of the raw payload (case-sensitive).
     pub text: Option<String>,
     /// JSON payload conditions: path like `questions[0].name` (relative to the payload root;
@@ -192,6 +213,198 @@ pub struct MessageFilter {
     pub limit: usize,
     /// Opaque cursor from a previous page's `next`.
     pub cursor: Option<String>,
+}
+
+/// Whether a filter value contains the `*` wildcard.
+pub fn has_wildcard(pattern: &str) -> bool {
+    pattern.contains('*')
+}
+
+/// Matches `text` against `pattern`, where `*` stands for any run of characters (also none)
+/// and everything else matches itself (ASCII case-insensitively when `ignore_case`).
+/// Linear in `text` × the number of `*`-separated pieces; never backtracks exponentially.
+pub fn wildcard_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
+    let eq = |a: &str, b: &str| {
+        if ignore_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    let find = |hay: &str, needle: &str| -> Option<usize> {
+        if ignore_case {
+            let (h, n) = (hay.as_bytes(), needle.as_bytes());
+            if n.is_empty() {
+                return Some(0);
+            }
+            h.windows(n.len()).position(|w| w.eq_ignore_ascii_case(n))
+        } else {
+            hay.find(needle)
+        }
+    };
+    let pieces: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = pieces.as_slice() else {
+        // No `*`: one piece.
+        return eq(pattern, text);
+    };
+    let (Some(head), Some(rest_len)) =
+        (text.get(..first.len()), text.len().checked_sub(first.len()))
+    else {
+        return false;
+    };
+    if !eq(head, first) || rest_len < last.len() {
+        return false;
+    }
+    let Some(mut rest) = text.get(first.len()..text.len() - last.len()) else {
+        return false;
+    };
+    let Some(tail) = text.get(text.len() - last.len()..) else {
+        return false;
+    };
+    if !eq(tail, last) {
+        return false;
+    }
+    for piece in middle {
+        match find(rest, piece) {
+            Some(at) => match rest.get(at + piece.len()..) {
+                Some(r) => rest = r,
+                None => return false,
+            },
+            None => return false,
+        }
+    }
+    true
+}
+
+fn text_matches(pattern: &Option<String>, value: Option<&str>, ignore_case: bool) -> bool {
+    match pattern {
+        None => true,
+        Some(p) => value.is_some_and(|v| wildcard_match(p, v, ignore_case)),
+    }
+}
+
+/// The value at a field path (`questions[0].name`, optionally prefixed with `payload.`) of a
+/// JSON document, as text the way the SQL backends compare it: strings as is, booleans as
+/// `true`/`false`, numbers and composite values as JSON text; `None` for null or missing.
+fn json_path_text(doc: &serde_json::Value, path: &str) -> Option<String> {
+    let rel = path.strip_prefix("payload.").unwrap_or(path);
+    let mut cur = doc;
+    for segment in rel.split('.') {
+        let (key, mut rest) = match segment.find('[') {
+            Some(i) => segment.split_at(i),
+            None => (segment, ""),
+        };
+        cur = cur.as_object()?.get(key)?;
+        while let Some(inner) = rest.strip_prefix('[') {
+            let close = inner.find(']')?;
+            let index: usize = inner.get(..close)?.parse().ok()?;
+            cur = cur.as_array()?.get(index)?;
+            rest = inner.get(close + 1..)?;
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+    }
+    match cur {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+impl MessageFilter {
+    /// Whether `record` matches every set condition (time bounds, `limit` and `cursor` are
+    /// not conditions on a record and are ignored unless `with_time` asks for the bounds).
+    /// This is the reference semantics of the filter; the live tail applies it in memory.
+    pub fn matches(&self, r: &Record, with_time: bool) -> bool {
+        if with_time {
+            if self.from_us.is_some_and(|f| r.time_us < f)
+                || self.to_us.is_some_and(|t| r.time_us >= t)
+            {
+                return false;
+            }
+        }
+        if !self.call_ids.is_empty()
+            && !self
+                .call_ids
+                .iter()
+                .any(|c| wildcard_match(c, &r.sid, false))
+        {
+            return false;
+        }
+        let sip = r.sip.as_ref();
+        let field = |f: fn(&SipFields) -> &Option<String>| sip.and_then(|s| f(s).as_deref());
+        if !text_matches(&self.from_user, field(|s| &s.from_user), false)
+            || !text_matches(&self.to_user, field(|s| &s.to_user), false)
+            || !text_matches(&self.ruri_user, field(|s| &s.ruri_user), false)
+            || !text_matches(&self.node, r.node.as_deref(), false)
+            || !text_matches(&self.correlation_id, r.correlation_id.as_deref(), false)
+            || !text_matches(
+                &self.method,
+                sip.map(|s| s.method.as_str()).filter(|m| !m.is_empty()),
+                true,
+            )
+        {
+            return false;
+        }
+        if let Some(p) = &self.any_user {
+            let users = [
+                field(|s| &s.from_user),
+                field(|s| &s.to_user),
+                field(|s| &s.ruri_user),
+            ];
+            if !users
+                .into_iter()
+                .flatten()
+                .any(|u| wildcard_match(p, u, false))
+            {
+                return false;
+            }
+        }
+        if let Some(p) = &self.user_agent {
+            let agents = [field(|s| &s.user_agent), field(|s| &s.server)];
+            if !agents
+                .into_iter()
+                .flatten()
+                .any(|u| wildcard_match(p, u, false))
+            {
+                return false;
+            }
+        }
+        if self.ip.is_some_and(|ip| r.src_ip != ip && r.dst_ip != ip)
+            || self.src_ip.is_some_and(|ip| r.src_ip != ip)
+            || self.dst_ip.is_some_and(|ip| r.dst_ip != ip)
+            || self
+                .port
+                .is_some_and(|p| r.src_port != p && r.dst_port != p)
+            || self.src_port.is_some_and(|p| r.src_port != p)
+            || self.dst_port.is_some_and(|p| r.dst_port != p)
+            || self.hep_type.is_some_and(|t| r.hep_type != t)
+        {
+            return false;
+        }
+        if let Some(text) = &self.text {
+            let needle = text.as_bytes();
+            if !needle.is_empty() && !r.raw.windows(needle.len()).any(|w| w == needle) {
+                return false;
+            }
+        }
+        if !self.json.is_empty() {
+            let Some(doc) = r
+                .payload_json
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            else {
+                return false;
+            };
+            for (path, value) in &self.json {
+                if json_path_text(&doc, path).as_deref() != Some(value.as_str()) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
 }
 
 /// Largest page any query returns; ask again with the cursor for more.
@@ -343,4 +556,26 @@ pub trait Store: Send + Sync {
 
     /// Number of users (zero on first start).
     fn user_count(&self) -> Result<u64, StoreError>;
+
+    /// Every user, ordered by name.
+    fn users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Deletes a user; `Ok(false)` when there was none of that name.
+    fn delete_user(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Reads one application setting. Settings are small JSON or text documents the web and
+    /// collector layers keep with the data (API token hashes, IP aliases, UI preferences),
+    /// grouped by `namespace` (`tokens`, `aliases`, …) so each owner lists only its own.
+    fn setting(&self, namespace: &str, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Creates or replaces a setting (`Some(value)`) or deletes it (`None`).
+    fn put_setting(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Every setting of a namespace as (key, value), ordered by key.
+    fn settings(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError>;
 }

@@ -161,7 +161,22 @@ fn token_digest(token: &str) -> [u8; 32] {
 #[derive(Debug)]
 struct Session {
     user: String,
+    admin: bool,
+    csrf: String,
     expires: Instant,
+}
+
+/// What a live session grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// User name.
+    pub user: String,
+    /// Whether the user was an admin at login (sessions of a user are ended when an admin
+    /// changes the user, so this never outlives a demotion).
+    pub admin: bool,
+    /// The session's CSRF token, required in `X-CSRF-Token` on cookie-authenticated
+    /// state-changing requests.
+    pub csrf: String,
 }
 
 /// A newly created session.
@@ -169,8 +184,25 @@ struct Session {
 pub struct NewSession {
     /// The token to hand to the client (never kept by the server).
     pub token: String,
+    /// The session's CSRF token (not secret from the session's own client).
+    pub csrf: String,
     /// Monotonic expiry.
     pub expires: Instant,
+}
+
+/// 32 random bytes, base64url without padding (43 characters).
+pub fn random_token() -> Result<String, WebError> {
+    let mut raw = [0u8; 32];
+    getrandom::getrandom(&mut raw).map_err(|e| WebError::Crypto(e.to_string()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The live sessions, keyed by token digest. Bounded by `max`.
@@ -198,10 +230,9 @@ impl Sessions {
 
     /// Starts a session for `user` at `now`. When the table is full, expired sessions are
     /// dropped, then the one closest to expiry.
-    pub fn create(&self, user: &str, now: Instant) -> Result<NewSession, WebError> {
-        let mut raw = [0u8; 32];
-        getrandom::getrandom(&mut raw).map_err(|e| WebError::Crypto(e.to_string()))?;
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    pub fn create(&self, user: &str, admin: bool, now: Instant) -> Result<NewSession, WebError> {
+        let token = random_token()?;
+        let csrf = random_token()?;
         let expires = now + self.lifetime;
         let mut map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.max {
@@ -217,18 +248,28 @@ impl Sessions {
             token_digest(&token),
             Session {
                 user: user.to_string(),
+                admin,
+                csrf: csrf.clone(),
                 expires,
             },
         );
-        Ok(NewSession { token, expires })
+        Ok(NewSession {
+            token,
+            csrf,
+            expires,
+        })
     }
 
-    /// The user of a live session; an expired one is removed and gives `None`.
-    pub fn validate(&self, token: &str, now: Instant) -> Option<String> {
+    /// The grant of a live session; an expired one is removed and gives `None`.
+    pub fn validate(&self, token: &str, now: Instant) -> Option<SessionInfo> {
         let digest = token_digest(token);
         let mut map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(&digest) {
-            Some(s) if s.expires > now => Some(s.user.clone()),
+            Some(s) if s.expires > now => Some(SessionInfo {
+                user: s.user.clone(),
+                admin: s.admin,
+                csrf: s.csrf.clone(),
+            }),
             Some(_) => {
                 map.remove(&digest);
                 None
@@ -241,6 +282,24 @@ impl Sessions {
     pub fn remove(&self, token: &str) -> bool {
         let mut map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(&token_digest(token)).is_some()
+    }
+
+    /// Ends every session of `user` (after its password, role or existence changed); returns
+    /// how many there were.
+    pub fn remove_user(&self, user: &str) -> usize {
+        let mut map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+        let before = map.len();
+        map.retain(|_, s| s.user != user);
+        before - map.len()
+    }
+
+    /// Ends every session of `user` but the one of `keep_token`; returns how many ended.
+    pub fn remove_user_except(&self, user: &str, keep_token: &str) -> usize {
+        let keep = token_digest(keep_token);
+        let mut map = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
+        let before = map.len();
+        map.retain(|k, s| s.user != user || *k == keep);
+        before - map.len()
     }
 
     /// Live and not yet purged sessions.
@@ -354,32 +413,51 @@ mod tests {
     fn sessions_expire_and_are_bounded() {
         let s = Sessions::new(Duration::from_secs(10), 2);
         let t0 = Instant::now();
-        let a = s.create("alice", t0).expect("create");
+        let a = s.create("alice", true, t0).expect("create");
         assert_eq!(a.token.len(), 43);
-        assert_eq!(s.validate(&a.token, t0).as_deref(), Some("alice"));
+        assert_ne!(a.token, a.csrf);
+        let info = s.validate(&a.token, t0).expect("live");
+        assert_eq!((info.user.as_str(), info.admin), ("alice", true));
+        assert_eq!(info.csrf, a.csrf);
         assert_eq!(
-            s.validate(&a.token, t0 + Duration::from_secs(9)).as_deref(),
-            Some("alice")
+            s.validate(&a.token, t0 + Duration::from_secs(9))
+                .map(|i| i.user),
+            Some("alice".to_string())
         );
         assert_eq!(s.validate(&a.token, t0 + Duration::from_secs(10)), None);
         assert!(s.is_empty(), "expired session is purged on use");
         assert_eq!(s.validate("bogus", t0), None);
 
-        let b = s.create("bob", t0).expect("create");
+        let b = s.create("bob", false, t0).expect("create");
         let c = s
-            .create("carol", t0 + Duration::from_secs(1))
+            .create("carol", false, t0 + Duration::from_secs(1))
             .expect("create");
         let d = s
-            .create("dave", t0 + Duration::from_secs(2))
+            .create("dave", false, t0 + Duration::from_secs(2))
             .expect("create");
         assert_eq!(s.len(), 2);
         let now = t0 + Duration::from_secs(3);
         assert_eq!(s.validate(&b.token, now), None, "closest to expiry evicted");
-        assert_eq!(s.validate(&c.token, now).as_deref(), Some("carol"));
-        assert_eq!(s.validate(&d.token, now).as_deref(), Some("dave"));
+        assert_eq!(
+            s.validate(&c.token, now).map(|i| i.user).as_deref(),
+            Some("carol")
+        );
+        assert_eq!(
+            s.validate(&d.token, now).map(|i| i.user).as_deref(),
+            Some("dave")
+        );
+        assert_eq!(s.remove_user("carol"), 1);
+        assert_eq!(s.validate(&c.token, now), None);
         assert!(s.remove(&d.token));
         assert!(!s.remove(&d.token));
         assert_eq!(s.validate(&d.token, now), None);
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 
     #[test]

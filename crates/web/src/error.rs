@@ -24,8 +24,8 @@ pub enum WebError {
     Crypto(String),
 }
 
-/// An error answer of the API. The body is always `{"error": "<message>"}`, plus `"param"`
-/// naming the offending query parameter for 400s caused by one.
+/// An error answer of the API. The body is always `{"error": "<message>", "status": <code>}`,
+/// plus `"param"` naming the offending query parameter for 400s caused by one.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A request parameter is malformed or out of range (400).
@@ -42,6 +42,16 @@ pub enum ApiError {
     /// Missing, unknown or expired session, or bad credentials (401).
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// Authenticated, but not allowed: an admin-only route, or a missing/wrong CSRF token on
+    /// a cookie-authenticated state-changing request (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with the current state: the user exists, the last admin (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request body is larger than the route accepts (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// Nothing matched (404).
     #[error("{0}")]
     NotFound(String),
@@ -74,6 +84,9 @@ impl ApiError {
             ApiError::BadParam { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,8 +120,10 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "API request failed");
         }
         let body = match &self {
-            ApiError::BadParam { param, .. } => json!({"error": self.to_string(), "param": param}),
-            _ => json!({"error": self.to_string()}),
+            ApiError::BadParam { param, .. } => {
+                json!({"error": self.to_string(), "status": status.as_u16(), "param": param})
+            }
+            _ => json!({"error": self.to_string(), "status": status.as_u16()}),
         };
         let mut response = (status, Json(body)).into_response();
         if let ApiError::TooManyRequests { retry_after_secs } = self {

@@ -144,12 +144,19 @@
 
 #![warn(missing_docs)]
 
+mod admin;
+pub mod aliases;
 mod api;
 pub mod auth;
 mod config;
 mod error;
+pub mod kpi_api;
+pub mod export;
+pub mod live;
 pub mod query;
 pub mod render;
+pub mod tokens;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -157,13 +164,17 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use store::Store;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-pub use api::{MetricsRender, METRICS_CONTENT_TYPE};
+pub use api::{MetricsRender, CSRF_HEADER, METRICS_CONTENT_TYPE};
+pub use live::LiveFeed;
+
+/// The OpenAPI 3 document of the API, served at `GET /api/v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 pub use auth::{ensure_admin, AdminBootstrap};
 pub use config::WebConfig;
 pub use error::{ApiError, WebError};
@@ -190,6 +201,10 @@ struct Inner {
     /// known user's.
     dummy_hash: String,
     hash_permits: tokio::sync::Semaphore,
+    /// Source of the live tail; `None`: `/api/v1/tail` answers 503.
+    live: Option<LiveFeed>,
+    /// The KPI engine behind `/api/v1/kpi`; `None`: those routes answer 404.
+    kpi: Option<Arc<kpi::Kpi>>,
 }
 
 impl AppState {
@@ -217,8 +232,35 @@ impl AppState {
                 metrics_render,
                 dummy_hash,
                 hash_permits: tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS),
+                live: None,
+                kpi: None,
             }),
         })
+    }
+
+    /// Enables the live tail (`GET /api/v1/tail`) from `feed`. Call before cloning the state
+    /// into a router.
+    pub fn with_live_feed(mut self, feed: LiveFeed) -> AppState {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.live = Some(feed),
+            None => tracing::error!("with_live_feed called on a shared AppState: ignored"),
+        }
+        self
+    }
+
+    /// Enables `/api/v1/kpi` and `/api/v1/kpi/series` from `engine`. Call before cloning the
+    /// state into a router.
+    pub fn with_kpi(mut self, engine: Arc<kpi::Kpi>) -> AppState {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.kpi = Some(engine),
+            None => tracing::error!("with_kpi called on a shared AppState: ignored"),
+        }
+        self
+    }
+
+    /// The KPI engine, when enabled.
+    pub fn kpi(&self) -> Option<Arc<kpi::Kpi>> {
+        self.inner.kpi.clone()
     }
 
     /// The configuration in force.
@@ -238,14 +280,34 @@ fn api_v1(state: &AppState) -> Router<AppState> {
         .route("/messages", get(api::messages))
         .route("/calls", get(api::calls))
         .route("/calls/{callid}/flow", get(api::flow))
+        .route("/calls/{callid}/pcap", get(api::export_pcap))
+        .route("/calls/{callid}/text", get(api::export_text))
+        .route("/calls/{callid}/flow.svg", get(api::export_svg))
+        .route("/tail", get(live::tail))
+        .route("/kpi", get(kpi_api::snapshot))
+        .route("/kpi/series", get(kpi_api::series))
         .route("/logout", post(api::logout))
         .route("/me", get(api::me))
+        .route("/me/password", post(admin::change_own_password))
+        .route("/users", get(admin::list_users).post(admin::create_user))
+        .route(
+            "/users/{name}",
+            patch(admin::update_user).delete(admin::delete_user),
+        )
+        .route("/tokens", get(admin::list_tokens).post(admin::create_token))
+        .route("/tokens/{id}", delete(admin::revoke_token))
+        .route("/aliases", get(admin::list_aliases).post(admin::create_alias))
+        .route(
+            "/aliases/{id}",
+            put(admin::replace_alias).delete(admin::delete_alias),
+        )
         // Applies to the routes above only: login stays open.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_session,
         ))
         .route("/login", post(api::login))
+        .route("/openapi.json", get(api::openapi))
         .fallback(api::api_fallback)
 }
 
@@ -256,6 +318,7 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(api::healthz))
         .nest("/api/v1", api_v1(&state))
+        .merge(ui::router())
         .fallback(api::fallback);
     if state.inner.metrics_render.is_some() {
         app = app.route("/metrics", get(api::metrics));
@@ -275,10 +338,17 @@ fn cors_layer(config: &WebConfig) -> Option<CorsLayer> {
         return None;
     }
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             axum::http::header::AUTHORIZATION,
             axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderName::from_static(api::CSRF_HEADER),
         ]);
     if origins.iter().any(|o| o == "*") {
         return Some(layer.allow_origin(AllowOrigin::any()));

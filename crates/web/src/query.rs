@@ -95,6 +95,28 @@ pub fn parse_filter(
     config: &WebConfig,
     now_us: i64,
 ) -> Result<MessageFilter, ApiError> {
+    parse_params(raw_query, Some((config, now_us)))
+}
+
+/// Parses the filter of the live tail: the search parameters without `from`, `to`, `limit`
+/// and `cursor` (a tail has no window and no pages).
+pub fn parse_tail_filter(raw_query: Option<&str>) -> Result<MessageFilter, ApiError> {
+    parse_params(raw_query, None)
+}
+
+fn port_param(name: &str, value: &str) -> Result<u16, ApiError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::bad_param(name, "expected a port number 0-65535"))
+}
+
+/// `search`: the configuration and the current time when parsing a search (with its window
+/// and paging); `None` for the tail.
+fn parse_params(
+    raw_query: Option<&str>,
+    search: Option<(&WebConfig, i64)>,
+) -> Result<MessageFilter, ApiError> {
     let mut f = MessageFilter::default();
     let mut from = None;
     let mut to = None;
@@ -123,7 +145,21 @@ pub fn parse_filter(
             "from_user" => once(&mut f.from_user, key, text_param(key, value)?)?,
             "to_user" => once(&mut f.to_user, key, text_param(key, value)?)?,
             "ruri_user" => once(&mut f.ruri_user, key, text_param(key, value)?)?,
-            "method" => once(&mut f.method, key, text_param(key, value.trim())?)?,
+            // `status` is the same HOMER `method` key under the name a user looks for.
+            "method" | "status" => {
+                if f.method.is_some() {
+                    return Err(ApiError::bad_param(
+                        key,
+                        "give one of `method` or `status`, once",
+                    ));
+                }
+                f.method = Some(text_param(key, value.trim())?);
+            }
+            "any_user" => once(&mut f.any_user, key, text_param(key, value)?)?,
+            "user_agent" => once(&mut f.user_agent, key, text_param(key, value)?)?,
+            "port" => once(&mut f.port, key, port_param(key, value)?)?,
+            "src_port" => once(&mut f.src_port, key, port_param(key, value)?)?,
+            "dst_port" => once(&mut f.dst_port, key, port_param(key, value)?)?,
             "node" => once(&mut f.node, key, text_param(key, value)?)?,
             "correlation_id" => once(&mut f.correlation_id, key, text_param(key, value)?)?,
             "text" => once(&mut f.text, key, text_param(key, value)?)?,
@@ -136,6 +172,9 @@ pub fn parse_filter(
                     .parse::<u8>()
                     .map_err(|_| ApiError::bad_param(key, "expected a number 0-255"))?;
                 once(&mut f.hep_type, key, t)?;
+            }
+            "from" | "to" | "limit" | "cursor" if search.is_none() => {
+                return Err(ApiError::bad_param(key, "not a parameter of the live tail"));
             }
             "from" => once(&mut from, key, parse_time_param(key, value)?)?,
             "to" => once(&mut to, key, parse_time_param(key, value)?)?,
@@ -173,6 +212,9 @@ pub fn parse_filter(
             }
         }
     }
+    let Some((config, now_us)) = search else {
+        return Ok(f);
+    };
     let window_us = i64::try_from(config.default_window_secs)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000);
@@ -290,6 +332,39 @@ mod tests {
         assert_eq!(f.to_us, Some(1_767_225_600_000_000));
         assert_eq!(f.limit, 50);
         assert_eq!(f.cursor.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn new_search_fields_and_tail() {
+        let c = WebConfig::default();
+        let q = "any_user=10*&user_agent=*Zoiper*&port=5060&src_port=5061&dst_port=5062\
+                 &status=4*&callid=abc*";
+        let f = parse_filter(Some(q), &c, 0).expect("parse");
+        assert_eq!(f.any_user.as_deref(), Some("10*"));
+        assert_eq!(f.user_agent.as_deref(), Some("*Zoiper*"));
+        assert_eq!(
+            (f.port, f.src_port, f.dst_port),
+            (Some(5060), Some(5061), Some(5062))
+        );
+        assert_eq!(f.method.as_deref(), Some("4*"));
+        assert_eq!(f.call_ids, ["abc*"]);
+        for (q, param) in [
+            ("method=INVITE&status=200", "status"),
+            ("port=70000", "port"),
+            ("src_port=-1", "src_port"),
+        ] {
+            assert_eq!(
+                param_of(parse_filter(Some(q), &c, 0).unwrap_err()),
+                param,
+                "{q}"
+            );
+        }
+        let t = parse_tail_filter(Some("from_user=alice&method=INVITE")).expect("tail");
+        assert_eq!((t.from_us, t.to_us), (None, None));
+        assert_eq!(t.from_user.as_deref(), Some("alice"));
+        for q in ["from=1", "limit=5", "cursor=x", "to=1"] {
+            assert!(parse_tail_filter(Some(q)).is_err(), "{q}");
+        }
     }
 
     #[test]

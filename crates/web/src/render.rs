@@ -10,6 +10,7 @@ use payload::Parsed;
 use serde_json::{json, Map, Value};
 use store::{CallSummary, StoredMessage};
 
+use crate::aliases::AliasTable;
 use crate::query::format_time_us;
 
 /// Name of a HEP proto type as the `proto` field shows it.
@@ -168,9 +169,13 @@ pub fn message_json(m: &StoredMessage) -> Map<String, Value> {
     o
 }
 
-/// One call row: the store's [`CallSummary`] with RFC 3339 times next to the µs values.
-pub fn call_json(c: &CallSummary) -> Value {
+/// One call row: the store's [`CallSummary`] with RFC 3339 times next to the µs values, and
+/// the aliases of its first message's addresses (`src_alias`, `dst_alias`).
+pub fn call_json(c: &CallSummary, aliases: &AliasTable) -> Value {
+    let alias = |ip: Option<IpAddr>| ip.and_then(|ip| aliases.lookup_ip(ip)).map(str::to_string);
     json!({
+        "src_alias": alias(c.src_ip),
+        "dst_alias": alias(c.dst_ip),
         "call_id": c.call_id,
         "correlation_id": c.correlation_id,
         "start": format_time_us(c.start_us),
@@ -232,9 +237,114 @@ fn host_index(
     i
 }
 
+/// Two captures of the same bytes between the same endpoints closer than this are one packet
+/// seen twice (a duplicate); farther apart, the sender sent it again (a retransmission: SIP's
+/// shortest retransmission interval, T1, is 500 ms by default).
+pub const DUPLICATE_WINDOW_US: i64 = 10_000;
+
+/// Whether a SIP message carries SDP: an `application/sdp` body (also inside multipart), or
+/// SDP media addresses found by the indexer.
+pub fn has_sdp(r: &store::Record) -> bool {
+    let Some(sip) = &r.sip else {
+        return false;
+    };
+    if !sip.sdp_media.is_empty() {
+        return true;
+    }
+    if sip
+        .content_type
+        .as_deref()
+        .is_some_and(|c| c.to_ascii_lowercase().contains("application/sdp"))
+    {
+        return true;
+    }
+    // multipart bodies: the part's own Content-Type.
+    sip.content_type
+        .as_deref()
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/"))
+        && memchr_ci(&r.raw, b"content-type: application/sdp")
+}
+
+fn memchr_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Adds `src_alias` and `dst_alias` (name or null) to a message item.
+pub fn add_aliases(o: &mut Map<String, Value>, r: &store::Record, aliases: &AliasTable) {
+    let node = r.node.as_deref();
+    o.insert(
+        "src_alias".into(),
+        opt(aliases
+            .lookup(r.src_ip, r.src_port, node)
+            .map(str::to_string)),
+    );
+    o.insert(
+        "dst_alias".into(),
+        opt(aliases
+            .lookup(r.dst_ip, r.dst_port, node)
+            .map(str::to_string)),
+    );
+}
+
+/// How a SIP message of a flow repeats an earlier one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeat {
+    /// First time these bytes went between these endpoints.
+    Original,
+    /// Sent again later (index of the first copy).
+    Retransmission(usize),
+    /// The same packet captured twice (index of the first copy).
+    Duplicate(usize),
+}
+
+/// Classifies each record (same order) as original, retransmission or duplicate: byte-identical
+/// payload between the same endpoints as an earlier record; a duplicate when captured within
+/// [`DUPLICATE_WINDOW_US`] of it or by another node, else a retransmission.
+pub fn repeats(records: &[&store::Record]) -> Vec<Repeat> {
+    use std::hash::{Hash, Hasher};
+    let mut first: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut out = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (r.src_ip, r.src_port, r.dst_ip, r.dst_port, &r.raw).hash(&mut h);
+        let slot = first.entry(h.finish()).or_default();
+        let earlier = slot.iter().copied().find(|&j| {
+            records.get(j).is_some_and(|e| {
+                e.raw == r.raw
+                    && (e.src_ip, e.src_port, e.dst_ip, e.dst_port)
+                        == (r.src_ip, r.src_port, r.dst_ip, r.dst_port)
+            })
+        });
+        out.push(match earlier.and_then(|j| Some((j, records.get(j)?))) {
+            Some((j, e)) => {
+                if r.time_us.saturating_sub(e.time_us) < DUPLICATE_WINDOW_US || e.node != r.node {
+                    Repeat::Duplicate(j)
+                } else {
+                    Repeat::Retransmission(j)
+                }
+            }
+            None => {
+                slot.push(i);
+                Repeat::Original
+            }
+        });
+    }
+    out
+}
+
 /// Builds `{legs, hosts, messages, qos, logs, events, truncated}` from the store's call flow
 /// (any order; sorted here oldest first). At most `max_messages` records are used.
-pub fn flow_json(mut records: Vec<StoredMessage>, max_messages: usize) -> Value {
+pub fn flow_json(records: Vec<StoredMessage>, max_messages: usize) -> Value {
+    flow_json_with(records, max_messages, &AliasTable::default())
+}
+
+/// [`flow_json`] with aliases applied to the hosts and messages.
+pub fn flow_json_with(
+    mut records: Vec<StoredMessage>,
+    max_messages: usize,
+    aliases: &AliasTable,
+) -> Value {
     records.sort_by_key(|m| (m.record.time_us, m.id));
     let truncated = records.len() > max_messages;
     records.truncate(max_messages);
@@ -363,26 +473,71 @@ pub fn flow_json(mut records: Vec<StoredMessage>, max_messages: usize) -> Value 
         .iter()
         .enumerate()
         .map(|(index, h)| {
+            // The alias of the host as any of its nodes saw it, else node-independent.
+            let alias = h
+                .nodes
+                .iter()
+                .find_map(|n| aliases.lookup(h.ip, h.port, Some(n)))
+                .or_else(|| aliases.lookup(h.ip, h.port, None));
+            let address = endpoint(h.ip, h.port);
             json!({
                 "index": index,
                 "ip": h.ip.to_string(),
                 "port": h.port,
-                "address": endpoint(h.ip, h.port),
+                "address": address,
+                "alias": alias,
+                "label": alias.map_or(address.clone(), str::to_string),
                 "nodes": h.nodes,
             })
         })
         .collect();
 
+    let sip_records: Vec<&store::Record> = sip_rows
+        .iter()
+        .filter_map(|&(i, ..)| records.get(i).map(|m| &m.record))
+        .collect();
+    let repeat = repeats(&sip_records);
+    let start_us = sip_records.first().map_or(0, |r| r.time_us);
+    let mut previous_us: Option<i64> = None;
     let messages: Vec<Value> = sip_rows
         .iter()
-        .filter_map(|&(i, leg, src, dst)| {
-            let mut o = message_json(records.get(i)?);
+        .enumerate()
+        .filter_map(|(index, &(i, leg, src, dst))| {
+            let m = records.get(i)?;
+            let r = &m.record;
+            let mut o = message_json(m);
+            add_aliases(&mut o, r, aliases);
+            o.insert("index".into(), index.into());
             o.insert("leg".into(), leg.into());
             o.insert("src_host".into(), src.into());
             o.insert("dst_host".into(), dst.into());
+            o.insert(
+                "delta_us".into(),
+                previous_us.map_or(0, |p| r.time_us - p).into(),
+            );
+            o.insert("offset_us".into(), (r.time_us - start_us).into());
+            previous_us = Some(r.time_us);
+            let (retransmission, duplicate, original) = match repeat.get(index) {
+                Some(Repeat::Retransmission(j)) => (true, false, Value::from(*j)),
+                Some(Repeat::Duplicate(j)) => (false, true, Value::from(*j)),
+                _ => (false, false, Value::Null),
+            };
+            o.insert("retransmission".into(), retransmission.into());
+            o.insert("duplicate".into(), duplicate.into());
+            o.insert("repeat_of".into(), original);
+            o.insert("sdp".into(), has_sdp(r).into());
             Some(Value::Object(o))
         })
         .collect();
+    let window = match (records.first(), records.last()) {
+        (Some(a), Some(b)) => json!({
+            "from": format_time_us(a.record.time_us),
+            "from_us": a.record.time_us,
+            "to": format_time_us(b.record.time_us),
+            "to_us": b.record.time_us,
+        }),
+        _ => Value::Null,
+    };
 
     // Non-SIP records are tied to a leg by sid, else by correlation id.
     let leg_of_record = |m: &StoredMessage| -> Value {
@@ -410,15 +565,109 @@ pub fn flow_json(mut records: Vec<StoredMessage>, max_messages: usize) -> Value 
         }
     }
 
+    let qos_streams = qos_streams(&qos);
     json!({
         "legs": legs_json,
         "hosts": hosts_json,
         "messages": messages,
         "qos": qos,
+        "qos_streams": qos_streams,
         "logs": logs,
         "events": events,
+        "window": window,
         "truncated": truncated,
     })
+}
+
+/// min / avg / max of the non-null values, or null when there are none.
+fn stats(values: &[f64]) -> Value {
+    if values.is_empty() {
+        return Value::Null;
+    }
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let avg = values.iter().sum::<f64>() / values.len() as f64;
+    json!({"min": min, "avg": avg, "max": max, "count": values.len()})
+}
+
+/// Groups the QoS rows into streams for the charts: one per (kind, reporter SSRC, source
+/// SSRC) — the media of `source_ssrc` as `ssrc` reports it — with the points over time and
+/// min/avg/max of jitter (ms), loss (%) and MOS. RTCP report blocks and XR VoIP metrics stay
+/// separate streams because they measure differently (interval vs. call-so-far).
+pub fn qos_streams(rows: &[Value]) -> Vec<Value> {
+    struct Acc {
+        first: usize,
+        points: Vec<Value>,
+        jitter: Vec<f64>,
+        loss: Vec<f64>,
+        mos: Vec<f64>,
+    }
+    let mut order: Vec<(String, u64, u64)> = Vec::new();
+    let mut accs: HashMap<(String, u64, u64), Acc> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let kind = row["kind"].as_str().unwrap_or_default();
+        if kind != "report_block" && kind != "voip_metrics" {
+            continue;
+        }
+        let key = (
+            kind.to_string(),
+            row["ssrc"].as_u64().unwrap_or(0),
+            row["source_ssrc"].as_u64().unwrap_or(0),
+        );
+        let acc = accs.entry(key.clone()).or_insert_with(|| {
+            order.push(key.clone());
+            Acc {
+                first: i,
+                points: Vec::new(),
+                jitter: Vec::new(),
+                loss: Vec::new(),
+                mos: Vec::new(),
+            }
+        });
+        let (jitter, loss) = if kind == "report_block" {
+            (
+                row["jitter_ms"].as_f64(),
+                row["fraction_lost_percent"].as_f64(),
+            )
+        } else {
+            (None, row["loss_percent"].as_f64())
+        };
+        let mos = row["mos"].as_f64();
+        acc.jitter.extend(jitter);
+        acc.loss.extend(loss);
+        acc.mos.extend(mos);
+        acc.points.push(json!({
+            "time_us": row["time_us"],
+            "time": row["time"],
+            "jitter_ms": jitter,
+            "loss_percent": loss,
+            "packets_lost": row.get("packets_lost").cloned().unwrap_or(Value::Null),
+            "mos": mos,
+            "rtt_ms": row.get("rtt_ms").or_else(|| row.get("round_trip_delay_ms")).cloned().unwrap_or(Value::Null),
+        }));
+    }
+    order
+        .into_iter()
+        .filter_map(|key| {
+            let acc = accs.remove(&key)?;
+            let first = rows.get(acc.first)?;
+            Some(json!({
+                "kind": key.0,
+                "ssrc": key.1,
+                "source_ssrc": key.2,
+                "src_ip": first["src_ip"],
+                "src_port": first["src_port"],
+                "dst_ip": first["dst_ip"],
+                "dst_port": first["dst_port"],
+                "node": first["node"],
+                "leg": first["leg"],
+                "jitter_ms": stats(&acc.jitter),
+                "loss_percent": stats(&acc.loss),
+                "mos": stats(&acc.mos),
+                "points": acc.points,
+            }))
+        })
+        .collect()
 }
 
 /// The fields every QoS and log row starts with.

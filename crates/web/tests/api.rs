@@ -414,10 +414,22 @@ async fn cookie_auth_and_logout() {
         .expect("get");
     assert_eq!(r.status(), 401, "only the configured cookie name counts");
 
+    // With the cookie, a state change needs the session's CSRF token.
     let r = server
         .client
         .post(server.url("/api/v1/logout"))
         .header("cookie", format!("hepstack_session={token}"))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status(), 403, "no X-CSRF-Token");
+    let (_, me) = server.get(&token, "/api/v1/me").await;
+    let csrf = me["csrf_token"].as_str().expect("csrf").to_string();
+    let r = server
+        .client
+        .post(server.url("/api/v1/logout"))
+        .header("cookie", format!("hepstack_session={token}"))
+        .header("x-csrf-token", csrf)
         .send()
         .await
         .expect("logout");

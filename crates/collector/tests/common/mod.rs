@@ -93,6 +93,21 @@ impl Store for VecStore {
     fn user_count(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn delete_user(&self, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    fn setting(&self, _: &str, _: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+    fn put_setting(&self, _: &str, _: &str, _: Option<&str>) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn settings(&self, _: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A configuration listening on 127.0.0.1:0 (UDP and TCP), no TLS.

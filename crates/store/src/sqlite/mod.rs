@@ -195,7 +195,10 @@ impl SqliteStore {
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;
                  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
-                                                   admin INTEGER NOT NULL);",
+                                                   admin INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS settings (namespace TEXT NOT NULL, key TEXT NOT NULL,
+                                                      value TEXT NOT NULL,
+                                                      PRIMARY KEY (namespace, key));",
             )
             .map_err(|e| setup_err("creating the catalog", e))?;
         let version: Option<String> = catalog
@@ -669,5 +672,75 @@ impl Store for SqliteStore {
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
             .map_err(backend_err)?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        let catalog = lock(&self.catalog);
+        let mut stmt = catalog
+            .prepare("SELECT name, password_hash, admin FROM users ORDER BY name")
+            .map_err(backend_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(User {
+                    name: r.get(0)?,
+                    password_hash: r.get(1)?,
+                    admin: r.get(2)?,
+                })
+            })
+            .map_err(backend_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend_err)
+    }
+
+    fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let catalog = lock(&self.catalog);
+        let n = catalog
+            .execute("DELETE FROM users WHERE name = ?1", [name])
+            .map_err(backend_err)?;
+        Ok(n > 0)
+    }
+
+    fn setting(&self, namespace: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let catalog = lock(&self.catalog);
+        catalog
+            .query_row(
+                "SELECT value FROM settings WHERE namespace = ?1 AND key = ?2",
+                [namespace, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend_err)
+    }
+
+    fn put_setting(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let catalog = lock(&self.catalog);
+        match value {
+            Some(value) => catalog.execute(
+                "INSERT INTO settings (namespace, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value",
+                [namespace, key, value],
+            ),
+            None => catalog.execute(
+                "DELETE FROM settings WHERE namespace = ?1 AND key = ?2",
+                [namespace, key],
+            ),
+        }
+        .map_err(backend_err)?;
+        Ok(())
+    }
+
+    fn settings(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let catalog = lock(&self.catalog);
+        let mut stmt = catalog
+            .prepare("SELECT key, value FROM settings WHERE namespace = ?1 ORDER BY key")
+            .map_err(backend_err)?;
+        let rows = stmt
+            .query_map([namespace], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend_err)
     }
 }

@@ -7,7 +7,8 @@ use rusqlite::Connection;
 
 use super::codec;
 use super::partition::PartKey;
-use super::schema::{self, CallRow};
+use super::schema;
+use crate::calls::{CallAgg, CallFold, CALL_CONTEXT_US};
 use super::SqliteStore;
 use crate::{CallSummary, MessageFilter, Page, StoreError, StoredMessage, MAX_PAGE};
 
@@ -41,6 +42,41 @@ const BUCKETS: &str =
 fn bucketed_eq(col: &str, value: Value, conds: &mut Vec<String>, params: &mut Vec<Param>) {
     conds.push(format!("(tb IN {BUCKETS} AND {col} = ?)"));
     params.extend([Param::BucketLo, Param::BucketHi, Param::Value(value)]);
+}
+
+/// A `*` wildcard pattern as an SQLite GLOB pattern: `*` stays, the GLOB metacharacters `?`
+/// and `[` are matched literally.
+fn glob_pattern(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    for c in pattern.chars() {
+        match c {
+            '?' => out.push_str("[?]"),
+            '[' => out.push_str("[[]"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `col = ?` for an exact value, `col GLOB ?` for a `*` pattern (the caller adds any index
+/// prefix such as the time buckets).
+fn text_cond(col: &str, value: &str) -> (String, Value) {
+    if crate::has_wildcard(value) {
+        (
+            format!("{col} GLOB ?"),
+            Value::Text(glob_pattern(value)),
+        )
+    } else {
+        (format!("{col} = ?"), Value::Text(value.to_string()))
+    }
+}
+
+/// A text condition on a column whose index leads with the time bucket: exact values seek
+/// the index; patterns filter inside the bucket range of the same index.
+fn bucketed_text(col: &str, value: &str, conds: &mut Vec<String>, params: &mut Vec<Param>) {
+    let (cond, v) = text_cond(col, value);
+    conds.push(format!("(tb IN {BUCKETS} AND {cond})"));
+    params.extend([Param::BucketLo, Param::BucketHi, Param::Value(v)]);
 }
 
 /// A filter turned into SQL conditions (without the time bounds, which depend on the
@@ -187,20 +223,59 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
                 "at most {MAX_CALL_IDS} Call-IDs per query"
             )));
         }
-        conds.push(format!("sid IN ({})", placeholders(filter.call_ids.len())));
-        params.extend(text_values(&filter.call_ids).into_iter().map(v));
+        let (patterns, exact): (Vec<&String>, Vec<&String>) = filter
+            .call_ids
+            .iter()
+            .partition(|c| crate::has_wildcard(c));
+        let mut any = Vec::new();
+        if !exact.is_empty() {
+            any.push(format!("sid IN ({})", placeholders(exact.len())));
+            params.extend(text_values(exact).into_iter().map(v));
+        }
+        for p in patterns {
+            // A pattern with a literal prefix (`abc*`) can still use the sid index.
+            any.push("sid GLOB ?".to_string());
+            params.push(v(Value::Text(glob_pattern(p))));
+        }
+        conds.push(format!("({})", any.join(" OR ")));
     }
     for (col, value) in [
         ("from_user", &filter.from_user),
         ("to_user", &filter.to_user),
         ("ruri_user", &filter.ruri_user),
+        ("node", &filter.node),
     ] {
         if let Some(value) = value {
-            bucketed_eq(col, Value::Text(value.clone()), &mut conds, &mut params);
+            bucketed_text(col, value, &mut conds, &mut params);
         }
     }
-    if let Some(node) = &filter.node {
-        bucketed_eq("node", Value::Text(node.clone()), &mut conds, &mut params);
+    if let Some(user) = &filter.any_user {
+        // Spelled out per column so that each branch can use its own bucketed index.
+        let mut branches = Vec::new();
+        for col in ["from_user", "to_user", "ruri_user"] {
+            let (cond, value) = text_cond(col, user);
+            branches.push(format!("(tb IN {BUCKETS} AND {cond})"));
+            params.extend([Param::BucketLo, Param::BucketHi, v(value)]);
+        }
+        conds.push(format!("({})", branches.join(" OR ")));
+    }
+    if let Some(agent) = &filter.user_agent {
+        let (a, va) = text_cond("user_agent", agent);
+        let (b, vb) = text_cond("server", agent);
+        conds.push(format!("({a} OR {b})"));
+        params.extend([v(va), v(vb)]);
+    }
+    if let Some(p) = filter.port {
+        conds.push("(src_port = ? OR dst_port = ?)".into());
+        params.extend([v(Value::Integer(i64::from(p))), v(Value::Integer(i64::from(p)))]);
+    }
+    if let Some(p) = filter.src_port {
+        conds.push("src_port = ?".into());
+        params.push(v(Value::Integer(i64::from(p))));
+    }
+    if let Some(p) = filter.dst_port {
+        conds.push("dst_port = ?".into());
+        params.push(v(Value::Integer(i64::from(p))));
     }
     if let Some(ip) = &filter.ip {
         // Spelled out per branch so that each can use its own bucketed index.
@@ -234,14 +309,33 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
         );
     }
     if let Some(m) = &filter.method {
-        conds.push(format!("(tb IN {BUCKETS} AND method = ? COLLATE NOCASE)"));
-        params.extend([Param::BucketLo, Param::BucketHi, v(Value::Text(m.clone()))]);
+        if crate::has_wildcard(m) {
+            // GLOB is case-sensitive: compare upper case with upper case.
+            conds.push(format!(
+                "(tb IN {BUCKETS} AND upper(method) GLOB ?)"
+            ));
+            params.extend([
+                Param::BucketLo,
+                Param::BucketHi,
+                v(Value::Text(glob_pattern(&m.to_ascii_uppercase()))),
+            ]);
+        } else {
+            conds.push(format!("(tb IN {BUCKETS} AND method = ? COLLATE NOCASE)"));
+            params.extend([Param::BucketLo, Param::BucketHi, v(Value::Text(m.clone()))]);
+        }
     }
     if let Some(t) = filter.hep_type {
         conds.push("hep_type = ?".into());
         params.push(v(Value::Integer(i64::from(t))));
     }
-    if let Some(c) = &filter.correlation_id {
+    if let Some(c) = filter.correlation_id.as_ref().filter(|c| crate::has_wildcard(c)) {
+        let pattern = Value::Text(glob_pattern(c));
+        conds.push(
+            "((same_ids & 1 AND sid GLOB ?) OR (NOT same_ids & 1 AND correlation_id GLOB ?))"
+                .into(),
+        );
+        params.extend([v(pattern.clone()), v(pattern)]);
+    } else if let Some(c) = &filter.correlation_id {
         // Same-as-sid correlation ids are found through the sid index, the others through the
         // partial correlation index.
         conds.push("((sid = ? AND same_ids & 1) OR correlation_id = ?)".into());
@@ -289,163 +383,6 @@ fn count(conn: &Connection, clause: &str, params: &[Value]) -> Result<u64, Store
         .and_then(|mut s| s.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0)))
         .map_err(db_err)?;
     Ok(u64::try_from(n).unwrap_or(0))
-}
-
-/// Running aggregate of one call over its SIP messages.
-#[derive(Clone, Copy, Debug)]
-struct CallAgg {
-    start_us: i64,
-    end_us: i64,
-    count: u64,
-}
-
-impl CallAgg {
-    const EMPTY: CallAgg = CallAgg {
-        start_us: i64::MAX,
-        end_us: i64::MIN,
-        count: 0,
-    };
-
-    fn merge(&mut self, start: i64, end: i64, count: u64) {
-        self.start_us = self.start_us.min(start);
-        self.end_us = self.end_us.max(end);
-        self.count += count;
-    }
-}
-
-/// Bounded per-call state folded from its messages in any order, for a [`CallSummary`].
-#[derive(Default)]
-struct CallFold {
-    /// First message by (time, id).
-    first: Option<CallRow>,
-    /// First request by (time, id).
-    first_request: Option<CallRow>,
-    /// Latest final reply per CSeq method (upper case): (time, id, status).
-    finals: HashMap<String, (i64, i64, u16)>,
-    /// Earliest 2xx to INVITE.
-    answered_us: Option<i64>,
-    /// Earliest BYE request times (at most [`MAX_BYES`], smallest kept).
-    byes: Vec<i64>,
-    /// First A-leg id, first correlation id differing from the Call-ID (by time).
-    aleg: Option<(i64, String)>,
-    other_correlation: Option<(i64, String)>,
-    nodes: BTreeSet<String>,
-}
-
-const MAX_BYES: usize = 16;
-const MAX_NODES: usize = 64;
-
-fn earlier(a: &CallRow, b: &CallRow) -> bool {
-    (a.time_us, a.id) < (b.time_us, b.id)
-}
-
-fn keep_min(slot: &mut Option<(i64, String)>, time: i64, value: &Option<String>) {
-    if let Some(v) = value {
-        if slot.as_ref().map_or(true, |(t, _)| time < *t) {
-            *slot = Some((time, v.clone()));
-        }
-    }
-}
-
-impl CallFold {
-    fn add(&mut self, row: CallRow) {
-        if let (false, Some(status), Some(method)) = (row.is_request, row.status, &row.cseq_method)
-        {
-            let method = method.to_ascii_uppercase();
-            if status >= 200 {
-                let entry =
-                    self.finals
-                        .entry(method.clone())
-                        .or_insert((row.time_us, row.id, status));
-                if (row.time_us, row.id) > (entry.0, entry.1) {
-                    *entry = (row.time_us, row.id, status);
-                }
-            }
-            if (200..300).contains(&status) && method == "INVITE" {
-                self.answered_us =
-                    Some(self.answered_us.map_or(row.time_us, |t| t.min(row.time_us)));
-            }
-        }
-        if row.is_request
-            && row
-                .method
-                .as_deref()
-                .is_some_and(|m| m.eq_ignore_ascii_case("BYE"))
-        {
-            self.byes.push(row.time_us);
-            self.byes.sort_unstable();
-            self.byes.truncate(MAX_BYES);
-        }
-        keep_min(&mut self.aleg, row.time_us, &row.aleg_id);
-        if row.correlation_id.as_deref() != Some(row.sid.as_str()) {
-            keep_min(
-                &mut self.other_correlation,
-                row.time_us,
-                &row.correlation_id,
-            );
-        }
-        if let Some(node) = &row.node {
-            if self.nodes.len() < MAX_NODES {
-                self.nodes.insert(node.clone());
-            }
-        }
-        if row.is_request
-            && self
-                .first_request
-                .as_ref()
-                .map_or(true, |f| earlier(&row, f))
-        {
-            self.first_request = Some(row.clone());
-        }
-        if self.first.as_ref().map_or(true, |f| earlier(&row, f)) {
-            self.first = Some(row);
-        }
-    }
-
-    fn summary(self, call_id: String, agg: CallAgg) -> CallSummary {
-        let request = self.first_request.as_ref();
-        let method = request.and_then(|r| r.method.clone());
-        let status = method
-            .as_ref()
-            .and_then(|m| self.finals.get(&m.to_ascii_uppercase()))
-            .map(|(_, _, s)| *s);
-        let is_invite = method
-            .as_deref()
-            .is_some_and(|m| m.eq_ignore_ascii_case("INVITE"));
-        let duration_ms = match (is_invite, self.answered_us) {
-            (true, Some(answered)) => {
-                let end = self
-                    .byes
-                    .iter()
-                    .copied()
-                    .find(|t| *t >= answered)
-                    .unwrap_or(agg.end_us);
-                Some((end - answered) / 1000)
-            }
-            _ => None,
-        };
-        let correlation_id = self
-            .aleg
-            .map(|(_, v)| v)
-            .or(self.other_correlation.map(|(_, v)| v))
-            .or_else(|| self.first.as_ref().and_then(|f| f.correlation_id.clone()));
-        CallSummary {
-            call_id,
-            correlation_id,
-            start_us: agg.start_us,
-            end_us: agg.end_us,
-            method,
-            from_user: request.and_then(|r| r.from_user.clone()),
-            to_user: request.and_then(|r| r.to_user.clone()),
-            ruri_user: request.and_then(|r| r.ruri_user.clone()),
-            src_ip: self.first.as_ref().map(|f| f.src_ip),
-            dst_ip: self.first.as_ref().map(|f| f.dst_ip),
-            status,
-            duration_ms,
-            message_count: agg.count,
-            nodes: self.nodes.into_iter().collect(),
-        }
-    }
 }
 
 impl SqliteStore {
@@ -633,13 +570,21 @@ impl SqliteStore {
         ordered.sort_unstable_by(|(sa, a), (sb, b)| (b.start_us, sb).cmp(&(a.start_us, sa)));
         let has_more = ordered.len() > limit;
         ordered.truncate(limit);
-        // Phase 3: fold the page's calls into summaries.
+        // Phase 3: fold the page's calls into summaries, from all their messages around the
+        // window (see CALL_CONTEXT_US).
+        let context = Compiled {
+            from_us: compiled.from_us.map(|t| t.saturating_sub(CALL_CONTEXT_US)),
+            to_us: compiled.to_us.map(|t| t.saturating_add(CALL_CONTEXT_US)),
+            conds: vec!["is_sip = 1".into()],
+            params: Vec::new(),
+        };
+        let context_keys = self.partitions_in(context.from_us, context.to_us);
         let mut folds: HashMap<String, CallFold> = ordered
             .iter()
             .map(|(sid, _)| (sid.clone(), CallFold::default()))
             .collect();
         let page_sids: Vec<String> = ordered.iter().map(|(sid, _)| sid.clone()).collect();
-        for key in &keys {
+        for key in &context_keys {
             if page_sids.is_empty() {
                 break;
             }
@@ -649,7 +594,7 @@ impl SqliteStore {
             self.with_reader(&part, |conn| {
                 for chunk in page_sids.chunks(CHUNK) {
                     let cond = format!("sid IN ({})", placeholders(chunk.len()));
-                    let (clause, params) = window.where_for(key, &[(&cond, text_values(chunk))]);
+                    let (clause, params) = context.where_for(key, &[(&cond, text_values(chunk))]);
                     let sql = format!("SELECT {} FROM msg{clause}", schema::CALL_COLUMNS);
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                     let mut rows = stmt

@@ -453,32 +453,12 @@ pub(crate) fn read_message(
     })
 }
 
-/// The fields of one SIP message a call summary needs.
-#[derive(Clone, Debug)]
-pub(crate) struct CallRow {
-    pub id: i64,
-    pub time_us: i64,
-    pub sid: String,
-    pub correlation_id: Option<String>,
-    pub aleg_id: Option<String>,
-    pub node: Option<String>,
-    pub src_ip: std::net::IpAddr,
-    pub dst_ip: std::net::IpAddr,
-    pub method: Option<String>,
-    pub is_request: bool,
-    pub status: Option<u16>,
-    pub cseq_method: Option<String>,
-    pub from_user: Option<String>,
-    pub to_user: Option<String>,
-    pub ruri_user: Option<String>,
-}
-
 /// Reads a row selected with [`CALL_COLUMNS`].
 pub(crate) fn read_call_row(
     row: &Row<'_>,
     tag_shift: impl Fn(i64) -> i64,
-) -> rusqlite::Result<CallRow> {
-    Ok(CallRow {
+) -> rusqlite::Result<crate::calls::CallRow> {
+    Ok(crate::calls::CallRow {
         id: tag_shift(row.get(0)?),
         time_us: row.get(1)?,
         sid: row.get(2)?,

@@ -356,6 +356,36 @@ impl Store for TestStore {
         self.check()?;
         self.inner.user_count()
     }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.check()?;
+        self.inner.users()
+    }
+
+    fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete_user(name)
+    }
+
+    fn setting(&self, namespace: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.check()?;
+        self.inner.setting(namespace, key)
+    }
+
+    fn put_setting(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put_setting(namespace, key, value)
+    }
+
+    fn settings(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.check()?;
+        self.inner.settings(namespace)
+    }
 }
 
 /// Unused-import guard for helpers only some test files use.

@@ -1,0 +1,108 @@
+//! Feeds stored records to the KPI engine (`kpi` crate): SIP messages for RFC 6076 tracking
+//! and counters, RTCP reports (type 5 `payload_json`), X-RTP-Stat / P-RTP-Stat headers and
+//! vq-rtcpxr bodies for QoS, and every record for the per-type HEP counter.
+//!
+//! It runs as a [`RecordObserver`] on the writer threads after the store took a batch (and
+//! on batches replayed from the spool), so KPIs count exactly what was stored, once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kpi::qos::{self, QosSource};
+use kpi::{Kpi, SipEvent};
+use store::Record;
+
+use crate::writer::RecordObserver;
+
+/// The observer; cheap to clone the inner engine handle for `/metrics` and the API.
+#[derive(Debug, Clone)]
+pub struct KpiObserver {
+    kpi: Arc<Kpi>,
+}
+
+impl KpiObserver {
+    /// Wraps an engine.
+    pub fn new(kpi: Arc<Kpi>) -> KpiObserver {
+        KpiObserver { kpi }
+    }
+}
+
+/// The CSeq number of a `CSeq` header value (`"1 INVITE"` → 1).
+fn cseq_number(cseq: Option<&str>) -> u32 {
+    cseq.and_then(|c| c.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+impl RecordObserver for KpiObserver {
+    fn on_stored(&self, records: &[Record]) {
+        let mut feeder = self.kpi.feeder();
+        let clock = feeder.rtp_clock_rate_hz();
+        for r in records {
+            let node = r.node.as_deref().unwrap_or("unknown");
+            feeder.hep(node, r.hep_type);
+            let src = SocketAddr::new(r.src_ip, r.src_port);
+            let dst = SocketAddr::new(r.dst_ip, r.dst_port);
+            match (r.hep_type, &r.sip, &r.payload_json) {
+                (1, Some(sip), _) => {
+                    let method = sip.is_request.then_some(sip.method.as_str());
+                    let cseq_method = sip.cseq_method.as_deref().unwrap_or("");
+                    feeder.sip(&SipEvent {
+                        time_us: r.time_us,
+                        received_us: r.received_us,
+                        node,
+                        src,
+                        dst,
+                        method,
+                        status: sip.status,
+                        call_id: sip.call_id.as_deref().unwrap_or(""),
+                        cseq_num: cseq_number(sip.cseq.as_deref()),
+                        cseq_method,
+                        via_branch: sip.via_branch.as_deref(),
+                        to_tag: sip.to_tag.as_deref(),
+                    });
+                    // End-of-call summaries travel in BYE and its answer; RFC 6035 reports
+                    // in PUBLISH. Other messages are not scanned.
+                    let mut samples = Vec::new();
+                    if cseq_method == "BYE" {
+                        for h in ["X-RTP-Stat", "P-RTP-Stat"] {
+                            if let Some(s) =
+                                qos::find_header(&r.raw, h).and_then(qos::parse_x_rtp_stat)
+                            {
+                                samples.push((QosSource::XRtpStat, s));
+                            }
+                        }
+                    }
+                    let vq = sip
+                        .content_type
+                        .as_deref()
+                        .is_some_and(|c| c.to_ascii_lowercase().contains("vq-rtcpxr"));
+                    if method == Some("PUBLISH") && vq {
+                        if let Some(s) = qos::body(&r.raw).and_then(qos::parse_vq_rtcpxr) {
+                            samples.push((QosSource::VqRtcpxr, s));
+                        }
+                    }
+                    feeder.qos(r.time_us, r.received_us, node, src, dst, &samples);
+                }
+                (5, _, Some(json)) => {
+                    let samples = qos::from_rtcp_json(json.as_bytes(), r.time_us, clock);
+                    feeder.qos(r.time_us, r.received_us, node, src, dst, &samples);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cseq_numbers() {
+        assert_eq!(cseq_number(Some("1 INVITE")), 1);
+        assert_eq!(cseq_number(Some("  4711   BYE")), 4711);
+        assert_eq!(cseq_number(Some("x BYE")), 0);
+        assert_eq!(cseq_number(None), 0);
+    }
+}

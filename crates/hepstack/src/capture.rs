@@ -1,0 +1,291 @@
+//! `hepstack capture`: the capture agent. Reads a live interface (libpcap, loaded at run time)
+//! or pcap/pcapng files and sends SIP, RTCP and DNS as HEPv3 to one or more collectors. The
+//! work is done by the `agent` crate; this module maps flags onto it, runs the threads and
+//! prints the counters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::{AgentConfig, Balance, Counters, LiveOptions, Pacing, Pipeline, WhenFull};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sender::{SenderConfig, Target, TlsOptions};
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `hepstack capture`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  hepstack capture -i any --to udp://collector:9060 --capture-id 2001 --node-name sbc1\n  hepstack capture -i eth0 --bpf 'port 5060 or port 5062' --to tcp://c1:9060 --to tcp://c2:9060 --balance failover\n  hepstack capture -r calls.pcap -r more.pcapng --to tcp://127.0.0.1:9060\n  hepstack capture -r calls.pcap --original-timing --to udp://127.0.0.1:9060"
+)]
+pub struct CaptureArgs {
+    /// Capture live from this interface (`any` for all of them). Needs libpcap at run time and
+    /// the right to capture (root or CAP_NET_RAW).
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        conflicts_with = "read"
+    )]
+    pub interface: Option<String>,
+    /// Read a pcap or pcapng file (`-` = stdin); repeat to read several in a row.
+    #[arg(
+        short = 'r',
+        long = "read",
+        value_name = "FILE",
+        required_unless_present = "interface"
+    )]
+    pub read: Vec<PathBuf>,
+    /// BPF filter for live capture (default: SIP ports 5060/5061/5080, IP fragments, RTCP by
+    /// header, DNS).
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Bytes captured per packet.
+    #[arg(long, default_value_t = 262_144)]
+    pub snaplen: u32,
+    /// Do not put the interface into promiscuous mode.
+    #[arg(long)]
+    pub no_promisc: bool,
+    /// Kernel capture buffer in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    pub buffer_size: u32,
+    /// Replay files with their recorded timing divided by X (2 = twice as fast).
+    #[arg(long, value_name = "X", conflicts_with = "original_timing")]
+    pub speed: Option<f64>,
+    /// Replay files with their recorded timing (same as --speed 1).
+    #[arg(long)]
+    pub original_timing: bool,
+
+    /// Collector: udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT; repeat for several.
+    #[arg(long, value_name = "URL", required = true)]
+    pub to: Vec<String>,
+    /// How to use several collectors: round-robin or failover (first that is up).
+    #[arg(long, default_value = "failover")]
+    pub balance: Balance,
+    /// HEP capture agent id.
+    #[arg(long, value_name = "N", default_value_t = 2001)]
+    pub capture_id: u32,
+    /// HEP node name (default: the host name).
+    #[arg(long, value_name = "S")]
+    pub node_name: Option<String>,
+    /// HEP authentication key.
+    #[arg(
+        long,
+        value_name = "K",
+        env = "HEPSTACK_CAPTURE_AUTH_KEY",
+        hide_env_values = true
+    )]
+    pub auth_key: Option<String>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
+    /// HEP messages waiting to be sent at most; live capture drops beyond it (counted),
+    /// reading files waits.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    pub queue: usize,
+    /// Window of the duplicate filter in milliseconds (0 = off).
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    pub dedup_window_ms: u64,
+    /// Do not send RTCP.
+    #[arg(long)]
+    pub no_rtcp: bool,
+    /// Send RTCP even when no SDP seen announced its address (no correlation id).
+    #[arg(long)]
+    pub rtcp_uncorrelated: bool,
+    /// Do not send DNS.
+    #[arg(long)]
+    pub no_dns: bool,
+    /// PEM CA certificate(s) to trust for tls:// collectors (default: the system bundle).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Do not verify the collector's TLS certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Print the final counters as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default()
+}
+
+/// Runs the capture until the input ends (files) or SIGINT/SIGTERM (live).
+pub fn run(args: &CaptureArgs) -> Result<ExitCode> {
+    let targets = args
+        .to
+        .iter()
+        .map(|u| u.parse::<Target>().with_context(|| format!("--to {u}")))
+        .collect::<Result<Vec<_>>>()?;
+    let pacing = match (args.speed, args.original_timing) {
+        (Some(s), _) if !(s.is_finite() && s > 0.0) => bail!("--speed must be a positive number"),
+        (Some(s), _) => Pacing::Speed(s),
+        (None, true) => Pacing::Speed(1.0),
+        (None, false) => Pacing::Unpaced,
+    };
+    let cfg = AgentConfig {
+        capture_id: args.capture_id,
+        node_name: args.node_name.clone().unwrap_or_else(host_name),
+        auth_key: args.auth_key.clone(),
+        rtcp: !args.no_rtcp,
+        rtcp_uncorrelated: args.rtcp_uncorrelated,
+        dns: !args.no_dns,
+        dedup_window_ms: args.dedup_window_ms,
+        ..AgentConfig::default()
+    };
+    let sender_cfg = SenderConfig {
+        // Failing over quickly matters more than insisting on one collector; the agent's own
+        // backoff retries it later.
+        reconnect_attempts: 1,
+        connect_timeout_ms: 3000,
+        tls: TlsOptions {
+            ca_file: args.ca.clone(),
+            insecure: args.insecure,
+            ..TlsOptions::default()
+        },
+        ..SenderConfig::default()
+    };
+    let live = args.interface.as_ref().map(|device| LiveOptions {
+        device: device.clone(),
+        snaplen: args.snaplen,
+        promisc: !args.no_promisc,
+        buffer_size: args.buffer_size.saturating_mul(1024 * 1024),
+        timeout_ms: 100,
+        filter: args
+            .bpf
+            .clone()
+            .unwrap_or_else(|| agent::DEFAULT_BPF.to_string()),
+    });
+    // Open the interface before anything else so a missing libpcap or permission fails fast.
+    let mut handle = match &live {
+        Some(opts) => Some(agent::LiveCapture::open(opts)?),
+        None => None,
+    };
+
+    let counters = Arc::new(Counters::default());
+    let cancel = CancellationToken::new();
+    let when_full = if live.is_some() {
+        WhenFull::Drop
+    } else {
+        WhenFull::Wait
+    };
+    let (mut producer, rx) = agent::output::queue(args.queue, when_full, counters.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+
+    let metrics_listener = match &args.metrics {
+        Some(addr) => {
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind(addr.as_str()))
+                .with_context(|| format!("--metrics {addr}"))?;
+            eprintln!("hepstack: listening metrics {}", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
+
+    let reader = {
+        let counters = counters.clone();
+        let cancel = cancel.clone();
+        let files = args.read.clone();
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || -> Vec<String> {
+                let mut pipeline = Pipeline::new(cfg, counters);
+                let errors = match (&live, handle.as_mut()) {
+                    (Some(opts), Some(cap)) => {
+                        eprintln!(
+                            "hepstack: capturing on {} (link type {}, filter {:?})",
+                            opts.device,
+                            cap.link_type().0,
+                            opts.filter
+                        );
+                        agent::run::capture_opened(cap, opts, &mut pipeline, &mut producer, &cancel)
+                            .err()
+                            .into_iter()
+                            .map(|e| e.to_string())
+                            .collect()
+                    }
+                    _ => {
+                        agent::capture_files(&files, pacing, &mut pipeline, &mut producer, &cancel)
+                            .into_iter()
+                            .map(|e| e.to_string())
+                            .collect()
+                    }
+                };
+                // Dropping the producer closes the queue, which ends the sender task.
+                drop(producer);
+                errors
+            })
+            .context("capture thread")?
+    };
+
+    let errors = rt.block_on(async {
+        let output = tokio::spawn(agent::output::run(
+            rx,
+            targets,
+            args.balance,
+            sender_cfg,
+            counters.clone(),
+        ));
+        if let Some(listener) = metrics_listener {
+            tokio::spawn(agent::metrics::serve(
+                listener,
+                counters.clone(),
+                cancel.clone(),
+            ));
+        }
+        tokio::spawn(signals(counters.clone(), cancel.clone()));
+        let _ = output.await;
+        cancel.cancel();
+        tokio::task::spawn_blocking(move || reader.join().unwrap_or_default())
+            .await
+            .unwrap_or_default()
+    });
+    rt.shutdown_timeout(Duration::from_millis(200));
+
+    let snapshot = counters.snapshot();
+    eprintln!("hepstack: capture done: {}", snapshot.line());
+    if args.json {
+        println!("{}", serde_json::to_string(&snapshot)?);
+    }
+    for e in &errors {
+        eprintln!("hepstack: capture: {e}");
+    }
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// SIGUSR1 prints the counters; SIGINT/SIGTERM stop the capture (queued messages are still
+/// sent).
+async fn signals(counters: Arc<Counters>, cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut usr1), Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = usr1.recv() => eprintln!("hepstack: capture counters: {}", counters.snapshot().line()),
+            _ = int.recv() => cancel.cancel(),
+            _ = term.recv() => cancel.cancel(),
+            _ = cancel.cancelled() => return,
+        }
+    }
+}

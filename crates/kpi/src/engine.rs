@@ -1,0 +1,990 @@
+//! The tracker: transactions, INVITE sessions (call legs) and registration attempts, keyed by
+//! node, Call-ID, top Via branch, CSeq and the UAC/UAS socket addresses, with every count
+//! attributed to its scopes. Bounded: caps on every map, timeouts on packet time, a sweep once
+//! per second of packet time.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::config::{KpiConfig, KpiConfigError};
+use crate::qos::{QosSample, QosSource};
+use crate::stats::{method_index, Bucket, Outcome, RegOutcome, ScopeStats};
+use crate::target::AddrPattern;
+
+/// One SIP message, as the collector saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct SipEvent<'a> {
+    /// Capture time (HEP), µs since the epoch.
+    pub time_us: i64,
+    /// When the collector received it, µs since the epoch (advances the clock while idle).
+    pub received_us: i64,
+    /// Capture node name.
+    pub node: &'a str,
+    /// Source of the packet.
+    pub src: SocketAddr,
+    /// Destination of the packet.
+    pub dst: SocketAddr,
+    /// Request method, or `None` for a response.
+    pub method: Option<&'a str>,
+    /// Status code of a response.
+    pub status: Option<u16>,
+    /// Call-ID.
+    pub call_id: &'a str,
+    /// CSeq number.
+    pub cseq_num: u32,
+    /// CSeq method.
+    pub cseq_method: &'a str,
+    /// Branch of the top Via.
+    pub via_branch: Option<&'a str>,
+    /// To tag (present on in-dialog requests).
+    pub to_tag: Option<&'a str>,
+}
+
+/// Direction of a scope relative to its target group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Not split by direction.
+    Any,
+    /// Requests into the group (the group is the UAS).
+    In,
+    /// Requests out of the group (the group is the UAC).
+    Out,
+}
+
+impl Direction {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Any => "any",
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// Identity of a scope: node index, target index (0 = `any`), direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopeKey {
+    /// Index into the node names (`u16::MAX` = `other`).
+    pub node: u16,
+    /// 0 = all traffic of the node; i = target group i-1.
+    pub target: u16,
+    /// Direction.
+    pub direction: Direction,
+}
+
+const NODE_OTHER: u16 = u16::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnKind {
+    InitialInvite,
+    Register,
+    Bye,
+    Other,
+}
+
+#[derive(Debug)]
+struct Txn {
+    scopes: Vec<ScopeKey>,
+    kind: TxnKind,
+    link: u64,
+    last_us: i64,
+    last_req_us: i64,
+    last_resp_us: i64,
+    codes: Vec<u16>,
+    provisional: bool,
+    final_code: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionState {
+    Setup,
+    Challenged,
+    Established,
+    Closing,
+}
+
+#[derive(Debug)]
+struct Session {
+    scopes: Vec<ScopeKey>,
+    state: SessionState,
+    invite_us: i64,
+    first_response: bool,
+    established_us: i64,
+    bye_us: i64,
+    last_us: i64,
+    last_code: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegState {
+    Pending,
+    Challenged,
+}
+
+#[derive(Debug)]
+struct Registration {
+    scopes: Vec<ScopeKey>,
+    state: RegState,
+    start_us: i64,
+    last_us: i64,
+}
+
+/// Counters of the tracker itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TrackerCounters {
+    /// Messages seen twice within the duplicate window.
+    pub duplicates: u64,
+    /// Transactions not tracked because `max_transactions` was reached.
+    pub overflow_transactions: u64,
+    /// Sessions not tracked because `max_sessions` was reached.
+    pub overflow_sessions: u64,
+    /// Registrations not tracked because `max_registrations` was reached.
+    pub overflow_registrations: u64,
+    /// Responses that matched no tracked transaction (request not seen or expired).
+    pub unmatched_responses: u64,
+    /// Established dialogs forgotten after `dialog_idle_timeout_secs`.
+    pub dialogs_expired: u64,
+    /// SIP messages without Call-ID or CSeq (not tracked).
+    pub untrackable: u64,
+}
+
+pub(crate) struct State {
+    pub(crate) cfg: KpiConfig,
+    pub(crate) targets: Vec<(String, Vec<AddrPattern>)>,
+    pub(crate) nodes: Vec<String>,
+    node_index: HashMap<String, u16>,
+    pub(crate) scopes: HashMap<ScopeKey, ScopeStats>,
+    txns: HashMap<u64, Txn>,
+    sessions: HashMap<u64, Session>,
+    regs: HashMap<u64, Registration>,
+    /// Per-stream last cumulative loss, for loss increments.
+    streams: HashMap<u64, i64>,
+    pub(crate) hep_types: HashMap<(u16, u8), u64>,
+    pub(crate) counters: TrackerCounters,
+    /// Packet-time clock: the latest capture time seen …
+    pub(crate) now_us: i64,
+    /// … and the receive time that came with it.
+    wall_at_now_us: i64,
+    last_sweep_us: i64,
+}
+
+/// Most streams whose cumulative loss is remembered; the map is cleared when full.
+const MAX_STREAMS: usize = 100_000;
+/// Most distinct status codes remembered per transaction.
+const MAX_CODES: usize = 8;
+
+fn key(parts: &[&[u8]]) -> u64 {
+    let mut h = Xxh3::new();
+    for p in parts {
+        h.update(&(p.len() as u32).to_le_bytes());
+        h.update(p);
+    }
+    h.digest()
+}
+
+fn addr_bytes(a: SocketAddr) -> [u8; 18] {
+    let mut out = [0u8; 18];
+    let ip = match a.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v6) => v6,
+    };
+    out[..16].copy_from_slice(&ip.octets());
+    out[16..].copy_from_slice(&a.port().to_be_bytes());
+    out
+}
+
+fn minute_of(us: i64) -> i64 {
+    us.div_euclid(60_000_000)
+}
+
+impl State {
+    pub(crate) fn new(cfg: KpiConfig) -> Result<State, KpiConfigError> {
+        let targets = cfg.validate()?;
+        Ok(State {
+            cfg,
+            targets,
+            nodes: Vec::new(),
+            node_index: HashMap::new(),
+            scopes: HashMap::new(),
+            txns: HashMap::new(),
+            sessions: HashMap::new(),
+            regs: HashMap::new(),
+            streams: HashMap::new(),
+            hep_types: HashMap::new(),
+            counters: TrackerCounters::default(),
+            now_us: i64::MIN,
+            wall_at_now_us: 0,
+            last_sweep_us: i64::MIN,
+        })
+    }
+
+    pub(crate) fn tracked(&self) -> (usize, usize, usize) {
+        (self.txns.len(), self.sessions.len(), self.regs.len())
+    }
+
+    pub(crate) fn node_label(&self, n: u16) -> &str {
+        if n == NODE_OTHER {
+            "other"
+        } else {
+            self.nodes
+                .get(usize::from(n))
+                .map_or("other", String::as_str)
+        }
+    }
+
+    pub(crate) fn target_label(&self, t: u16) -> &str {
+        if t == 0 {
+            "any"
+        } else {
+            self.targets
+                .get(usize::from(t) - 1)
+                .map_or("other", |(n, _)| n.as_str())
+        }
+    }
+
+    fn node_idx(&mut self, node: &str) -> u16 {
+        if let Some(i) = self.node_index.get(node) {
+            return *i;
+        }
+        if self.nodes.len() >= self.cfg.max_nodes.min(usize::from(NODE_OTHER)) {
+            return NODE_OTHER;
+        }
+        let i = self.nodes.len() as u16;
+        self.nodes.push(node.to_owned());
+        self.node_index.insert(node.to_owned(), i);
+        i
+    }
+
+    /// Scopes of a transaction between `uac` and `uas` seen at `node`.
+    fn scopes_for(&self, node: u16, uac: SocketAddr, uas: SocketAddr) -> Vec<ScopeKey> {
+        let mut out = vec![ScopeKey {
+            node,
+            target: 0,
+            direction: Direction::Any,
+        }];
+        for (i, (_, pats)) in self.targets.iter().enumerate() {
+            let t = (i + 1) as u16;
+            if pats.iter().any(|p| p.matches(uas)) {
+                out.push(ScopeKey {
+                    node,
+                    target: t,
+                    direction: Direction::In,
+                });
+            }
+            if pats.iter().any(|p| p.matches(uac)) {
+                out.push(ScopeKey {
+                    node,
+                    target: t,
+                    direction: Direction::Out,
+                });
+            }
+        }
+        out
+    }
+
+    /// Scopes of a QoS report between `a` and `b` (no direction).
+    fn qos_scopes(&self, node: u16, a: SocketAddr, b: SocketAddr) -> Vec<ScopeKey> {
+        let mut out = vec![ScopeKey {
+            node,
+            target: 0,
+            direction: Direction::Any,
+        }];
+        for (i, (_, pats)) in self.targets.iter().enumerate() {
+            if pats.iter().any(|p| p.matches(a) || p.matches(b)) {
+                out.push(ScopeKey {
+                    node,
+                    target: (i + 1) as u16,
+                    direction: Direction::Any,
+                });
+            }
+        }
+        out
+    }
+
+    /// Advances the packet clock to `time_us` (never backwards).
+    fn clock(&mut self, time_us: i64, received_us: i64) {
+        if time_us > self.now_us {
+            self.now_us = time_us;
+            self.wall_at_now_us = received_us;
+        }
+    }
+
+    /// Lets idle wall-clock time pass on the packet clock, so timeouts fire when traffic stops.
+    pub(crate) fn tick(&mut self, wall_us: i64) {
+        if self.now_us == i64::MIN {
+            return;
+        }
+        let idle = wall_us.saturating_sub(self.wall_at_now_us);
+        if idle > 0 {
+            self.now_us = self.now_us.saturating_add(idle);
+            self.wall_at_now_us = wall_us;
+        }
+        self.sweep();
+    }
+
+    fn with_scopes(
+        &mut self,
+        scopes: &[ScopeKey],
+        time_us: i64,
+        f: impl Fn(&mut ScopeStats, &mut Bucket),
+    ) {
+        let latest = minute_of(self.now_us.max(time_us));
+        let minute = minute_of(time_us);
+        let hist = self.cfg.history_minutes;
+        for s in scopes {
+            let stats = self.scopes.entry(*s).or_default();
+            let mut b = *stats.bucket(minute, latest, hist);
+            f(stats, &mut b);
+            *stats.bucket(minute, latest, hist) = b;
+        }
+    }
+
+    pub(crate) fn hep_record(&mut self, node: &str, hep_type: u8) {
+        let n = self.node_idx(node);
+        *self.hep_types.entry((n, hep_type)).or_default() += 1;
+    }
+
+    pub(crate) fn sip(&mut self, ev: &SipEvent<'_>) {
+        self.clock(ev.time_us, ev.received_us);
+        if ev.call_id.is_empty() || ev.cseq_method.is_empty() {
+            self.counters.untrackable += 1;
+            return;
+        }
+        if self.now_us.saturating_sub(self.last_sweep_us) >= 1_000_000 {
+            self.sweep();
+        }
+        let node = self.node_idx(ev.node);
+        let t = ev.time_us;
+        let is_request = ev.method.is_some();
+        let (uac, uas) = if is_request {
+            (ev.src, ev.dst)
+        } else {
+            (ev.dst, ev.src)
+        };
+        let (ua, ub) = (addr_bytes(uac), addr_bytes(uas));
+        let method = method_index(ev.method.unwrap_or(ev.cseq_method));
+        let cseq_m = method_index(ev.cseq_method);
+        let node_b = node.to_le_bytes();
+        let tkey = key(&[
+            &node_b,
+            ev.call_id.as_bytes(),
+            ev.via_branch.unwrap_or("").as_bytes(),
+            &ev.cseq_num.to_le_bytes(),
+            ev.cseq_method.as_bytes(),
+            &ua,
+            &ub,
+        ]);
+        let dup_us = self
+            .cfg
+            .duplicate_window_ms
+            .saturating_mul(1000)
+            .min(i64::MAX as u64) as i64;
+        if let Some(method_name) = ev.method {
+            if let Some(txn) = self.txns.get_mut(&tkey) {
+                let dup = t.saturating_sub(txn.last_req_us) <= dup_us && t >= txn.last_req_us;
+                txn.last_req_us = t.max(txn.last_req_us);
+                txn.last_us = txn.last_us.max(t);
+                if dup {
+                    self.counters.duplicates += 1;
+                } else {
+                    let scopes = txn.scopes.clone();
+                    self.with_scopes(&scopes, t, |s, b| {
+                        s.request_retrans[method] += 1;
+                        b.retransmissions += 1;
+                    });
+                }
+                return;
+            }
+            let scopes = self.scopes_for(node, uac, uas);
+            self.with_scopes(&scopes, t, |s, b| {
+                s.requests[method] += 1;
+                b.requests += 1;
+            });
+            let (lo, hi) = if ua <= ub { (ua, ub) } else { (ub, ua) };
+            let skey = key(&[&node_b, ev.call_id.as_bytes(), &lo, &hi]);
+            let kind = match method_name {
+                "INVITE" if ev.to_tag.is_none() => TxnKind::InitialInvite,
+                "REGISTER" => TxnKind::Register,
+                "BYE" => TxnKind::Bye,
+                _ => TxnKind::Other,
+            };
+            let mut link = 0;
+            match kind {
+                TxnKind::InitialInvite => {
+                    if self.session_invite(skey, t, &scopes) {
+                        link = skey;
+                    }
+                }
+                TxnKind::Register => {
+                    let rkey = key(&[&node_b, ev.call_id.as_bytes(), &ua, &ub]);
+                    if self.reg_register(rkey, t, &scopes) {
+                        link = rkey;
+                    }
+                }
+                TxnKind::Bye => {
+                    if self.session_bye(skey, t) {
+                        link = skey;
+                    }
+                }
+                TxnKind::Other => {
+                    if let Some(s) = self.sessions.get_mut(&skey) {
+                        s.last_us = s.last_us.max(t);
+                    }
+                }
+            }
+            if self.txns.len() >= self.cfg.max_transactions {
+                self.sweep();
+            }
+            if self.txns.len() >= self.cfg.max_transactions {
+                self.counters.overflow_transactions += 1;
+                return;
+            }
+            self.txns.insert(
+                tkey,
+                Txn {
+                    scopes,
+                    kind,
+                    link,
+                    last_us: t,
+                    last_req_us: t,
+                    last_resp_us: i64::MIN,
+                    codes: Vec::new(),
+                    provisional: false,
+                    final_code: None,
+                },
+            );
+            return;
+        }
+        let Some(code) = ev.status else {
+            self.counters.untrackable += 1;
+            return;
+        };
+        let Some(txn) = self.txns.get_mut(&tkey) else {
+            self.counters.unmatched_responses += 1;
+            let scopes = self.scopes_for(node, uac, uas);
+            self.with_scopes(&scopes, t, |s, b| {
+                s.responses.entry((cseq_m as u8, code)).or_default()[0] += 1;
+                b.responses += 1;
+            });
+            return;
+        };
+        txn.last_us = txn.last_us.max(t);
+        if txn.codes.contains(&code) {
+            let dup = t.saturating_sub(txn.last_resp_us) <= dup_us && t >= txn.last_resp_us;
+            txn.last_resp_us = txn.last_resp_us.max(t);
+            if dup {
+                self.counters.duplicates += 1;
+            } else {
+                let scopes = txn.scopes.clone();
+                self.with_scopes(&scopes, t, |s, b| {
+                    s.responses.entry((cseq_m as u8, code)).or_default()[1] += 1;
+                    b.retransmissions += 1;
+                });
+            }
+            return;
+        }
+        if txn.codes.len() < MAX_CODES {
+            txn.codes.push(code);
+        }
+        txn.last_resp_us = t;
+        let first_final = code >= 200 && txn.final_code.is_none();
+        if (101..200).contains(&code) {
+            txn.provisional = true;
+        }
+        if first_final {
+            txn.final_code = Some(code);
+        }
+        let (kind, link, scopes) = (txn.kind, txn.link, txn.scopes.clone());
+        self.with_scopes(&scopes, t, |s, b| {
+            s.responses.entry((cseq_m as u8, code)).or_default()[0] += 1;
+            b.responses += 1;
+        });
+        if link == 0 {
+            return;
+        }
+        match kind {
+            TxnKind::InitialInvite => self.session_invite_response(link, code, t),
+            TxnKind::Register if first_final => self.reg_final(link, code, t),
+            TxnKind::Bye if first_final => self.session_bye_final(link, Some(code), t),
+            _ => {}
+        }
+    }
+
+    /// An initial INVITE (new transaction). Returns true when the transaction belongs to a
+    /// tracked session.
+    fn session_invite(&mut self, skey: u64, t: i64, scopes: &[ScopeKey]) -> bool {
+        if let Some(s) = self.sessions.get_mut(&skey) {
+            s.last_us = s.last_us.max(t);
+            return match s.state {
+                // The INVITE retried with credentials after 401/407 continues the attempt.
+                SessionState::Challenged => {
+                    s.state = SessionState::Setup;
+                    true
+                }
+                SessionState::Setup => true,
+                SessionState::Established | SessionState::Closing => false,
+            };
+        }
+        if self.sessions.len() >= self.cfg.max_sessions {
+            self.sweep();
+            if self.sessions.len() >= self.cfg.max_sessions {
+                self.counters.overflow_sessions += 1;
+                return false;
+            }
+        }
+        self.sessions.insert(
+            skey,
+            Session {
+                scopes: scopes.to_vec(),
+                state: SessionState::Setup,
+                invite_us: t,
+                first_response: false,
+                established_us: 0,
+                bye_us: 0,
+                last_us: t,
+                last_code: 0,
+            },
+        );
+        true
+    }
+
+    /// A new (not retransmitted) response to an initial INVITE of session `skey`.
+    fn session_invite_response(&mut self, skey: u64, code: u16, t: i64) {
+        let Some(s) = self.sessions.get_mut(&skey) else {
+            return;
+        };
+        s.last_us = s.last_us.max(t);
+        if s.state != SessionState::Setup || code <= 100 {
+            return;
+        }
+        if code == 401 || code == 407 {
+            // A challenge: the attempt goes on with the authenticated INVITE.
+            s.state = SessionState::Challenged;
+            s.last_code = code;
+            return;
+        }
+        let scopes = s.scopes.clone();
+        let since = t.saturating_sub(s.invite_us).max(0) as f64 / 1e6;
+        if !s.first_response && (code < 300 || code >= 400) {
+            s.first_response = true;
+            // RFC 6076 §4.3: SRD ends with the first non-100 provisional or the 200 (success),
+            // or with the 4xx/5xx/6xx failure response (failed setup).
+            let i = usize::from(code >= 400);
+            self.with_scopes(&scopes, t, |st, b| {
+                st.srd[i].observe(since);
+                if i == 0 {
+                    b.srd_ms_sum += since * 1000.0;
+                    b.srd_count += 1;
+                }
+            });
+        }
+        if code < 200 {
+            return;
+        }
+        let outcome = Outcome::of_code(code);
+        self.conclude_setup(&scopes, outcome, t);
+        if outcome == Outcome::Success {
+            if let Some(s) = self.sessions.get_mut(&skey) {
+                s.state = SessionState::Established;
+                s.established_us = t;
+            }
+        } else {
+            self.sessions.remove(&skey);
+            self.end_session(&scopes, false, t);
+        }
+    }
+
+    fn conclude_setup(&mut self, scopes: &[ScopeKey], outcome: Outcome, t: i64) {
+        let i = outcome.index();
+        self.with_scopes(scopes, t, |s, b| {
+            s.session_attempts += 1;
+            s.outcomes[i] += 1;
+            b.session_attempts += 1;
+            b.outcomes[i] += 1;
+        });
+    }
+
+    fn end_session(&mut self, scopes: &[ScopeKey], completed: bool, t: i64) {
+        let c = usize::from(completed);
+        self.with_scopes(scopes, t, |s, b| {
+            s.sessions_ended[c] += 1;
+            b.sessions_ended += 1;
+            b.sessions_completed += c as u64;
+        });
+    }
+
+    /// A new BYE on session `skey`: the end of the session duration (RFC 6076 §4.5 SDT).
+    fn session_bye(&mut self, skey: u64, t: i64) -> bool {
+        let Some(s) = self.sessions.get_mut(&skey) else {
+            return false;
+        };
+        s.last_us = s.last_us.max(t);
+        if s.state != SessionState::Established {
+            return false;
+        }
+        s.state = SessionState::Closing;
+        s.bye_us = t;
+        let sdt = t.saturating_sub(s.established_us).max(0) as f64 / 1e6;
+        let scopes = s.scopes.clone();
+        self.with_scopes(&scopes, t, |st, _| st.sdt.observe(sdt));
+        true
+    }
+
+    /// The final response to the BYE of session `skey` (`None`: the BYE timed out).
+    fn session_bye_final(&mut self, skey: u64, code: Option<u16>, t: i64) {
+        let Some(s) = self.sessions.remove(&skey) else {
+            return;
+        };
+        let sdd = t.saturating_sub(s.bye_us).max(0) as f64 / 1e6;
+        let (i, completed) = match code {
+            Some(200..=299) => (0, true),
+            Some(_) => (1, false),
+            None => (2, false),
+        };
+        self.with_scopes(&s.scopes, t, |st, _| st.sdd[i].observe(sdd));
+        self.end_session(&s.scopes, completed, t);
+    }
+
+    fn reg_register(&mut self, rkey: u64, t: i64, scopes: &[ScopeKey]) -> bool {
+        if let Some(r) = self.regs.get_mut(&rkey) {
+            r.state = RegState::Pending;
+            r.last_us = r.last_us.max(t);
+            return true;
+        }
+        if self.regs.len() >= self.cfg.max_registrations {
+            self.sweep();
+            if self.regs.len() >= self.cfg.max_registrations {
+                self.counters.overflow_registrations += 1;
+                return false;
+            }
+        }
+        self.regs.insert(
+            rkey,
+            Registration {
+                scopes: scopes.to_vec(),
+                state: RegState::Pending,
+                start_us: t,
+                last_us: t,
+            },
+        );
+        true
+    }
+
+    /// The final response to a REGISTER of attempt `rkey`.
+    fn reg_final(&mut self, rkey: u64, code: u16, t: i64) {
+        if code == 401 || code == 407 {
+            if let Some(r) = self.regs.get_mut(&rkey) {
+                r.state = RegState::Challenged;
+                r.last_us = r.last_us.max(t);
+            }
+            return;
+        }
+        let Some(r) = self.regs.remove(&rkey) else {
+            return;
+        };
+        // RFC 6076 §4.2: a failure is a 4xx other than 401, 402, 407, a 5xx or a 6xx.
+        let outcome = match code {
+            200..=299 => RegOutcome::Success,
+            402 | 300..=399 => RegOutcome::Other,
+            _ => RegOutcome::Ineffective,
+        };
+        let rrd = t.saturating_sub(r.start_us).max(0) as f64 / 1e6;
+        self.conclude_reg(&r.scopes, outcome, Some(rrd), t);
+    }
+
+    fn conclude_reg(&mut self, scopes: &[ScopeKey], outcome: RegOutcome, rrd: Option<f64>, t: i64) {
+        let i = outcome.index();
+        self.with_scopes(scopes, t, |s, b| {
+            s.registration_attempts += 1;
+            s.registration_outcomes[i] += 1;
+            b.registration_attempts += 1;
+            b.registration_outcomes[i] += 1;
+            if let Some(rrd) = rrd {
+                match outcome {
+                    RegOutcome::Success => s.rrd[0].observe(rrd),
+                    RegOutcome::Ineffective => s.rrd[1].observe(rrd),
+                    RegOutcome::Other => {}
+                }
+            }
+        });
+    }
+
+    /// Expires transactions, sessions and registrations whose time ran out.
+    pub(crate) fn sweep(&mut self) {
+        let now = self.now_us;
+        self.last_sweep_us = now;
+        let txn_to = self
+            .cfg
+            .transaction_timeout_ms
+            .saturating_mul(1000)
+            .min(i64::MAX as u64 / 4) as i64;
+        let proc_to = self
+            .cfg
+            .proceeding_timeout_ms
+            .saturating_mul(1000)
+            .min(i64::MAX as u64 / 4) as i64;
+        let idle_to = self
+            .cfg
+            .dialog_idle_timeout_secs
+            .saturating_mul(1_000_000)
+            .min(i64::MAX as u64 / 4) as i64;
+        let mut expired: Vec<(TxnKind, u64, i64)> = Vec::new();
+        self.txns.retain(|_, x| {
+            let waiting = x.final_code.is_none();
+            let limit = if waiting && x.provisional && x.kind == TxnKind::InitialInvite {
+                proc_to
+            } else {
+                txn_to
+            };
+            let keep = now.saturating_sub(x.last_us) < limit;
+            if !keep && waiting && x.link != 0 {
+                expired.push((x.kind, x.link, x.last_us.saturating_add(limit)));
+            }
+            keep
+        });
+        for (kind, link, at) in expired {
+            match kind {
+                TxnKind::InitialInvite => {
+                    if let Some(s) = self.sessions.get(&link) {
+                        if s.state == SessionState::Setup {
+                            let scopes = s.scopes.clone();
+                            self.sessions.remove(&link);
+                            self.conclude_setup(&scopes, Outcome::Timeout, at);
+                            self.end_session(&scopes, false, at);
+                        }
+                    }
+                }
+                TxnKind::Register => {
+                    if let Some(r) = self.regs.remove(&link) {
+                        // RFC 6076 §4.2: Timer F expiring is an ineffective attempt.
+                        self.conclude_reg(&r.scopes, RegOutcome::Ineffective, None, at);
+                    }
+                }
+                TxnKind::Bye => self.session_bye_final(link, None, at),
+                TxnKind::Other => {}
+            }
+        }
+        let mut ended: Vec<(Vec<ScopeKey>, Option<Outcome>, i64)> = Vec::new();
+        let mut dialogs_expired = 0;
+        self.sessions.retain(|_, s| {
+            let limit = match s.state {
+                SessionState::Established | SessionState::Closing => idle_to,
+                SessionState::Challenged => txn_to,
+                // Normally concluded by its transaction; this catches untracked transactions.
+                SessionState::Setup => proc_to.saturating_add(txn_to),
+            };
+            let keep = now.saturating_sub(s.last_us) < limit;
+            if !keep {
+                let outcome = match s.state {
+                    SessionState::Challenged => Some(Outcome::of_code(s.last_code)),
+                    SessionState::Setup => Some(Outcome::Timeout),
+                    _ => {
+                        dialogs_expired += 1;
+                        None
+                    }
+                };
+                ended.push((
+                    std::mem::take(&mut s.scopes),
+                    outcome,
+                    s.last_us.saturating_add(limit),
+                ));
+            }
+            keep
+        });
+        self.counters.dialogs_expired += dialogs_expired;
+        for (scopes, outcome, at) in ended {
+            if let Some(o) = outcome {
+                self.conclude_setup(&scopes, o, at);
+            }
+            self.end_session(&scopes, false, at);
+        }
+        let mut abandoned = Vec::new();
+        self.regs.retain(|_, r| {
+            let keep = now.saturating_sub(r.last_us) < txn_to;
+            if !keep {
+                let o = if r.state == RegState::Challenged {
+                    RegOutcome::Other
+                } else {
+                    RegOutcome::Ineffective
+                };
+                abandoned.push((
+                    std::mem::take(&mut r.scopes),
+                    o,
+                    r.last_us.saturating_add(txn_to),
+                ));
+            }
+            keep
+        });
+        for (scopes, o, at) in abandoned {
+            self.conclude_reg(&scopes, o, None, at);
+        }
+    }
+
+    pub(crate) fn qos(
+        &mut self,
+        time_us: i64,
+        received_us: i64,
+        node: &str,
+        a: SocketAddr,
+        b: SocketAddr,
+        samples: &[(QosSource, QosSample)],
+    ) {
+        if samples.is_empty() {
+            return;
+        }
+        self.clock(time_us, received_us);
+        let n = self.node_idx(node);
+        let scopes = self.qos_scopes(n, a, b);
+        for (src, s) in samples {
+            // Loss increments: RTCP's cumulative counter per stream, the summaries' totals.
+            let lost_inc = match (s.stream, s.cumulative_lost) {
+                (Some((rep, source)), Some(cum)) => {
+                    if self.streams.len() >= MAX_STREAMS {
+                        self.streams.clear();
+                    }
+                    let sk = key(&[&n.to_le_bytes(), &rep.to_le_bytes(), &source.to_le_bytes()]);
+                    let prev = self.streams.insert(sk, cum).unwrap_or(0);
+                    cum.saturating_sub(prev).max(0) as u64
+                }
+                (None, Some(cum)) => cum.max(0) as u64,
+                _ => 0,
+            };
+            let src_i = src.index();
+            let s = *s;
+            self.with_scopes(&scopes, time_us, |st, b| {
+                st.qos_reports[src_i] += 1;
+                st.packets_lost += lost_inc;
+                b.qos_reports += 1;
+                if let Some(j) = s.jitter_ms {
+                    st.jitter.observe(j / 1000.0);
+                    b.jitter_ms_sum += j;
+                    b.jitter_count += 1;
+                }
+                if let Some(l) = s.loss_fraction {
+                    st.loss.observe(l);
+                    b.loss_sum += l;
+                    b.loss_count += 1;
+                }
+                if let Some(r) = s.rtt_ms {
+                    st.rtt.observe(r / 1000.0);
+                    b.rtt_ms_sum += r;
+                    b.rtt_count += 1;
+                }
+                if let Some(m) = s.mos {
+                    st.mos.observe(m);
+                    b.mos_sum += m;
+                    b.mos_count += 1;
+                }
+            });
+        }
+    }
+}
+
+/// The KPI engine: thread-safe, fed by the collector, read by `/metrics` and the API.
+pub struct Kpi {
+    pub(crate) state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Kpi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kpi").finish_non_exhaustive()
+    }
+}
+
+impl Kpi {
+    /// A new engine; fails when the configuration is invalid.
+    pub fn new(cfg: KpiConfig) -> Result<Kpi, KpiConfigError> {
+        Ok(Kpi {
+            state: Mutex::new(State::new(cfg)?),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough counters: keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Feeds one SIP message.
+    pub fn observe_sip(&self, ev: &SipEvent<'_>) {
+        self.lock().sip(ev);
+    }
+
+    /// Counts one stored HEP record by node and HEP type.
+    pub fn observe_hep(&self, node: &str, hep_type: u8) {
+        self.lock().hep_record(node, hep_type);
+    }
+
+    /// Feeds the QoS samples of one report exchanged between `a` and `b`.
+    pub fn observe_qos(
+        &self,
+        time_us: i64,
+        received_us: i64,
+        node: &str,
+        a: SocketAddr,
+        b: SocketAddr,
+        samples: &[(QosSource, QosSample)],
+    ) {
+        self.lock().qos(time_us, received_us, node, a, b, samples);
+    }
+
+    /// Lets wall-clock time pass while no traffic arrives (fires timeouts). `wall_us`: now.
+    pub fn tick(&self, wall_us: i64) {
+        self.lock().tick(wall_us);
+    }
+
+    /// Tracker counters.
+    pub fn counters(&self) -> TrackerCounters {
+        self.lock().counters
+    }
+
+    /// `(transactions, sessions, registrations)` tracked now.
+    pub fn tracked(&self) -> (usize, usize, usize) {
+        self.lock().tracked()
+    }
+
+    /// The configured sliding window, seconds.
+    pub fn window_secs(&self) -> u64 {
+        self.lock().cfg.window_secs
+    }
+}
+
+/// Exclusive access to the engine for feeding a whole batch under one lock.
+pub struct Feeder<'a>(std::sync::MutexGuard<'a, State>);
+
+impl Feeder<'_> {
+    /// See [`Kpi::observe_sip`].
+    pub fn sip(&mut self, ev: &SipEvent<'_>) {
+        self.0.sip(ev);
+    }
+    /// See [`Kpi::observe_hep`].
+    pub fn hep(&mut self, node: &str, hep_type: u8) {
+        self.0.hep_record(node, hep_type);
+    }
+    /// See [`Kpi::observe_qos`].
+    pub fn qos(
+        &mut self,
+        time_us: i64,
+        received_us: i64,
+        node: &str,
+        a: SocketAddr,
+        b: SocketAddr,
+        samples: &[(QosSource, QosSample)],
+    ) {
+        self.0.qos(time_us, received_us, node, a, b, samples);
+    }
+    /// The configured RTP clock rate for RTCP jitter.
+    pub fn rtp_clock_rate_hz(&self) -> u32 {
+        self.0.cfg.rtp_clock_rate_hz
+    }
+}
+
+impl Kpi {
+    /// Locks the engine for feeding several records at once.
+    pub fn feeder(&self) -> Feeder<'_> {
+        Feeder(self.lock())
+    }
+}
