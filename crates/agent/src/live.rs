@@ -98,6 +98,8 @@ struct Api {
     set_promisc: unsafe extern "C" fn(*mut PcapT, c_int) -> c_int,
     set_timeout: unsafe extern "C" fn(*mut PcapT, c_int) -> c_int,
     set_buffer_size: unsafe extern "C" fn(*mut PcapT, c_int) -> c_int,
+    setnonblock: unsafe extern "C" fn(*mut PcapT, c_int, *mut c_char) -> c_int,
+    get_selectable_fd: unsafe extern "C" fn(*mut PcapT) -> c_int,
     set_tstamp_precision: Option<unsafe extern "C" fn(*mut PcapT, c_int) -> c_int>,
     activate: unsafe extern "C" fn(*mut PcapT) -> c_int,
     geterr: unsafe extern "C" fn(*mut PcapT) -> *const c_char,
@@ -147,6 +149,8 @@ impl Api {
             set_promisc: sym!("pcap_set_promisc"),
             set_timeout: sym!("pcap_set_timeout"),
             set_buffer_size: sym!("pcap_set_buffer_size"),
+            setnonblock: sym!("pcap_setnonblock"),
+            get_selectable_fd: sym!("pcap_get_selectable_fd"),
             // SAFETY: as above; optional (libpcap >= 1.5).
             set_tstamp_precision: unsafe { lib.get(b"pcap_set_tstamp_precision\0") }
                 .ok()
@@ -189,6 +193,10 @@ pub struct LiveCapture {
     link_type: LinkType,
     nanos: bool,
     device: String,
+    /// Descriptor to poll for readability (-1: none, reads just return).
+    fd: c_int,
+    /// Longest wait for a packet in one [`LiveCapture::next`], milliseconds.
+    poll_ms: c_int,
 }
 
 // SAFETY: a pcap_t may be used from any thread as long as only one uses it at a time, which
@@ -236,6 +244,8 @@ impl LiveCapture {
             link_type: LinkType::ETHERNET,
             nanos: false,
             device: opts.device.clone(),
+            fd: -1,
+            poll_ms: 100,
         };
         let clamp = |v: u32| c_int::try_from(v).unwrap_or(c_int::MAX);
         // SAFETY: `handle` is a created, not yet activated pcap_t for all setters below.
@@ -258,6 +268,21 @@ impl LiveCapture {
         }
         // SAFETY: valid, activated handle.
         cap.link_type = LinkType(unsafe { (cap.api.datalink)(handle) } as u32);
+        // libpcap's read timeout does not bound how long a read blocks when no packet arrives
+        // (pcap(3PCAP); Linux TPACKET_V3 waits for a first packet), so a quiet interface would
+        // never let the loop see a cancellation. Non-blocking reads plus our own poll() with
+        // the timeout do.
+        // SAFETY: valid, activated handle; errbuf of PCAP_ERRBUF_SIZE bytes.
+        if unsafe { (cap.api.setnonblock)(handle, 1, errbuf.as_mut_ptr()) } != 0 {
+            return Err(LiveError::Pcap {
+                call: "pcap_setnonblock",
+                device: opts.device.clone(),
+                message: cstr_lossy(errbuf.as_ptr()),
+            });
+        }
+        // SAFETY: valid, activated handle.
+        cap.fd = unsafe { (cap.api.get_selectable_fd)(handle) };
+        cap.poll_ms = clamp(opts.timeout_ms.max(1));
         if !opts.filter.is_empty() {
             let mut program = BpfProgram {
                 bf_len: 0,
@@ -316,7 +341,21 @@ impl LiveCapture {
         let mut header: *mut PcapPkthdr = ptr::null_mut();
         let mut data: *const u8 = ptr::null();
         // SAFETY: valid handle and out-parameters.
-        let rc = unsafe { (self.api.next_ex)(self.handle, &mut header, &mut data) };
+        let mut rc = unsafe { (self.api.next_ex)(self.handle, &mut header, &mut data) };
+        if rc == 0 && self.fd >= 0 {
+            // Nothing buffered: wait for the descriptor at most the read timeout, then try once
+            // more (a still-empty read is the timeout).
+            let mut pfd = libc::pollfd {
+                fd: self.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; EINTR or a timeout just return without packets.
+            if unsafe { libc::poll(&mut pfd, 1, self.poll_ms) } > 0 {
+                // SAFETY: as above.
+                rc = unsafe { (self.api.next_ex)(self.handle, &mut header, &mut data) };
+            }
+        }
         match rc {
             1 if !header.is_null() && !data.is_null() => {
                 // SAFETY: on success libpcap points both at a packet valid until the next call,

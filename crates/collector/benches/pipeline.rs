@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
         ..PipelineConfig::default()
     })
     .expect("config");
-    let dedup = Deduplicator::new(Duration::from_millis(500), 1_000_000);
+    let dedup = Deduplicator::new(Duration::from_millis(50), 1_000_000);
     let mut n = 0u64;
 
     let mut group = c.benchmark_group("pipeline");
@@ -56,8 +56,11 @@ fn bench(c: &mut Criterion) {
             );
             // Vary the fingerprint so every iteration is a new message, as in real traffic.
             n += 1;
-            let dup =
-                dedup.is_duplicate(fp ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15), Instant::now());
+            let dup = dedup.is_duplicate(
+                fp ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                n,
+                Instant::now(),
+            );
             assert!(!dup);
             match enricher.enrich(&packet, &payload, 0) {
                 Enriched::Record(r) => r,
@@ -77,7 +80,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("dedup_only", |b| {
         b.iter(|| {
             m += 1;
-            dedup.is_duplicate(m.wrapping_mul(0x9e37_79b9_7f4a_7c15), Instant::now())
+            dedup.is_duplicate(m.wrapping_mul(0x9e37_79b9_7f4a_7c15), m, Instant::now())
         })
     });
     group.bench_function("decode_only_invite", |b| {

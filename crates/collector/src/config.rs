@@ -167,12 +167,14 @@ pub struct PipelineConfig {
     /// capture group is the id (heplify-server's `AlegIDs`), e.g. `{ header = "X-CID" }`.
     /// Default: none.
     pub aleg_headers: Vec<sip::AlegRule>,
-    /// Packets with the same payload and the same source and destination address and port seen
-    /// within this many milliseconds are stored once (Kamailio traces some ACKs twice).
-    /// 0 disables deduplication. Default: 500.
+    /// Packets with the same payload and the same source and destination address and port
+    /// *captured* (HEP timestamp) within this many milliseconds of each other are stored once:
+    /// Kamailio traces some ACKs twice, mirror ports see packets twice. Kept well below SIP's
+    /// 500 ms retransmission timer T1 so that retransmissions are stored. 0 disables
+    /// deduplication. Default: 50.
     pub dedup_window_ms: u64,
-    /// Most payload fingerprints remembered per dedup window (8 bytes each, two windows kept);
-    /// beyond it, further packets of the window are not deduplicated. Default: 1,000,000.
+    /// Most payload fingerprints remembered per 2-second memory horizon (16 bytes each, two
+    /// horizons kept); beyond it, further packets are not deduplicated. Default: 1,000,000.
     pub dedup_max_entries: usize,
     /// Largest payload a compressed chunk (0x0010) may inflate to, in bytes; a larger one is a
     /// decode error. Default: 1 MiB.
@@ -186,7 +188,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             custom_headers: Vec::new(),
             aleg_headers: Vec::new(),
-            dedup_window_ms: 500,
+            dedup_window_ms: 50,
             dedup_max_entries: 1_000_000,
             max_inflated_bytes: 1 << 20,
             rules: RulesConfig::default(),
@@ -436,7 +438,7 @@ mod tests {
         cfg.validate().expect("defaults valid");
         assert_eq!(cfg.udp.addresses, vec![default_hep_addr()]);
         assert_eq!(cfg.udp.receive_buffer_bytes, 32 << 20);
-        assert_eq!(cfg.pipeline.dedup_window_ms, 500);
+        assert_eq!(cfg.pipeline.dedup_window_ms, 50);
         assert_eq!(cfg.writer.max_batch_delay_ms, 100);
         assert!(cfg.tls.addresses.is_empty());
         assert_eq!(

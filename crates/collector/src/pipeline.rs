@@ -340,7 +340,11 @@ impl Pipeline {
             packet.dst_port.unwrap_or(0),
             &payload,
         );
-        if self.dedup.is_duplicate(fp, now) {
+        // Without a HEP timestamp the packet was captured when it arrived.
+        let captured_us = packet
+            .timestamp_micros()
+            .unwrap_or(u64::try_from(received_us).unwrap_or(0));
+        if self.dedup.is_duplicate(fp, captured_us, now) {
             self.metrics.deduplicated();
             return Outcome::Duplicate;
         }

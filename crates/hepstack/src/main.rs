@@ -4,8 +4,8 @@
 mod capture;
 mod config;
 mod decode;
-mod send;
 mod relay;
+mod send;
 mod serve;
 
 use std::process::ExitCode;

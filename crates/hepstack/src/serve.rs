@@ -120,7 +120,10 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>> {
     };
     // The URL may carry a password: errors name only host, port and database.
     let store = store::postgres::PgStore::open(postgres).context("opening the PostgreSQL store")?;
-    tracing::info!(target = store.target(), "storing in PostgreSQL (HOMER 7 layout)");
+    tracing::info!(
+        target = store.target(),
+        "storing in PostgreSQL (HOMER 7 layout)"
+    );
     Ok(Arc::new(store))
 }
 
@@ -258,9 +261,8 @@ async fn serve(config: Config) -> Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     if let Some(listener) = http_listener {
         announce("http", listener.local_addr()?);
-        let mut state =
-            web::AppState::new(store.clone(), config.web.clone(), Some(render.clone()))
-                .context("starting the web API")?;
+        let mut state = web::AppState::new(store.clone(), config.web.clone(), Some(render.clone()))
+            .context("starting the web API")?;
         if let Some(engine) = &kpi_engine {
             state = state.with_kpi(engine.clone());
         }

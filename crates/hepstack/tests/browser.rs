@@ -146,7 +146,8 @@ impl Browser {
                 Ok(r) => r.into_json::<Value>().expect("webdriver json")["value"].take(),
                 // 404 "no such element": not rendered yet.
                 Err(ureq::Error::Status(404, r)) => {
-                    serde_json::from_str(&r.into_string().unwrap_or_default()).unwrap_or(Value::Null)
+                    serde_json::from_str(&r.into_string().unwrap_or_default())
+                        .unwrap_or(Value::Null)
                 }
                 Err(e) => panic!("webdriver: {e}"),
             };

@@ -96,7 +96,10 @@ fn metric_names(text: &str) -> BTreeSet<String> {
         .map(|(k, _)| k.split('{').next().unwrap_or("").to_string())
         .collect();
     for line in text.lines() {
-        let mut words = line.strip_prefix("# TYPE ").unwrap_or("").split_whitespace();
+        let mut words = line
+            .strip_prefix("# TYPE ")
+            .unwrap_or("")
+            .split_whitespace();
         if let (Some(name), Some(kind)) = (words.next(), words.next()) {
             names.insert(name.to_string());
             if kind == "histogram" {

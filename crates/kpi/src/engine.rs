@@ -160,6 +160,11 @@ pub(crate) struct State {
     pub(crate) scopes: HashMap<ScopeKey, ScopeStats>,
     txns: HashMap<u64, Txn>,
     sessions: HashMap<u64, Session>,
+    /// Sessions by node, Call-ID and the pair of IP addresses without ports: finds the dialog
+    /// of an in-dialog request sent over a new TCP connection (the callee's BYE from an
+    /// ephemeral port to the caller's listening port shares no socket address with the
+    /// INVITE). Entries are checked against `sessions` when used and pruned by the sweep.
+    sessions_by_ips: HashMap<u64, IpPairEntry>,
     regs: HashMap<u64, Registration>,
     /// Per-stream last cumulative loss, for loss increments.
     streams: HashMap<u64, i64>,
@@ -170,6 +175,18 @@ pub(crate) struct State {
     /// … and the receive time that came with it.
     wall_at_now_us: i64,
     last_sweep_us: i64,
+}
+
+/// The session a pair of IP addresses leads to.
+#[derive(Debug, Clone, Copy)]
+struct IpPairEntry {
+    /// The session key; meaningless when `ambiguous`.
+    session: u64,
+    /// Several sessions of one Call-ID between the same two hosts (a proxy and its peers on
+    /// one host, the legs of a call through loopback): ports are needed to tell them apart.
+    ambiguous: bool,
+    /// Packet time the entry was last set, for pruning ambiguous entries.
+    set_us: i64,
 }
 
 /// Most streams whose cumulative loss is remembered; the map is cleared when full.
@@ -212,6 +229,7 @@ impl State {
             scopes: HashMap::new(),
             txns: HashMap::new(),
             sessions: HashMap::new(),
+            sessions_by_ips: HashMap::new(),
             regs: HashMap::new(),
             streams: HashMap::new(),
             hep_types: HashMap::new(),
@@ -406,6 +424,7 @@ impl State {
             });
             let (lo, hi) = if ua <= ub { (ua, ub) } else { (ub, ua) };
             let skey = key(&[&node_b, ev.call_id.as_bytes(), &lo, &hi]);
+            let ikey = key(&[&node_b, ev.call_id.as_bytes(), &lo[..16], &hi[..16]]);
             let kind = match method_name {
                 "INVITE" if ev.to_tag.is_none() => TxnKind::InitialInvite,
                 "REGISTER" => TxnKind::Register,
@@ -417,6 +436,7 @@ impl State {
                 TxnKind::InitialInvite => {
                     if self.session_invite(skey, t, &scopes) {
                         link = skey;
+                        self.index_session_ips(ikey, skey, t);
                     }
                 }
                 TxnKind::Register => {
@@ -426,11 +446,13 @@ impl State {
                     }
                 }
                 TxnKind::Bye => {
+                    let skey = self.dialog_session(skey, ikey);
                     if self.session_bye(skey, t) {
                         link = skey;
                     }
                 }
                 TxnKind::Other => {
+                    let skey = self.dialog_session(skey, ikey);
                     if let Some(s) = self.sessions.get_mut(&skey) {
                         s.last_us = s.last_us.max(t);
                     }
@@ -511,6 +533,36 @@ impl State {
             TxnKind::Register if first_final => self.reg_final(link, code, t),
             TxnKind::Bye if first_final => self.session_bye_final(link, Some(code), t),
             _ => {}
+        }
+    }
+
+    /// Records that session `skey` runs between the hosts of `ikey`.
+    fn index_session_ips(&mut self, ikey: u64, skey: u64, t: i64) {
+        self.sessions_by_ips
+            .entry(ikey)
+            .and_modify(|e| {
+                if e.session != skey {
+                    e.ambiguous = true;
+                }
+                e.set_us = t;
+            })
+            .or_insert(IpPairEntry {
+                session: skey,
+                ambiguous: false,
+                set_us: t,
+            });
+    }
+
+    /// The session an in-dialog request belongs to: the one with its exact socket addresses,
+    /// else the only session of its Call-ID between the same two hosts (a new TCP
+    /// connection), else `skey` (untracked).
+    fn dialog_session(&self, skey: u64, ikey: u64) -> u64 {
+        if self.sessions.contains_key(&skey) {
+            return skey;
+        }
+        match self.sessions_by_ips.get(&ikey) {
+            Some(e) if !e.ambiguous && self.sessions.contains_key(&e.session) => e.session,
+            _ => skey,
         }
     }
 
@@ -802,6 +854,14 @@ impl State {
             }
             self.end_session(&scopes, false, at);
         }
+        let sessions = &self.sessions;
+        self.sessions_by_ips.retain(|_, e| {
+            if e.ambiguous {
+                now.saturating_sub(e.set_us) < idle_to
+            } else {
+                sessions.contains_key(&e.session)
+            }
+        });
         let mut abandoned = Vec::new();
         self.regs.retain(|_, r| {
             let keep = now.saturating_sub(r.last_us) < txn_to;

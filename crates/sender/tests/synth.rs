@@ -293,7 +293,10 @@ fn no_scenario_outlasts_the_backdating_bound() {
             longest = longest.max(span);
         }
     }
-    assert!(longest > 60_000_000, "answered calls last minutes: {longest}");
+    assert!(
+        longest > 60_000_000,
+        "answered calls last minutes: {longest}"
+    );
     assert!(
         longest < sender::synth::MAX_SCENARIO_SPAN_MICROS,
         "a scenario spans {longest} µs"

@@ -21,6 +21,6 @@ mod model;
 pub mod postgres;
 pub mod sqlite;
 
-pub use model::*;
 pub use self::postgres::{PgConfig, PgStore};
+pub use model::*;
 pub use sqlite::{SqliteConfig, SqliteStore};

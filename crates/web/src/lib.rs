@@ -150,8 +150,8 @@ mod api;
 pub mod auth;
 mod config;
 mod error;
-pub mod kpi_api;
 pub mod export;
+pub mod kpi_api;
 pub mod live;
 pub mod query;
 pub mod render;
@@ -296,7 +296,10 @@ fn api_v1(state: &AppState) -> Router<AppState> {
         )
         .route("/tokens", get(admin::list_tokens).post(admin::create_token))
         .route("/tokens/{id}", delete(admin::revoke_token))
-        .route("/aliases", get(admin::list_aliases).post(admin::create_alias))
+        .route(
+            "/aliases",
+            get(admin::list_aliases).post(admin::create_alias),
+        )
         .route(
             "/aliases/{id}",
             put(admin::replace_alias).delete(admin::delete_alias),

@@ -8,8 +8,8 @@ use rusqlite::Connection;
 use super::codec;
 use super::partition::PartKey;
 use super::schema;
-use crate::calls::{CallAgg, CallFold, CALL_CONTEXT_US};
 use super::SqliteStore;
+use crate::calls::{CallAgg, CallFold, CALL_CONTEXT_US};
 use crate::{CallSummary, MessageFilter, Page, StoreError, StoredMessage, MAX_PAGE};
 
 /// Page size when the filter asks for 0.
@@ -62,10 +62,7 @@ fn glob_pattern(pattern: &str) -> String {
 /// prefix such as the time buckets).
 fn text_cond(col: &str, value: &str) -> (String, Value) {
     if crate::has_wildcard(value) {
-        (
-            format!("{col} GLOB ?"),
-            Value::Text(glob_pattern(value)),
-        )
+        (format!("{col} GLOB ?"), Value::Text(glob_pattern(value)))
     } else {
         (format!("{col} = ?"), Value::Text(value.to_string()))
     }
@@ -223,10 +220,8 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
                 "at most {MAX_CALL_IDS} Call-IDs per query"
             )));
         }
-        let (patterns, exact): (Vec<&String>, Vec<&String>) = filter
-            .call_ids
-            .iter()
-            .partition(|c| crate::has_wildcard(c));
+        let (patterns, exact): (Vec<&String>, Vec<&String>) =
+            filter.call_ids.iter().partition(|c| crate::has_wildcard(c));
         let mut any = Vec::new();
         if !exact.is_empty() {
             any.push(format!("sid IN ({})", placeholders(exact.len())));
@@ -267,7 +262,10 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
     }
     if let Some(p) = filter.port {
         conds.push("(src_port = ? OR dst_port = ?)".into());
-        params.extend([v(Value::Integer(i64::from(p))), v(Value::Integer(i64::from(p)))]);
+        params.extend([
+            v(Value::Integer(i64::from(p))),
+            v(Value::Integer(i64::from(p))),
+        ]);
     }
     if let Some(p) = filter.src_port {
         conds.push("src_port = ?".into());
@@ -311,9 +309,7 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
     if let Some(m) = &filter.method {
         if crate::has_wildcard(m) {
             // GLOB is case-sensitive: compare upper case with upper case.
-            conds.push(format!(
-                "(tb IN {BUCKETS} AND upper(method) GLOB ?)"
-            ));
+            conds.push(format!("(tb IN {BUCKETS} AND upper(method) GLOB ?)"));
             params.extend([
                 Param::BucketLo,
                 Param::BucketHi,
@@ -328,7 +324,11 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
         conds.push("hep_type = ?".into());
         params.push(v(Value::Integer(i64::from(t))));
     }
-    if let Some(c) = filter.correlation_id.as_ref().filter(|c| crate::has_wildcard(c)) {
+    if let Some(c) = filter
+        .correlation_id
+        .as_ref()
+        .filter(|c| crate::has_wildcard(c))
+    {
         let pattern = Value::Text(glob_pattern(c));
         conds.push(
             "((same_ids & 1 AND sid GLOB ?) OR (NOT same_ids & 1 AND correlation_id GLOB ?))"
