@@ -5,6 +5,12 @@
 #
 #   scripts/bench-ingest.sh tcp 1000000          # N messages over TCP, unpaced
 #   scripts/bench-ingest.sh udp 3000000 50000    # N messages over UDP at R msg/s
+#
+# HEPSTACK_BENCH_STORE=postgres://postgres@127.0.0.1:5432/hs_bench stores into PostgreSQL
+# instead (the database is dropped and created afresh; HOMER 7 tables and indexes); the
+# PostgreSQL server's CPU time during the run is then reported per stored row as well.
+# HEPSTACK_BENCH_CONFIG=FILE passes a configuration file to `serve` (e.g. `[hep.writer]
+# writer_threads = 4`).
 set -euo pipefail
 transport=${1:-tcp}; count=${2:-1000000}; rate=${3:-}
 : "${CARGO_TARGET_DIR:=$HOME/.cache/hepstack-target}"
@@ -12,8 +18,24 @@ bin=$CARGO_TARGET_DIR/release/hepstack
 [ -n "${HEPSTACK_BENCH_NO_BUILD:-}" ] || cargo build --release -q -p hepstack
 data=$(mktemp -d /tmp/hepstack-bench.XXXXXX)
 log=$data/serve.log
+store_args=(${HEPSTACK_BENCH_CONFIG:+--config "$HEPSTACK_BENCH_CONFIG"})
+pg_cpu() { :; }
+if [ -n "${HEPSTACK_BENCH_STORE:-}" ]; then
+  db=${HEPSTACK_BENCH_STORE##*/}; server=${HEPSTACK_BENCH_STORE%/*}
+  psql "$server/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+  store_args=(--store "$HEPSTACK_BENCH_STORE")
+  # CPU seconds used so far by every PostgreSQL process (server, backends, WAL writer…).
+  pg_cpu() {
+    local t=0 pid
+    for pid in $(pgrep -x postgres); do
+      [ -r /proc/$pid/stat ] || continue
+      t=$((t + $(awk '{print $14 + $15}' /proc/$pid/stat)))
+    done
+    echo "$t"
+  }
+fi
 HEPSTACK_ADMIN_PASSWORD=bench-password-1 "$bin" serve --data-dir "$data" --hep-udp 127.0.0.1:0 \
-  --hep-tcp 127.0.0.1:0 --http 127.0.0.1:0 --metrics 127.0.0.1:0 2>"$log" &
+  --hep-tcp 127.0.0.1:0 --http 127.0.0.1:0 --metrics 127.0.0.1:0 "${store_args[@]}" 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q '^hepstack: ready' "$log" && break; sleep 0.1; done
@@ -22,6 +44,7 @@ metrics=$(addr metrics)
 stored() { curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_stored_total /{print $2}'; }
 args=(--to "$transport://$(addr hep-$transport)" --count "$count" --seed 1 --no-logs --json)
 [ -n "$rate" ] && args+=(--rate "$rate")
+pg0=$(pg_cpu)
 start=$(date +%s.%N)
 "$bin" send "${args[@]}" >"$data/send.json"
 sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messages"])' "$data/send.json")
@@ -33,12 +56,17 @@ while :; do
   last=$now; sleep 1
 done
 end=$(date +%s.%N)
+pg1=$(pg_cpu)
+curl -s "http://$metrics/metrics" | grep -E "^hepstack_packets_(spooled|replayed)_total" >&2 || true
 dedup=$(curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_deduplicated_total /{print $2}')
 hwm=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
-python3 - "$sent" "${now%.*}" "$start" "$end" "$hwm" "${dedup:-0}" "$transport" "${rate:-max}" <<'PY'
-import sys
-sent, stored, start, end, hwm, dedup, tr, rate = sys.argv[1:]
+python3 - "$sent" "${now%.*}" "$start" "$end" "$hwm" "${dedup:-0}" "$transport" "${rate:-max}" "${pg0:-}" "${pg1:-}" <<'PY'
+import os, sys
+sent, stored, start, end, hwm, dedup, tr, rate, pg0, pg1 = sys.argv[1:]
 sent, stored, el = int(sent), int(stored), float(sys.argv[4]) - float(sys.argv[3])
 print(f"transport={tr} rate={rate} sent={sent} stored={stored} dedup={dedup} elapsed={el:.1f}s "
       f"stored_per_s={stored/el:,.0f} loss={(sent-stored)/sent*100:.3f}% peak_rss={int(hwm)/1024:.0f}MiB")
+if pg0 and pg1:
+    cpu = (int(pg1) - int(pg0)) / os.sysconf("SC_CLK_TCK")
+    print(f"postgres_cpu={cpu:.1f}s ({cpu / max(stored, 1) * 1e6:.1f} µs per row)")
 PY

@@ -472,28 +472,27 @@ impl TcpReassembler {
         }
     }
 
-    /// Skips holes in the directions with the most buffered data until the total fits.
+    /// Skips holes in the directions with the most buffered data until the total fits, with
+    /// headroom: once over the cap, the total is brought down to 7/8 of it in one pass, so a
+    /// flood of out-of-order segments costs one scan of the flows per eighth of the budget,
+    /// not one per segment.
     fn enforce_total<'a>(&mut self, now: Timestamp, out: &mut Vec<StreamEvent<'a>>) {
-        while self.total_cost > self.config.max_buffered_total {
-            let Some(key) = self
-                .flows
-                .iter()
-                .filter(|(_, d)| !d.pending.is_empty())
-                .max_by_key(|(k, d)| (d.pending_cost, std::cmp::Reverse(**k)))
-                .map(|(k, _)| *k)
-            else {
-                // Only per-flow bookkeeping is left: evict the least recently seen direction.
-                let oldest = self
-                    .flows
-                    .iter()
-                    .min_by_key(|(k, d)| (d.last_seen, **k))
-                    .map(|(k, _)| *k);
-                match oldest {
-                    Some(key) => self.close(key, now, CloseReason::Evicted, out),
-                    None => return,
-                }
-                continue;
-            };
+        if self.total_cost <= self.config.max_buffered_total {
+            return;
+        }
+        let goal = self.config.max_buffered_total / 8 * 7;
+        let mut by_cost: Vec<(usize, FlowKey)> = self
+            .flows
+            .iter()
+            .filter(|(_, d)| !d.pending.is_empty())
+            .map(|(k, d)| (d.pending_cost, *k))
+            .collect();
+        // Largest first; equal costs in key order, so the outcome is deterministic.
+        by_cost.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, key) in by_cost {
+            if self.total_cost <= goal {
+                return;
+            }
             let Self {
                 flows,
                 total_cost,
@@ -505,6 +504,19 @@ impl TcpReassembler {
                     skip_hole(key, dir, stats, total_cost, now, out);
                 }
             }
+        }
+        if self.total_cost <= self.config.max_buffered_total {
+            return;
+        }
+        // Only per-flow bookkeeping is left: evict the least recently seen directions.
+        let mut by_age: Vec<(Timestamp, FlowKey)> =
+            self.flows.iter().map(|(k, d)| (d.last_seen, *k)).collect();
+        by_age.sort();
+        for (_, key) in by_age {
+            if self.total_cost <= goal {
+                return;
+            }
+            self.close(key, now, CloseReason::Evicted, out);
         }
     }
 

@@ -434,7 +434,12 @@ impl Collector {
         if !listeners.tls.is_empty() {
             tls_server_config(&config.tls)?;
         }
+        let writer_threads = match config.writer.writer_threads {
+            0 => store.write_parallelism().clamp(1, 64),
+            n => n,
+        };
         let ingress = Ingress::new(
+            writer_threads,
             config.writer.queue_capacity,
             config.writer.batch_size,
             Duration::from_millis(config.writer.max_batch_delay_ms),
@@ -456,7 +461,7 @@ impl Collector {
                 .map_err(|source| StartError::Thread { name, source })
         };
         let mut writers = Vec::new();
-        for i in 0..config.writer.writer_threads {
+        for i in 0..writer_threads {
             let ingress = ingress.clone();
             writers.push(spawn(
                 format!("hep-writer-{i}"),

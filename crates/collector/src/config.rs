@@ -225,7 +225,9 @@ pub struct WriterConfig {
     /// Records the in-memory queue between the receivers and the writers holds; when full,
     /// records go to the spool. Default: 50,000.
     pub queue_capacity: usize,
-    /// Writer threads, each calling `insert_batch` on its own batches. Default: 1.
+    /// Writer threads, each calling `insert_batch` on its own batches; 0 picks the store's own
+    /// parallelism (1 for SQLite, which has a single writer; `connections − 1` for
+    /// PostgreSQL). Spooled batches are replayed with the same fan-out. Default: 0.
     pub writer_threads: usize,
 }
 
@@ -235,7 +237,7 @@ impl Default for WriterConfig {
             batch_size: 2000,
             max_batch_delay_ms: 100,
             queue_capacity: 50_000,
-            writer_threads: 1,
+            writer_threads: 0,
         }
     }
 }
@@ -387,7 +389,7 @@ impl CollectorConfig {
             "must be at least 1",
         )?;
         range(
-            (1..=64).contains(&self.writer.writer_threads),
+            (0..=64).contains(&self.writer.writer_threads),
             "writer.writer_threads",
             "must be between 1 and 64",
         )?;

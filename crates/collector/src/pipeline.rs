@@ -124,7 +124,11 @@ impl Enricher {
                 .cseq_method()
                 .map(|m| Profile::from_cseq_method(&m.to_str_lossy()))
                 .unwrap_or_default();
-            (Some(sip_fields(&msg, censored)), None, profile)
+            (
+                Some(SipFields::from_message(&msg, !censored)),
+                None,
+                profile,
+            )
         } else {
             (None, payload_json(hep_type, payload), Profile::Default)
         };
@@ -166,65 +170,6 @@ impl Enricher {
             payload_json,
             raw: payload.get(..raw_len).unwrap_or(payload).to_vec(),
         }))
-    }
-}
-
-fn own(t: Option<sip::Text<'_>>) -> Option<String> {
-    t.map(|t| t.normalized().into_owned())
-}
-
-fn sip_fields(msg: &sip::SipMessage<'_>, censored: bool) -> SipFields {
-    let status = msg.status_code();
-    let method = match (msg.method(), status) {
-        (Some(m), _) => m.normalized().into_owned(),
-        (None, Some(code)) => code.to_string(),
-        (None, None) => String::new(),
-    };
-    let sdp_media = match (&msg.sdp, censored) {
-        (Some(sdp), false) => sdp
-            .media
-            .iter()
-            .filter(|m| m.port != 0)
-            .filter_map(|m| {
-                m.connection
-                    .map(|c| format!("{}:{}", c.normalized(), m.port))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    SipFields {
-        method,
-        is_request: msg.is_request(),
-        status,
-        cseq: msg
-            .cseq
-            .as_ref()
-            .map(|c| format!("{} {}", c.number, c.method.normalized())),
-        cseq_method: own(msg.cseq_method()),
-        call_id: own(msg.call_id),
-        ruri_user: own(msg.ruri_user()),
-        ruri_domain: own(msg.ruri_domain()),
-        from_user: own(msg.from_user()),
-        from_domain: own(msg.from_domain()),
-        from_tag: own(msg.from_tag()),
-        to_user: own(msg.to_user()),
-        to_domain: own(msg.to_domain()),
-        to_tag: own(msg.to_tag()),
-        contact_user: own(msg.contact_user()),
-        pid_user: own(msg.pid_user()),
-        auth_user: own(msg.auth_user),
-        user_agent: own(msg.user_agent),
-        server: own(msg.server),
-        reason: msg.reason.as_ref().map(|r| r.raw.normalized().into_owned()),
-        content_type: own(msg.content_type),
-        via_branch: own(msg.via_branch()),
-        aleg_id: own(msg.aleg_id),
-        custom_headers: msg
-            .custom_headers
-            .iter()
-            .map(|h| (h.name.to_string(), h.value.normalized().into_owned()))
-            .collect(),
-        sdp_media,
     }
 }
 

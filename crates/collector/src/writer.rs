@@ -40,6 +40,8 @@ const SPOOL_HEADER_LEN: usize = 5;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest backoff between store probes.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Fewest records per concurrent insert when a spooled batch is replayed in parallel.
+const MIN_REPLAY_CHUNK: usize = 250;
 
 /// Why the spool refused an operation.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +235,11 @@ pub(crate) struct Ingress {
     health: Health,
     batch_size: usize,
     max_delay: Duration,
+    /// Concurrent `insert_batch` calls a spooled batch is replayed with.
+    replay_fan_out: usize,
+    /// Which chunks of the spool entry being replayed are stored already, so that a replay
+    /// retried after a partial failure does not store them twice.
+    replay_done: Mutex<Vec<bool>>,
     closed: AtomicBool,
     spool_warn: WarnEvery,
     store_warn: WarnEvery,
@@ -242,6 +249,7 @@ pub(crate) struct Ingress {
 
 impl Ingress {
     pub(crate) fn new(
+        replay_fan_out: usize,
         capacity: usize,
         batch_size: usize,
         max_delay: Duration,
@@ -263,6 +271,8 @@ impl Ingress {
             health: Health::new(),
             batch_size,
             max_delay,
+            replay_fan_out: replay_fan_out.max(1),
+            replay_done: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             spool_warn: WarnEvery::new(),
             store_warn: WarnEvery::new(),
@@ -452,21 +462,71 @@ impl Ingress {
                 return true;
             }
         };
-        match self.insert(&batch) {
-            Ok(()) => {
-                self.metrics.replayed(batch.len() as u64);
-                self.health.mark_up();
-                self.ack(spool);
-                true
-            }
-            Err(e) => {
-                if self.store_warn.ready() {
-                    tracing::warn!(error = %e, "store still failing; replay postponed");
+        if self.replay_chunks(&batch) {
+            self.metrics.replayed(batch.len() as u64);
+            self.health.mark_up();
+            self.ack(spool);
+            true
+        } else {
+            self.health.mark_down();
+            false
+        }
+    }
+
+    /// Inserts a spooled batch, split over `replay_fan_out` concurrent `insert_batch` calls
+    /// (each runs on its own connection on PostgreSQL, so a backlog drains on every core the
+    /// server has, not one). True once every chunk is stored; chunks stored by an earlier,
+    /// partly failed attempt at the same entry are not inserted again.
+    fn replay_chunks(&self, batch: &[Record]) -> bool {
+        let size = batch
+            .len()
+            .div_ceil(self.replay_fan_out)
+            .max(MIN_REPLAY_CHUNK)
+            .max(1);
+        let chunks: Vec<&[Record]> = batch.chunks(size).collect();
+        let Ok(mut done) = self.replay_done.lock() else {
+            return false;
+        };
+        if done.len() != chunks.len() {
+            *done = vec![false; chunks.len()];
+        }
+        let pending: Vec<usize> = (0..chunks.len()).filter(|&i| !done[i]).collect();
+        let results: Vec<(usize, Result<(), store::StoreError>)> = match pending.as_slice() {
+            [i] => vec![(*i, self.insert(chunks[*i]))],
+            _ => std::thread::scope(|scope| {
+                let handles: Vec<_> = pending
+                    .iter()
+                    .map(|&i| {
+                        let chunk = chunks[i];
+                        (i, scope.spawn(move || self.insert(chunk)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(i, h)| {
+                        let r = h.join().unwrap_or_else(|_| {
+                            Err(store::StoreError::Backend("replay thread panicked".into()))
+                        });
+                        (i, r)
+                    })
+                    .collect()
+            }),
+        };
+        for (i, result) in results {
+            match result {
+                Ok(()) => done[i] = true,
+                Err(e) => {
+                    if self.store_warn.ready() {
+                        tracing::warn!(error = %e, "store still failing; replay postponed");
+                    }
                 }
-                self.health.mark_down();
-                false
             }
         }
+        let all = done.iter().all(|&d| d);
+        if all {
+            done.clear();
+        }
+        all
     }
 
     fn ack(&self, spool: &Mutex<Box<dyn BatchSpool>>) {

@@ -518,6 +518,13 @@ pub trait Store: Send + Sync {
     /// Short backend name for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
+    /// How many [`Store::insert_batch`] calls this backend runs in parallel to advantage: the
+    /// collector's default writer count and its spool replay fan-out. 1 for a single-writer
+    /// engine such as SQLite.
+    fn write_parallelism(&self) -> usize {
+        1
+    }
+
     /// Stores a batch. A row the backend cannot take is reported in
     /// [`BatchOutcome::rejected`] and the rest are stored; an `Err` means none were stored
     /// and the whole batch should be retried (spooled).
@@ -578,4 +585,67 @@ pub trait Store: Send + Sync {
 
     /// Every setting of a namespace as (key, value), ordered by key.
     fn settings(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+fn own(t: Option<sip::Text<'_>>) -> Option<String> {
+    t.map(|t| t.normalized().into_owned())
+}
+
+impl SipFields {
+    /// The fields of an indexed SIP message, as the collector stores them. `with_sdp_media`
+    /// is false when the body was censored: its media addresses are then not kept either.
+    pub fn from_message(msg: &sip::SipMessage<'_>, with_sdp_media: bool) -> SipFields {
+        let status = msg.status_code();
+        let method = match (msg.method(), status) {
+            (Some(m), _) => m.normalized().into_owned(),
+            (None, Some(code)) => code.to_string(),
+            (None, None) => String::new(),
+        };
+        let sdp_media = match (&msg.sdp, with_sdp_media) {
+            (Some(sdp), true) => sdp
+                .media
+                .iter()
+                .filter(|m| m.port != 0)
+                .filter_map(|m| {
+                    m.connection
+                        .map(|c| format!("{}:{}", c.normalized(), m.port))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        SipFields {
+            method,
+            is_request: msg.is_request(),
+            status,
+            cseq: msg
+                .cseq
+                .as_ref()
+                .map(|c| format!("{} {}", c.number, c.method.normalized())),
+            cseq_method: own(msg.cseq_method()),
+            call_id: own(msg.call_id),
+            ruri_user: own(msg.ruri_user()),
+            ruri_domain: own(msg.ruri_domain()),
+            from_user: own(msg.from_user()),
+            from_domain: own(msg.from_domain()),
+            from_tag: own(msg.from_tag()),
+            to_user: own(msg.to_user()),
+            to_domain: own(msg.to_domain()),
+            to_tag: own(msg.to_tag()),
+            contact_user: own(msg.contact_user()),
+            pid_user: own(msg.pid_user()),
+            auth_user: own(msg.auth_user),
+            user_agent: own(msg.user_agent),
+            server: own(msg.server),
+            reason: msg.reason.as_ref().map(|r| r.raw.normalized().into_owned()),
+            content_type: own(msg.content_type),
+            via_branch: own(msg.via_branch()),
+            aleg_id: own(msg.aleg_id),
+            custom_headers: msg
+                .custom_headers
+                .iter()
+                .map(|h| (h.name.to_string(), h.value.normalized().into_owned()))
+                .collect(),
+            sdp_media,
+        }
+    }
 }

@@ -501,6 +501,12 @@ impl Store for PgStore {
         "postgres"
     }
 
+    /// One COPY per connection, keeping one connection for queries: each COPY runs in its
+    /// own server backend, so batches in parallel use the server's cores.
+    fn write_parallelism(&self) -> usize {
+        self.config.connections.saturating_sub(1).max(1)
+    }
+
     fn insert_batch(&self, batch: &[Record]) -> Result<BatchOutcome, StoreError> {
         let mut rejected: Vec<(usize, String)> = Vec::new();
         let mut groups: Vec<Vec<(usize, Vec<u8>)>> = vec![Vec::new(); TABLES.len()];
