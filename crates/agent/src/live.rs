@@ -195,7 +195,7 @@ pub struct LiveCapture {
     device: String,
     /// Descriptor to poll for readability (-1: none, reads just return).
     fd: c_int,
-    /// Longest wait for a packet in one [`LiveCapture::next`], milliseconds.
+    /// Longest wait for a packet in one [`LiveCapture::next_packet`], milliseconds.
     poll_ms: c_int,
 }
 
@@ -337,7 +337,7 @@ impl LiveCapture {
     }
 
     /// The next packet: `Ok(None)` when the read timeout passed without one.
-    pub fn next(&mut self) -> Result<Option<Packet<'_>>, LiveError> {
+    pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, LiveError> {
         let mut header: *mut PcapPkthdr = ptr::null_mut();
         let mut data: *const u8 = ptr::null();
         // SAFETY: valid handle and out-parameters.
@@ -371,7 +371,7 @@ impl LiveCapture {
                     frac.saturating_mul(1000)
                 };
                 Ok(Some(Packet {
-                    timestamp: Timestamp::new(i64::from(h.ts.tv_sec), nanos.min(999_999_999)),
+                    timestamp: Timestamp::new(h.ts.tv_sec, nanos.min(999_999_999)),
                     link_type: self.link_type,
                     orig_len: h.len,
                     data: bytes,

@@ -149,7 +149,7 @@ pub fn capture_opened<S: HepSink + ?Sized>(
         if cancel.is_cancelled() {
             break Ok(());
         }
-        match cap.next() {
+        match cap.next_packet() {
             Ok(Some(packet)) => {
                 pipeline.process(packet.link_type, packet.timestamp, packet.data, sink)
             }

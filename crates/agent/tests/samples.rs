@@ -147,7 +147,11 @@ fn tshark_messages(path: &Path) -> Vec<Key> {
     let mut last_copy: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let cols: Vec<&str> = line.split('\t').collect();
-        let last = |i: usize| cols.get(i).and_then(|c| c.split('|').last()).unwrap_or("");
+        let last = |i: usize| {
+            cols.get(i)
+                .and_then(|c| c.split('|').next_back())
+                .unwrap_or("")
+        };
         let (secs, frac) = cols[0].split_once('.').expect("epoch");
         let micros = secs.parse::<i64>().expect("secs") * 1_000_000
             + frac[..6].parse::<i64>().expect("frac");

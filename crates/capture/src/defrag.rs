@@ -295,7 +295,7 @@ impl Defragmenter {
             .filter(|(k, _)| *k != keep)
             .map(|(k, d)| (d.first_seen, k.id, *k))
             .collect();
-        by_age.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        by_age.sort_by_key(|a| (a.0, a.1));
         let mut dropped = 0;
         for (_, _, key) in by_age {
             if self.total_cost <= goal {

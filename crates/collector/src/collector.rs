@@ -439,10 +439,8 @@ impl Collector {
             n => n,
         };
         let ingress = Ingress::new(
+            &config.writer,
             writer_threads,
-            config.writer.queue_capacity,
-            config.writer.batch_size,
-            Duration::from_millis(config.writer.max_batch_delay_ms),
             store,
             spool,
             observers,

@@ -351,19 +351,16 @@ pub fn encode_push(entries: &[(String, i128, String)]) -> Result<Vec<u8>, snap::
     snap::raw::Encoder::new().compress_vec(&req.encode_to_vec())
 }
 
+/// What [`start`] returns: the observer, its counters and the pusher task.
+pub type LokiExporter = (
+    Arc<LokiObserver>,
+    Arc<LokiStats>,
+    tokio::task::JoinHandle<()>,
+);
+
 /// Starts the exporter: returns the observer to register with the collector, its counters
 /// and the pusher task, which flushes what it holds and ends when `shutdown` is cancelled.
-pub fn start(
-    cfg: LokiConfig,
-    shutdown: CancellationToken,
-) -> Result<
-    (
-        Arc<LokiObserver>,
-        Arc<LokiStats>,
-        tokio::task::JoinHandle<()>,
-    ),
-    LokiError,
-> {
+pub fn start(cfg: LokiConfig, shutdown: CancellationToken) -> Result<LokiExporter, LokiError> {
     if !(cfg.url.starts_with("http://") || cfg.url.starts_with("https://")) {
         return Err(LokiError::Config(format!(
             "url {:?} is not http(s)",

@@ -248,17 +248,20 @@ pub(crate) struct Ingress {
 }
 
 impl Ingress {
+    /// `writers` is the resolved writer count (also the replay fan-out).
     pub(crate) fn new(
-        replay_fan_out: usize,
-        capacity: usize,
-        batch_size: usize,
-        max_delay: Duration,
+        cfg: &crate::config::WriterConfig,
+        writers: usize,
         store: Arc<dyn Store>,
         spool: Option<Box<dyn BatchSpool>>,
         observers: Vec<Arc<dyn RecordObserver>>,
         metrics: Arc<Metrics>,
     ) -> Arc<Ingress> {
-        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let (batch_size, max_delay) = (
+            cfg.batch_size,
+            Duration::from_millis(cfg.max_batch_delay_ms),
+        );
+        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
         let (bytes, len) = spool.as_ref().map_or((0, 0), |s| (s.bytes(), s.len()));
         let ingress = Arc::new(Ingress {
             tx,
@@ -271,7 +274,7 @@ impl Ingress {
             health: Health::new(),
             batch_size,
             max_delay,
-            replay_fan_out: replay_fan_out.max(1),
+            replay_fan_out: writers.max(1),
             replay_done: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             spool_warn: WarnEvery::new(),

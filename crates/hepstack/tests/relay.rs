@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::peer::{find_binary, port_bound, wait_port, Peer, KAMAILIO_PORT};
 use common::{bin, samples, Server};
 
 /// A UDP socket collecting HEP datagrams on a thread.
@@ -301,113 +300,8 @@ fn serve_mirrors_what_it_receives_through_forward_rules() {
 
 // ---- Kamailio interop -------------------------------------------------------------------
 
-const KAMAILIO_PORT: u16 = 5060;
 const UAS_PORT: u16 = 5080;
 const UAC_CALL_PORT: u16 = 5070;
-
-fn find_binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// A peer in its own process group; dropping it stops the group.
-struct Peer {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Peer {
-    fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> Peer {
-        let log = log_dir.join(format!("{name}.log"));
-        let out = File::create(&log).expect("peer log");
-        cmd.stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log fd"))
-            .stderr(out)
-            .process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Peer {
-            name: name.to_string(),
-            child,
-            log,
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn signal_group(&self, sig: i32) {
-        let pgid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) on the process group of a child we started.
-        unsafe {
-            libc::kill(-pgid, sig);
-        }
-    }
-
-    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not finish:\n{}",
-                self.name,
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.signal_group(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.signal_group(libc::SIGKILL);
-        let _ = self.child.wait();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && self.name == "kamailio" && port_bound(KAMAILIO_PORT) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn port_bound(port: u16) -> bool {
-    let local = format!("0100007F:{port:04X}");
-    let udp = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-    udp.lines()
-        .skip(1)
-        .any(|l| l.split_whitespace().nth(1) == Some(&local))
-}
-
-fn wait_port(peer: &mut Peer, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !port_bound(port) {
-        if let Ok(Some(status)) = peer.child.try_wait() {
-            panic!("{} exited with {status}:\n{}", peer.name, peer.log_tail());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never bound {port}",
-            peer.name
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn kamailio_siptrace_through_the_relay_into_serve() {

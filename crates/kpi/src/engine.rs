@@ -621,7 +621,7 @@ impl State {
         }
         let scopes = s.scopes.clone();
         let since = t.saturating_sub(s.invite_us).max(0) as f64 / 1e6;
-        if !s.first_response && (code < 300 || code >= 400) {
+        if !s.first_response && !(300..400).contains(&code) {
             s.first_response = true;
             // RFC 6076 §4.3: SRD ends with the first non-100 provisional or the 200 (success),
             // or with the 4xx/5xx/6xx failure response (failed setup).

@@ -313,7 +313,7 @@ mod tests {
 
         #[test]
         fn x_rtp_stat_fields_in_any_order(pr in 0u32..1_000_000, pl in 0u32..100_000, ji in 0u32..1000, la in 0u32..2000, sep in prop::sample::select(vec![";", ","])) {
-            let mut fields = vec![format!("PR={pr}"), format!("PL={pl}"), format!("JI={ji}"), format!("LA={la}"), "EN=PCMA".to_string()];
+            let mut fields = [format!("PR={pr}"), format!("PL={pl}"), format!("JI={ji}"), format!("LA={la}"), "EN=PCMA".to_string()];
             fields.reverse();
             let s = parse_x_rtp_stat(&fields.join(sep)).unwrap();
             prop_assert!(in_range(&s));

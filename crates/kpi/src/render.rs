@@ -47,6 +47,42 @@ impl Ctx<'_> {
     fn stats(&self, k: &ScopeKey) -> &ScopeStats {
         &self.state.scopes[k]
     }
+
+    /// A counter with one line per scope.
+    fn counter(
+        &self,
+        out: &mut String,
+        keys: &[&ScopeKey],
+        name: &str,
+        help: &str,
+        value: impl Fn(&ScopeStats) -> u64,
+    ) {
+        header(out, name, "counter", help);
+        for k in keys {
+            let _ = writeln!(out, "{name}{{{}}} {}", self.labels(k), value(self.stats(k)));
+        }
+    }
+
+    /// A counter with one line per scope and value of one more label; `values` pairs the label
+    /// value with the index `value` reads.
+    fn labelled_counter(
+        &self,
+        out: &mut String,
+        keys: &[&ScopeKey],
+        name: &str,
+        help: &str,
+        (label, values): (&str, &[(&str, usize)]),
+        value: impl Fn(&ScopeStats, usize) -> u64,
+    ) {
+        header(out, name, "counter", help);
+        for k in keys {
+            let l = self.labels(k);
+            for (v, i) in values {
+                let n = value(self.stats(k), *i);
+                let _ = writeln!(out, "{name}{{{l},{label}=\"{v}\"}} {n}");
+            }
+        }
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -205,83 +241,46 @@ fn render_kpi(cx: &Ctx<'_>, out: &mut String) {
     let window_min = st.cfg.window_secs.div_ceil(60).max(1) as i64;
     let now_min = st.now_us.div_euclid(60_000_000);
     let keys: Vec<&ScopeKey> = sip_keys(cx).collect();
-    header(
+    cx.counter(
         out,
+        &keys,
         "hepstack_kpi_session_attempts_total",
-        "counter",
         "INVITE session attempts whose setup ended (RFC 6076 session requests)",
+        |s| s.session_attempts,
     );
-    for k in &keys {
-        let _ = writeln!(
-            out,
-            "hepstack_kpi_session_attempts_total{{{}}} {}",
-            cx.labels(k),
-            cx.stats(k).session_attempts
-        );
-    }
-    header(
+    let outcomes = Outcome::ALL.map(|o| (o.label(), o.index()));
+    cx.labelled_counter(
         out,
+        &keys,
         "hepstack_kpi_session_outcomes_total",
-        "counter",
         "INVITE session attempts by setup outcome",
+        ("outcome", &outcomes),
+        |s, i| s.outcomes[i],
     );
-    for k in &keys {
-        let l = cx.labels(k);
-        for o in Outcome::ALL {
-            let _ = writeln!(
-                out,
-                "hepstack_kpi_session_outcomes_total{{{l},outcome=\"{}\"}} {}",
-                o.label(),
-                cx.stats(k).outcomes[o.index()]
-            );
-        }
-    }
-    header(out, "hepstack_kpi_sessions_ended_total", "counter", "Sessions ended; completed=\"true\" when established and closed by a BYE answered 2xx (RFC 6076 SCR)");
-    for k in &keys {
-        let l = cx.labels(k);
-        let s = cx.stats(k);
-        let _ = writeln!(
-            out,
-            "hepstack_kpi_sessions_ended_total{{{l},completed=\"true\"}} {}",
-            s.sessions_ended[1]
-        );
-        let _ = writeln!(
-            out,
-            "hepstack_kpi_sessions_ended_total{{{l},completed=\"false\"}} {}",
-            s.sessions_ended[0]
-        );
-    }
-    header(
+    cx.labelled_counter(
         out,
+        &keys,
+        "hepstack_kpi_sessions_ended_total",
+        "Sessions ended; completed=\"true\" when established and closed by a BYE answered 2xx (RFC 6076 SCR)",
+        ("completed", &[("true", 1), ("false", 0)]),
+        |s, i| s.sessions_ended[i],
+    );
+    cx.counter(
+        out,
+        &keys,
         "hepstack_kpi_registration_attempts_total",
-        "counter",
         "Registration attempts concluded (a 401/407 challenge and its retry are one attempt)",
+        |s| s.registration_attempts,
     );
-    for k in &keys {
-        let _ = writeln!(
-            out,
-            "hepstack_kpi_registration_attempts_total{{{}}} {}",
-            cx.labels(k),
-            cx.stats(k).registration_attempts
-        );
-    }
-    header(
+    let reg_outcomes = RegOutcome::ALL.map(|o| (o.label(), o.index()));
+    cx.labelled_counter(
         out,
+        &keys,
         "hepstack_kpi_registration_outcomes_total",
-        "counter",
         "Registration attempts by outcome (ineffective = RFC 6076 IRA numerator)",
+        ("outcome", &reg_outcomes),
+        |s, i| s.registration_outcomes[i],
     );
-    for k in &keys {
-        let l = cx.labels(k);
-        for o in RegOutcome::ALL {
-            let _ = writeln!(
-                out,
-                "hepstack_kpi_registration_outcomes_total{{{l},outcome=\"{}\"}} {}",
-                o.label(),
-                cx.stats(k).registration_outcomes[o.index()]
-            );
-        }
-    }
     type Ratio = fn(&crate::stats::Bucket) -> Option<f64>;
     let ratios: [(&str, &str, Ratio); 5] = [
         (

@@ -674,7 +674,7 @@ impl<'a> Builder<'_, '_, 'a> {
         set: impl FnOnce(&mut SipMessage<'a>, u32),
     ) {
         match lex::parse_u32(value.as_bytes()) {
-            Some(n) => set(&mut self.msg, n),
+            Some(n) => set(self.msg, n),
             None => self.diag(Diagnostic::BadNumber { header: kind }),
         }
     }

@@ -317,12 +317,11 @@ impl MessageFilter {
     /// not conditions on a record and are ignored unless `with_time` asks for the bounds).
     /// This is the reference semantics of the filter; the live tail applies it in memory.
     pub fn matches(&self, r: &Record, with_time: bool) -> bool {
-        if with_time {
-            if self.from_us.is_some_and(|f| r.time_us < f)
-                || self.to_us.is_some_and(|t| r.time_us >= t)
-            {
-                return false;
-            }
+        if with_time
+            && (self.from_us.is_some_and(|f| r.time_us < f)
+                || self.to_us.is_some_and(|t| r.time_us >= t))
+        {
+            return false;
         }
         if !self.call_ids.is_empty()
             && !self

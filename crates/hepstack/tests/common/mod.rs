@@ -2,6 +2,8 @@
 //! client for its API. Shared by the serve and interoperability tests.
 #![allow(dead_code)]
 
+pub mod peer;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
