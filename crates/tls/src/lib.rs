@@ -1,9 +1,11 @@
 //! rustls pieces shared by hepstack's TLS clients: the HEP sender (`--insecure`) and the
-//! PostgreSQL store (libpq's `sslmode=require`, which encrypts without verifying the server).
+//! PostgreSQL store (libpq's `sslmode=require`, which encrypts without verifying the server,
+//! and `verify-ca`, which verifies the chain but not the name).
 
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -63,5 +65,63 @@ impl ServerCertVerifier for AnyServerCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Verifies the server's certificate chain against the roots but not the host name it is
+/// valid for (libpq's `sslmode=verify-ca`: servers reached by an address their certificate
+/// does not name).
+#[derive(Debug)]
+pub struct CertificateChainOnly(Arc<WebPkiServerVerifier>);
+
+impl CertificateChainOnly {
+    /// Wraps a full WebPKI verifier, ignoring only its name check.
+    pub fn new(full: Arc<WebPkiServerVerifier>) -> CertificateChainOnly {
+        CertificateChainOnly(full)
+    }
+}
+
+impl ServerCertVerifier for CertificateChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(e))
+                if format!("{e:?}").starts_with("NotValidForName") =>
+            {
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
