@@ -536,8 +536,15 @@ impl State {
         }
     }
 
-    /// Records that session `skey` runs between the hosts of `ikey`.
+    /// Records that session `skey` runs between the hosts of `ikey`. Bounded like the
+    /// sessions themselves: beyond twice `max_sessions` entries new sessions are not indexed
+    /// (their in-dialog requests then need their exact addresses).
     fn index_session_ips(&mut self, ikey: u64, skey: u64, t: i64) {
+        if self.sessions_by_ips.len() >= self.cfg.max_sessions.saturating_mul(2)
+            && !self.sessions_by_ips.contains_key(&ikey)
+        {
+            return;
+        }
         self.sessions_by_ips
             .entry(ikey)
             .and_modify(|e| {
