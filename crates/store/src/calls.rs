@@ -6,7 +6,37 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use crate::{CallSummary, StoredMessage};
+use crate::{CallSummary, StoreError, StoredMessage};
+
+/// Most Call-IDs one filter or call flow may name (SQLite binds each as a parameter).
+pub const MAX_CALL_IDS: usize = 1000;
+/// Rounds of the call-flow correlation closure.
+pub(crate) const FLOW_ROUNDS: usize = 10;
+
+/// Checks a call-flow request the same way on every backend; `Ok(false)` when it names no
+/// Call-ID (an empty flow, nothing to look up).
+pub(crate) fn check_flow_request(
+    call_ids: &[String],
+    from_us: Option<i64>,
+    to_us: Option<i64>,
+) -> Result<bool, StoreError> {
+    if call_ids.is_empty() {
+        return Ok(false);
+    }
+    if call_ids.len() > MAX_CALL_IDS {
+        return Err(StoreError::InvalidQuery(format!(
+            "at most {MAX_CALL_IDS} Call-IDs per call flow"
+        )));
+    }
+    if let (Some(f), Some(t)) = (from_us, to_us) {
+        if f >= t {
+            return Err(StoreError::InvalidQuery(format!(
+                "empty time window: from {f} ≥ to {t}"
+            )));
+        }
+    }
+    Ok(true)
+}
 
 /// The fields of one SIP message a call summary needs.
 #[derive(Clone, Debug)]

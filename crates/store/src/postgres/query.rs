@@ -14,15 +14,13 @@ use super::codec;
 use super::pool::Conn;
 use super::schema::{Table, TABLES, TABLE_BITS};
 use super::PgStore;
-use crate::calls::{CallAgg, CallFold, CallRow, CALL_CONTEXT_US};
+use crate::calls::{
+    check_flow_request, CallAgg, CallFold, CallRow, CALL_CONTEXT_US, FLOW_ROUNDS, MAX_CALL_IDS,
+};
 use crate::{has_wildcard, CallSummary, MessageFilter, Page, StoreError, StoredMessage, MAX_PAGE};
 
 /// Page size when the filter asks for 0.
 const DEFAULT_PAGE: usize = 100;
-/// Most Call-IDs one filter or call flow may name.
-const MAX_CALL_IDS: usize = 1000;
-/// Rounds of the call-flow correlation closure.
-const FLOW_ROUNDS: usize = 10;
 /// Longest JSON path accepted.
 const MAX_JSON_PATH: usize = 256;
 
@@ -625,18 +623,8 @@ pub(crate) fn call_flow(
     from_us: Option<i64>,
     to_us: Option<i64>,
 ) -> Result<Vec<StoredMessage>, StoreError> {
-    if call_ids.is_empty() {
+    if !check_flow_request(call_ids, from_us, to_us)? {
         return Ok(Vec::new());
-    }
-    if call_ids.len() > MAX_CALL_IDS {
-        return Err(invalid(format!(
-            "at most {MAX_CALL_IDS} Call-IDs per call flow"
-        )));
-    }
-    if let (Some(f), Some(t)) = (from_us, to_us) {
-        if f >= t {
-            return Err(invalid(format!("empty time window: from {f} ≥ to {t}")));
-        }
     }
     let mut set: HashSet<String> = HashSet::new();
     let mut frontier: Vec<String> = Vec::new();

@@ -9,15 +9,12 @@ use super::codec;
 use super::partition::PartKey;
 use super::schema;
 use super::SqliteStore;
-use crate::calls::{CallAgg, CallFold, CALL_CONTEXT_US};
+pub use crate::calls::MAX_CALL_IDS;
+use crate::calls::{check_flow_request, CallAgg, CallFold, CALL_CONTEXT_US, FLOW_ROUNDS};
 use crate::{CallSummary, MessageFilter, Page, StoreError, StoredMessage, MAX_PAGE};
 
 /// Page size when the filter asks for 0.
 pub const DEFAULT_PAGE: usize = 100;
-/// Most Call-IDs one filter or call flow may name (SQLite binds each as a parameter).
-pub const MAX_CALL_IDS: usize = 1000;
-/// Rounds of the call-flow correlation closure.
-const FLOW_ROUNDS: usize = 10;
 /// Ids bound per `IN (…)` list.
 const CHUNK: usize = 500;
 /// Longest JSON path accepted.
@@ -634,18 +631,8 @@ impl SqliteStore {
         from_us: Option<i64>,
         to_us: Option<i64>,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        if call_ids.is_empty() {
+        if !check_flow_request(call_ids, from_us, to_us)? {
             return Ok(Vec::new());
-        }
-        if call_ids.len() > MAX_CALL_IDS {
-            return Err(invalid(format!(
-                "at most {MAX_CALL_IDS} Call-IDs per call flow"
-            )));
-        }
-        if let (Some(f), Some(t)) = (from_us, to_us) {
-            if f >= t {
-                return Err(invalid(format!("empty time window: from {f} ≥ to {t}")));
-            }
         }
         let window = Compiled {
             from_us,
