@@ -259,12 +259,21 @@ fn serve_mirrors_what_it_receives_through_forward_rules() {
     let config_arg = config.to_str().expect("path").to_string();
     let server = Server::start(&data, &["--config", &config_arg], &[]);
     let to = format!("udp://{}", server.addr("hep-udp"));
-    common::send(&[
-        "--to", &to, "--calls", "20", "--seed", "3", "--rate", "2000",
+    let report = common::send(&[
+        "--to", &to, "--calls", "20", "--seed", "3", "--rate", "2000", "--json",
     ]);
+    let sent = serde_json::from_str::<serde_json::Value>(report.trim()).expect("send --json")
+        ["messages"]
+        .as_f64()
+        .expect("messages sent");
+    assert!(sent > 0.0);
+    // UDP datagrams may still be in flight when `send` exits: count once all have arrived.
+    wait_until(
+        "serve received everything sent",
+        Duration::from_secs(20),
+        || metric_sum(&server.metrics(), "hepstack_packets_received_total") >= sent,
+    );
     let text = server.metrics();
-    let received = metric_sum(&text, "hepstack_packets_received_total");
-    assert!(received > 0.0);
     // Every SIP packet serve received is mirrored, re-tagged; RTCP and logs are not.
     let sip_received = text
         .lines()
