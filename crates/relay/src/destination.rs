@@ -48,8 +48,8 @@ pub struct DestinationStats {
 }
 
 impl DestinationStats {
-    /// Whether packets should be sent here now: connected (streams), and not reported
-    /// unreachable recently (UDP).
+    /// Whether packets should be sent here now: not failing to connect (streams; a destination
+    /// not yet tried counts as healthy), and not reported unreachable recently (UDP).
     pub fn is_healthy(&self) -> bool {
         self.up.load(Relaxed) && clock_ms() >= self.down_until_ms.load(Relaxed)
     }
@@ -117,7 +117,13 @@ impl Destination {
         target: Target,
     ) -> std::io::Result<Arc<Destination>> {
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
-        let stats = Arc::new(DestinationStats::default());
+        // Healthy until shown otherwise (a failed connect, an ICMP unreachable): if destinations
+        // started out down until their worker first connected, the packets of the first
+        // milliseconds would fail over to other members and split their calls.
+        let stats = Arc::new(DestinationStats {
+            up: AtomicBool::new(true),
+            ..DestinationStats::default()
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let worker = {
             let stats = stats.clone();
