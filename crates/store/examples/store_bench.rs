@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p store --example store_bench -- --rows 2000000 --dir /tmp/store-bench
 //!     [--batch 5000] [--sweep ROWS] [--sweep-variants N] [--skip-2] [--compression none|lz4|zstd] [--zstd-level N]
+//!     [--cache-kib N]
 //! ```
 //!
 //! Synthesises realistic SIP records (unique Call-IDs, ~500-byte raw, 7 messages per call:
@@ -34,6 +35,7 @@ struct Args {
     skip_two: bool,
     compression: RawCompression,
     zstd_level: i32,
+    cache_kib: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         skip_two: false,
         compression: SqliteConfig::default().compression,
         zstd_level: SqliteConfig::default().zstd_level,
+        cache_kib: SqliteConfig::default().writer_cache_kib,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -68,6 +71,9 @@ fn parse_args() -> Result<Args, String> {
                     "zstd" => RawCompression::Zstd,
                     other => return Err(format!("--compression: unknown {other}")),
                 }
+            }
+            "--cache-kib" => {
+                args.cache_kib = value()?.parse().map_err(|e| format!("--cache-kib: {e}"))?
             }
             "--zstd-level" => {
                 args.zstd_level = value()?.parse().map_err(|e| format!("--zstd-level: {e}"))?
@@ -263,11 +269,12 @@ fn summarize(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-fn sweep(rows: usize, batch: usize, dir: &Path, max_variants: usize) {
+fn sweep(rows: usize, batch: usize, dir: &Path, max_variants: usize, cache_kib: u32) {
     let batches = Arc::new(generate(rows, batch));
     println!("sweep: single writer, {rows} rows, batches of {batch}");
     let base = SqliteConfig {
         data_dir: dir.to_path_buf(),
+        writer_cache_kib: cache_kib,
         ..SqliteConfig::default()
     };
     let mut variants: Vec<(String, SqliteConfig)> = vec![
@@ -367,6 +374,7 @@ fn sweep(rows: usize, batch: usize, dir: &Path, max_variants: usize) {
         let config = SqliteConfig {
             data_dir: dir.to_path_buf(),
             write_shards: shards,
+            writer_cache_kib: cache_kib,
             ..SqliteConfig::default()
         };
         let store = Arc::new(SqliteStore::open(config).expect("open"));
@@ -394,7 +402,13 @@ fn main() {
     };
     println!("load average at start: {}", load());
     if let Some(rows) = args.sweep {
-        sweep(rows, args.batch, &args.dir, args.sweep_variants);
+        sweep(
+            rows,
+            args.batch,
+            &args.dir,
+            args.sweep_variants,
+            args.cache_kib,
+        );
     }
     let gen_started = Instant::now();
     let batches = Arc::new(generate(args.rows, args.batch));
@@ -411,6 +425,7 @@ fn main() {
         data_dir: args.dir.clone(),
         compression: args.compression,
         zstd_level: args.zstd_level,
+        writer_cache_kib: args.cache_kib,
         ..SqliteConfig::default()
     };
     let thread_counts: &[usize] = if args.skip_two { &[1] } else { &[1, 2] };

@@ -50,6 +50,10 @@ impl Server {
             .args(extra)
             .env("HEPSTACK_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("RUST_LOG", "info")
+            // The samples keep their capture times (November 2026): with the default 7-day
+            // retention a run a week later would expire them while a test reads them.
+            .env("HEPSTACK_STORE__SQLITE__RETENTION_DAYS", "0")
+            .env("HEPSTACK_STORE__POSTGRES__RETENTION_DAYS", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {

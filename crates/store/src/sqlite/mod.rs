@@ -28,11 +28,13 @@
 //! # Indexes and query cost
 //!
 //! Every partition indexes time and `sid` (Call-ID); the optional indexes
-//! ([`SqliteConfig::indexes`]) on users, IPs, method and node lead with a 2-second time bucket
-//! so that inserts touch only the newest pages; a query probes every bucket of the window it
-//! covers in each partition (1 800 probes per hour partition). Time-bounded queries — the API
-//! defaults to the last hour — are therefore cheap, while an unbounded user or IP search pays
-//! those probes in every partition of the store. Correlation and A-leg ids use small partial
+//! ([`SqliteConfig::indexes`]) on users, IPs, method and node lead with an index *segment*
+//! number (a run of consecutive rows; table `seg_span` keeps each
+//! segment's time span) so that inserts touch only the newest segment's pages; a query probes
+//! every segment whose span meets its window (one probe per
+//! [`SqliteConfig::index_segment_rows`] rows of the window).
+//! Time-bounded queries — the API defaults to the last hour — are therefore cheap, while an
+//! unbounded user or IP search pays a probe per segment of the whole store. Correlation and A-leg ids use small partial
 //! indexes (only rows pointing at another session are in them).
 //!
 //! # Row identity
@@ -58,7 +60,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 pub use config::{IndexKind, PartitionSpan, ProfileRetention, RawCompression, SqliteConfig};
 use partition::{PartKey, DAY_US, MAX_RETENTION_DAYS, MAX_SHARDS};
 pub use query::{DEFAULT_PAGE, MAX_CALL_IDS};
-use schema::PreparedRow;
+use schema::{PartitionWriter, PreparedRow};
 
 use crate::{
     BatchOutcome, CallSummary, MessageFilter, Page, Profile, Record, RetentionReport, Store,
@@ -68,7 +70,7 @@ use crate::{
 /// Name of the catalog database in the data directory.
 const CATALOG_FILE: &str = "catalog.db";
 /// Schema version written to the catalog; bumped on incompatible layout changes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Reader connections kept per open partition.
 const READER_POOL: usize = 4;
 
@@ -83,7 +85,7 @@ struct Partition {
     key: PartKey,
     path: PathBuf,
     /// The writer connection, opened by the first insert.
-    writer: Mutex<Option<Connection>>,
+    writer: Mutex<Option<PartitionWriter>>,
     /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
     /// Set (under the writer lock) when retention deleted the file: writers holding this
@@ -179,6 +181,11 @@ impl SqliteStore {
         if config.max_open_partitions == 0 {
             return Err(StoreError::Setup(
                 "max_open_partitions must be at least 1".into(),
+            ));
+        }
+        if config.index_segment_rows == 0 {
+            return Err(StoreError::Setup(
+                "index_segment_rows must be at least 1".into(),
             ));
         }
         if config.write_shards == 0 || config.write_shards > MAX_SHARDS {
@@ -292,9 +299,8 @@ impl SqliteStore {
         }
         let path = self.path_of(&key);
         let writer = if create {
-            let conn =
-                schema::open_writer(&path, &self.config.indexes, self.config.writer_cache_kib)
-                    .map_err(|e| format!("opening partition {}: {e}", key.file_name()))?;
+            let conn = schema::open_writer(&path, &self.config)
+                .map_err(|e| format!("opening partition {}: {e}", key.file_name()))?;
             self.known
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -433,37 +439,60 @@ impl SqliteStore {
     fn write_locked(
         config: &SqliteConfig,
         part: &Partition,
-        mut guard: MutexGuard<'_, Option<Connection>>,
+        mut guard: MutexGuard<'_, Option<PartitionWriter>>,
         rows: &[(usize, PreparedRow<'_>)],
     ) -> Result<(usize, Vec<(usize, String)>), GroupError> {
         if part.dropped.load(Ordering::Acquire) {
             return Err(GroupError::Dropped);
         }
         let name = part.key.file_name();
-        let conn = match &mut *guard {
+        let writer = match &mut *guard {
             Some(c) => c,
             slot @ None => slot.insert(
-                schema::open_writer(&part.path, &config.indexes, config.writer_cache_kib)
+                schema::open_writer(&part.path, config)
                     .map_err(|e| GroupError::Failed(format!("opening partition {name}: {e}")))?,
             ),
         };
         let fail =
             |e: rusqlite::Error| GroupError::Failed(format!("writing partition {name}: {e}"));
-        let tx = conn
+        let mut plan = writer.plan();
+        let tx = writer
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
         let mut stored = 0;
         let mut rejected = Vec::new();
+        // (segment, min time, max time, rows) of the segments this batch writes into.
+        let mut spans: Vec<(i64, i64, i64, i64)> = Vec::new();
         {
             let mut stmt = tx.prepare_cached(schema::INSERT).map_err(fail)?;
             for (index, row) in rows {
-                match row.insert(&mut stmt) {
-                    Ok(()) => stored += 1,
+                let segment = plan.next_segment();
+                match row.insert(&mut stmt, segment) {
+                    Ok(()) => {
+                        stored += 1;
+                        let t = row.record.time_us;
+                        match spans.last_mut() {
+                            Some(s) if s.0 == segment => {
+                                s.1 = s.1.min(t);
+                                s.2 = s.2.max(t);
+                                s.3 += 1;
+                            }
+                            _ => spans.push((segment, t, t, 1)),
+                        }
+                    }
                     Err(e) => rejected.push((*index, e.to_string())),
                 }
             }
+            let mut upsert = tx.prepare_cached(schema::UPSERT_SEGMENT).map_err(fail)?;
+            for (segment, min_us, max_us, count) in &spans {
+                upsert
+                    .execute(params![segment, min_us, max_us, count])
+                    .map_err(fail)?;
+            }
         }
         tx.commit().map_err(fail)?;
+        writer.advance(&plan);
         Ok((stored, rejected))
     }
 

@@ -20,25 +20,29 @@ const CHUNK: usize = 500;
 /// Longest JSON path accepted.
 const MAX_JSON_PATH: usize = 256;
 
-/// A parameter of a compiled condition: a value, or a bound of the time buckets the
-/// partition and the window share (known only per partition).
+/// A parameter of a compiled condition: a value, or a bound of the time window the partition
+/// and the filter share (known only per partition).
 #[derive(Clone, Debug)]
 enum Param {
     Value(Value),
-    BucketLo,
-    BucketHi,
+    WindowFirst,
+    WindowLast,
 }
 
-/// The time buckets `[lo, hi]` a bucketed index is probed with (see
-/// [`schema::TIME_BUCKET_US`]): a recursive CTE, so the planner turns it into one index seek
-/// per bucket.
-const BUCKETS: &str =
-    "(WITH RECURSIVE b(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM b WHERE x < ?) SELECT x FROM b)";
+/// The index segments a segmented index is probed with (see
+/// [`super::SqliteConfig::index_segment_rows`]): those
+/// whose time span meets `[first, last]` µs. The planner turns `seg IN (…)` into one index
+/// seek per segment.
+const SEGMENTS: &str = "(SELECT seg FROM seg_span WHERE max_us >= ? AND min_us <= ?)";
 
-/// An equality on a column whose index leads with the time bucket.
-fn bucketed_eq(col: &str, value: Value, conds: &mut Vec<String>, params: &mut Vec<Param>) {
-    conds.push(format!("(tb IN {BUCKETS} AND {col} = ?)"));
-    params.extend([Param::BucketLo, Param::BucketHi, Param::Value(value)]);
+/// The parameters of [`SEGMENTS`].
+const WINDOW: [Param; 2] = [Param::WindowFirst, Param::WindowLast];
+
+/// An equality on a column whose index leads with the segment.
+fn segmented_eq(col: &str, value: Value, conds: &mut Vec<String>, params: &mut Vec<Param>) {
+    conds.push(format!("(seg IN {SEGMENTS} AND {col} = ?)"));
+    params.extend(WINDOW);
+    params.push(Param::Value(value));
 }
 
 /// A `*` wildcard pattern as an SQLite GLOB pattern: `*` stays, the GLOB metacharacters `?`
@@ -56,7 +60,7 @@ fn glob_pattern(pattern: &str) -> String {
 }
 
 /// `col = ?` for an exact value, `col GLOB ?` for a `*` pattern (the caller adds any index
-/// prefix such as the time buckets).
+/// prefix such as the index segments).
 fn text_cond(col: &str, value: &str) -> (String, Value) {
     if crate::has_wildcard(value) {
         (format!("{col} GLOB ?"), Value::Text(glob_pattern(value)))
@@ -65,12 +69,13 @@ fn text_cond(col: &str, value: &str) -> (String, Value) {
     }
 }
 
-/// A text condition on a column whose index leads with the time bucket: exact values seek
-/// the index; patterns filter inside the bucket range of the same index.
-fn bucketed_text(col: &str, value: &str, conds: &mut Vec<String>, params: &mut Vec<Param>) {
+/// A text condition on a column whose index leads with the segment: exact values seek the
+/// index; patterns filter inside the segments of the same index.
+fn segmented_text(col: &str, value: &str, conds: &mut Vec<String>, params: &mut Vec<Param>) {
     let (cond, v) = text_cond(col, value);
-    conds.push(format!("(tb IN {BUCKETS} AND {cond})"));
-    params.extend([Param::BucketLo, Param::BucketHi, Param::Value(v)]);
+    conds.push(format!("(seg IN {SEGMENTS} AND {cond})"));
+    params.extend(WINDOW);
+    params.push(Param::Value(v));
 }
 
 /// A filter turned into SQL conditions (without the time bounds, which depend on the
@@ -92,14 +97,13 @@ impl Compiled {
             .to_us
             .map_or(key.end_us(), |t| t.min(key.end_us()))
             .saturating_sub(1);
-        let (lo, hi) = (schema::time_bucket(first), schema::time_bucket(last));
         let mut params: Vec<Value> = self
             .params
             .iter()
             .map(|p| match p {
                 Param::Value(v) => v.clone(),
-                Param::BucketLo => Value::Integer(lo),
-                Param::BucketHi => Value::Integer(hi),
+                Param::WindowFirst => Value::Integer(first),
+                Param::WindowLast => Value::Integer(last),
             })
             .collect();
         conds.extend(self.conds.iter().cloned());
@@ -238,16 +242,16 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
         ("node", &filter.node),
     ] {
         if let Some(value) = value {
-            bucketed_text(col, value, &mut conds, &mut params);
+            segmented_text(col, value, &mut conds, &mut params);
         }
     }
     if let Some(user) = &filter.any_user {
-        // Spelled out per column so that each branch can use its own bucketed index.
+        // Spelled out per column so that each branch can use its own segmented index.
         let mut branches = Vec::new();
         for col in ["from_user", "to_user", "ruri_user"] {
             let (cond, value) = text_cond(col, user);
-            branches.push(format!("(tb IN {BUCKETS} AND {cond})"));
-            params.extend([Param::BucketLo, Param::BucketHi, v(value)]);
+            branches.push(format!("(seg IN {SEGMENTS} AND {cond})"));
+            params.extend([Param::WindowFirst, Param::WindowLast, v(value)]);
         }
         conds.push(format!("({})", branches.join(" OR ")));
     }
@@ -273,22 +277,22 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
         params.push(v(Value::Integer(i64::from(p))));
     }
     if let Some(ip) = &filter.ip {
-        // Spelled out per branch so that each can use its own bucketed index.
+        // Spelled out per branch so that each can use its own segmented index.
         conds.push(format!(
-            "((tb IN {BUCKETS} AND src_ip = ?) OR (tb IN {BUCKETS} AND dst_ip = ?))"
+            "((seg IN {SEGMENTS} AND src_ip = ?) OR (seg IN {SEGMENTS} AND dst_ip = ?))"
         ));
         let ip = Value::Blob(codec::ip_bytes(ip));
         params.extend([
-            Param::BucketLo,
-            Param::BucketHi,
+            Param::WindowFirst,
+            Param::WindowLast,
             v(ip.clone()),
-            Param::BucketLo,
-            Param::BucketHi,
+            Param::WindowFirst,
+            Param::WindowLast,
             v(ip),
         ]);
     }
     if let Some(ip) = &filter.src_ip {
-        bucketed_eq(
+        segmented_eq(
             "src_ip",
             Value::Blob(codec::ip_bytes(ip)),
             &mut conds,
@@ -296,7 +300,7 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
         );
     }
     if let Some(ip) = &filter.dst_ip {
-        bucketed_eq(
+        segmented_eq(
             "dst_ip",
             Value::Blob(codec::ip_bytes(ip)),
             &mut conds,
@@ -306,15 +310,19 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
     if let Some(m) = &filter.method {
         if crate::has_wildcard(m) {
             // GLOB is case-sensitive: compare upper case with upper case.
-            conds.push(format!("(tb IN {BUCKETS} AND upper(method) GLOB ?)"));
+            conds.push(format!("(seg IN {SEGMENTS} AND upper(method) GLOB ?)"));
             params.extend([
-                Param::BucketLo,
-                Param::BucketHi,
+                Param::WindowFirst,
+                Param::WindowLast,
                 v(Value::Text(glob_pattern(&m.to_ascii_uppercase()))),
             ]);
         } else {
-            conds.push(format!("(tb IN {BUCKETS} AND method = ? COLLATE NOCASE)"));
-            params.extend([Param::BucketLo, Param::BucketHi, v(Value::Text(m.clone()))]);
+            conds.push(format!("(seg IN {SEGMENTS} AND method = ? COLLATE NOCASE)"));
+            params.extend([
+                Param::WindowFirst,
+                Param::WindowLast,
+                v(Value::Text(m.clone())),
+            ]);
         }
     }
     if let Some(t) = filter.hep_type {

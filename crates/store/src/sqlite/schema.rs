@@ -4,10 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{params, Connection, OpenFlags, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use super::codec;
-use super::config::{IndexKind, RawCompression};
+use super::config::{IndexKind, RawCompression, SqliteConfig};
 use crate::{Profile, Record, SipFields, StoredMessage};
 
 /// One table per partition file. Every [`Record`] field is a flat typed column (the SIP fields
@@ -20,7 +20,7 @@ use crate::{Profile, Record, SipFields, StoredMessage};
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS msg (
     id INTEGER PRIMARY KEY,
     time_us INTEGER NOT NULL,
-    tb INTEGER NOT NULL,
+    seg INTEGER NOT NULL,
     received_us INTEGER NOT NULL,
     hep_type INTEGER NOT NULL,
     hep_version INTEGER NOT NULL,
@@ -74,19 +74,28 @@ const BASE_INDEXES: [&str; 2] = [
     "CREATE INDEX IF NOT EXISTS ix_sid ON msg(sid)",
 ];
 
-/// Width of a time bucket, the leading column (`tb`) of the user, IP, method and node indexes.
-///
-/// Why: an index on a random key (a user, an IP) dirties one page per inserted row once it is
-/// larger than a batch, and SQLite writes every dirty page to the WAL at each commit (and
-/// again at the checkpoint), which made those indexes cost more than the table itself. Led by
-/// a 2-second bucket, inserts only touch the newest bucket's few pages; a query probes each
-/// bucket of its window (1 800 seeks for a whole hour partition, a few milliseconds).
-pub(crate) const TIME_BUCKET_US: i64 = 2_000_000;
+/// Why the user, IP, method and node indexes lead with an index segment (`seg`): an index on
+/// a random key (a user, an IP) dirties one page per inserted row once it is larger than a
+/// batch, and SQLite writes every dirty page to the WAL at each commit (and again at the
+/// checkpoint), which made those indexes cost more than the table itself. Led by the segment
+/// number, inserts only touch the pages of the newest segment: at most
+/// [`SqliteConfig::index_segment_rows`] entries per index, a few dozen pages, which a large
+/// commit fills about once. A segment counts rows, not time, so this bound holds at any ingest
+/// rate (a fixed 2-second time bucket grows with the rate and, at 100k rows/s, made the same
+/// indexes 1.8× dearer). Queries probe each segment whose time span (table `seg_span`) meets
+/// their window.
+const CREATE_SEGMENTS: &str = "CREATE TABLE IF NOT EXISTS seg_span (
+    seg INTEGER PRIMARY KEY,
+    min_us INTEGER NOT NULL,
+    max_us INTEGER NOT NULL,
+    rows INTEGER NOT NULL
+)";
 
-/// The time bucket of a timestamp.
-pub(crate) fn time_bucket(time_us: i64) -> i64 {
-    time_us.div_euclid(TIME_BUCKET_US)
-}
+/// Widens a segment's span by the rows a transaction added to it.
+pub(crate) const UPSERT_SEGMENT: &str =
+    "INSERT INTO seg_span (seg, min_us, max_us, rows) VALUES (?1, ?2, ?3, ?4) \
+    ON CONFLICT (seg) DO UPDATE SET min_us = min(min_us, excluded.min_us), \
+    max_us = max(max_us, excluded.max_us), rows = rows + excluded.rows";
 
 /// The DDL of an optional index. Partial where most rows would carry NULL or a duplicate of
 /// another index (the queries repeat the partial condition so the planner can use them).
@@ -96,20 +105,20 @@ fn index_ddl(kind: IndexKind) -> &'static str {
             "CREATE INDEX IF NOT EXISTS ix_corr ON msg(correlation_id) WHERE correlation_id IS NOT NULL"
         }
         IndexKind::Aleg => "CREATE INDEX IF NOT EXISTS ix_aleg ON msg(aleg_id) WHERE aleg_id IS NOT NULL",
-        IndexKind::FromUser => "CREATE INDEX IF NOT EXISTS ix_from ON msg(tb, from_user) WHERE from_user IS NOT NULL",
-        IndexKind::ToUser => "CREATE INDEX IF NOT EXISTS ix_to ON msg(tb, to_user) WHERE to_user IS NOT NULL",
-        IndexKind::RuriUser => "CREATE INDEX IF NOT EXISTS ix_ruri ON msg(tb, ruri_user) WHERE ruri_user IS NOT NULL",
-        IndexKind::SrcIp => "CREATE INDEX IF NOT EXISTS ix_src ON msg(tb, src_ip)",
-        IndexKind::DstIp => "CREATE INDEX IF NOT EXISTS ix_dst ON msg(tb, dst_ip)",
+        IndexKind::FromUser => "CREATE INDEX IF NOT EXISTS ix_from ON msg(seg, from_user) WHERE from_user IS NOT NULL",
+        IndexKind::ToUser => "CREATE INDEX IF NOT EXISTS ix_to ON msg(seg, to_user) WHERE to_user IS NOT NULL",
+        IndexKind::RuriUser => "CREATE INDEX IF NOT EXISTS ix_ruri ON msg(seg, ruri_user) WHERE ruri_user IS NOT NULL",
+        IndexKind::SrcIp => "CREATE INDEX IF NOT EXISTS ix_src ON msg(seg, src_ip)",
+        IndexKind::DstIp => "CREATE INDEX IF NOT EXISTS ix_dst ON msg(seg, dst_ip)",
         IndexKind::Method => {
-            "CREATE INDEX IF NOT EXISTS ix_method ON msg(tb, method COLLATE NOCASE) WHERE method IS NOT NULL"
+            "CREATE INDEX IF NOT EXISTS ix_method ON msg(seg, method COLLATE NOCASE) WHERE method IS NOT NULL"
         }
-        IndexKind::Node => "CREATE INDEX IF NOT EXISTS ix_node ON msg(tb, node) WHERE node IS NOT NULL",
+        IndexKind::Node => "CREATE INDEX IF NOT EXISTS ix_node ON msg(seg, node) WHERE node IS NOT NULL",
     }
 }
 
 /// The insert statement; parameter order is the column order of [`CREATE_TABLE`] minus `id`.
-pub(crate) const INSERT: &str = "INSERT INTO msg (time_us, tb, received_us, hep_type, hep_version, ip_family, \
+pub(crate) const INSERT: &str = "INSERT INTO msg (time_us, seg, received_us, hep_type, hep_version, ip_family, \
     ip_proto, src_ip, src_port, dst_ip, dst_port, capture_id, node, correlation_id, sid, same_ids, profile, \
     is_sip, method, is_request, status, cseq, cseq_method, call_id, ruri_user, ruri_domain, from_user, from_domain, \
     from_tag, to_user, to_domain, to_tag, contact_user, pid_user, auth_user, user_agent, server, reason, \
@@ -144,11 +153,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// is an append to the WAL without fsync; a killed process loses nothing committed (the WAL is
 /// in the OS page cache and replayed on the next open), only an OS crash or power loss can lose
 /// the transactions since the last checkpoint.
-pub(crate) fn open_writer(
-    path: &Path,
-    indexes: &[IndexKind],
-    cache_kib: u32,
-) -> rusqlite::Result<Connection> {
+pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Result<PartitionWriter> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -163,7 +168,7 @@ pub(crate) fn open_writer(
     conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+    conn.pragma_update(None, "cache_size", -i64::from(config.writer_cache_kib))?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Fewer, larger checkpoints: the WAL grows to ~WAL_CHECKPOINT_BYTES between them (the
     // setting counts pages, so it is derived from the page size the file really has).
@@ -176,14 +181,77 @@ pub(crate) fn open_writer(
     // A checkpointed WAL is truncated back to this size, so idle partitions take no extra disk.
     conn.pragma_update(None, "journal_size_limit", 8 * 1024 * 1024)?;
     conn.execute_batch(CREATE_TABLE)?;
+    conn.execute_batch(CREATE_SEGMENTS)?;
     for ddl in BASE_INDEXES {
         conn.execute_batch(ddl)?;
     }
-    for kind in indexes {
+    for kind in &config.indexes {
         conn.execute_batch(index_ddl(*kind))?;
     }
     conn.set_prepared_statement_cache_capacity(16);
-    Ok(conn)
+    let (segment, segment_rows) = conn
+        .query_row(
+            "SELECT seg, rows FROM seg_span ORDER BY seg DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, 0));
+    Ok(PartitionWriter {
+        conn,
+        segment,
+        segment_rows,
+        segment_limit: i64::from(config.index_segment_rows.max(1)),
+    })
+}
+
+/// The write connection of a partition and the index segment its next rows go to.
+pub(crate) struct PartitionWriter {
+    pub conn: Connection,
+    /// The newest segment.
+    pub segment: i64,
+    /// Rows already in it (committed).
+    pub segment_rows: i64,
+    /// [`SqliteConfig::index_segment_rows`].
+    pub segment_limit: i64,
+}
+
+impl PartitionWriter {
+    /// Hands out the segments of the rows written next. Applied with
+    /// [`PartitionWriter::advance`] only once the transaction committed, so a rolled back batch
+    /// leaves the cursor where the file is.
+    pub fn plan(&self) -> SegmentPlan {
+        SegmentPlan {
+            segment: self.segment,
+            segment_rows: self.segment_rows,
+            limit: self.segment_limit,
+        }
+    }
+
+    /// Moves the cursor to where a committed plan ended.
+    pub fn advance(&mut self, plan: &SegmentPlan) {
+        self.segment = plan.segment;
+        self.segment_rows = plan.segment_rows;
+    }
+}
+
+/// Assigns consecutive rows to segments of at most `limit` rows.
+pub(crate) struct SegmentPlan {
+    segment: i64,
+    segment_rows: i64,
+    limit: i64,
+}
+
+impl SegmentPlan {
+    /// The segment of the next row.
+    pub fn next_segment(&mut self) -> i64 {
+        if self.segment_rows >= self.limit {
+            self.segment += 1;
+            self.segment_rows = 0;
+        }
+        self.segment_rows += 1;
+        self.segment
+    }
 }
 
 /// Opens an existing partition for queries (never creates one) with the `raw_contains`
@@ -262,7 +330,11 @@ impl<'a> PreparedRow<'a> {
     }
 
     /// Runs the insert statement for this row.
-    pub fn insert(&self, stmt: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
+    pub fn insert(
+        &self,
+        stmt: &mut rusqlite::CachedStatement<'_>,
+        segment: i64,
+    ) -> rusqlite::Result<()> {
         let r = self.record;
         let empty = SipFields::default();
         // Non-SIP rows leave every SIP column NULL (the empty default has only None fields).
@@ -277,7 +349,7 @@ impl<'a> PreparedRow<'a> {
         } | if same_call_id { SAME_CALL_ID } else { 0 };
         stmt.execute(params![
             r.time_us,
-            time_bucket(r.time_us),
+            segment,
             r.received_us,
             r.hep_type,
             r.hep_version,
