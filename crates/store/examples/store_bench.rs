@@ -3,11 +3,12 @@
 //! ```text
 //! cargo run --release -p store --example store_bench -- --rows 2000000 --dir /tmp/store-bench
 //!     [--batch 5000] [--sweep ROWS] [--sweep-variants N] [--skip-2] [--compression none|lz4|zstd] [--zstd-level N]
-//!     [--cache-kib N]
+//!     [--cache-kib N] [--span-hours H]
 //! ```
 //!
 //! Synthesises realistic SIP records (unique Call-IDs, ~500-byte raw, 7 messages per call:
-//! INVITE, 100, 180, 200, ACK, BYE, 200; times spread over `rows / 100k` seconds), measures
+//! INVITE, 100, 180, 200, ACK, BYE, 200; times spread over `rows / 100k` seconds, or over
+//! `--span-hours`), measures
 //! insert rows/s with one and two writer threads and the disk bytes per row, then query
 //! latencies on the two-writer data set. `--sweep ROWS` first measures single-writer inserts of
 //! ROWS rows for every index, compression, span and shard variant.
@@ -36,6 +37,8 @@ struct Args {
     compression: RawCompression,
     zstd_level: i32,
     cache_kib: u32,
+    /// Spread the rows over this many hours of capture time (default: 100,000 rows a second).
+    span_hours: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
         compression: SqliteConfig::default().compression,
         zstd_level: SqliteConfig::default().zstd_level,
         cache_kib: SqliteConfig::default().writer_cache_kib,
+        span_hours: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -71,6 +75,10 @@ fn parse_args() -> Result<Args, String> {
                     "zstd" => RawCompression::Zstd,
                     other => return Err(format!("--compression: unknown {other}")),
                 }
+            }
+            "--span-hours" => {
+                args.span_hours =
+                    Some(value()?.parse().map_err(|e| format!("--span-hours: {e}"))?)
             }
             "--cache-kib" => {
                 args.cache_kib = value()?.parse().map_err(|e| format!("--cache-kib: {e}"))?
@@ -188,9 +196,12 @@ fn call_records(call: u64, start_us: i64, rng: &mut Rng) -> Vec<Record> {
 }
 
 /// `rows` records in batches, calls starting evenly over `rows / 100k` seconds.
-fn generate(rows: usize, batch: usize) -> Vec<Vec<Record>> {
+fn generate(rows: usize, batch: usize, span_hours: Option<f64>) -> Vec<Vec<Record>> {
     let calls = rows.div_ceil(7) as u64;
-    let span_us = (rows as i64 * 1_000_000 / 100_000).max(1_000_000);
+    let span_us = match span_hours {
+        Some(h) => (h * 3.6e9) as i64,
+        None => (rows as i64 * 1_000_000 / 100_000).max(1_000_000),
+    };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut all = Vec::with_capacity(rows);
     for call in 0..calls {
@@ -270,7 +281,7 @@ fn summarize(name: &str, mut samples: Vec<Duration>) {
 }
 
 fn sweep(rows: usize, batch: usize, dir: &Path, max_variants: usize, cache_kib: u32) {
-    let batches = Arc::new(generate(rows, batch));
+    let batches = Arc::new(generate(rows, batch, None));
     println!("sweep: single writer, {rows} rows, batches of {batch}");
     let base = SqliteConfig {
         data_dir: dir.to_path_buf(),
@@ -411,7 +422,7 @@ fn main() {
         );
     }
     let gen_started = Instant::now();
-    let batches = Arc::new(generate(args.rows, args.batch));
+    let batches = Arc::new(generate(args.rows, args.batch, args.span_hours));
     let raw_avg =
         batches.iter().flatten().map(|r| r.raw.len()).sum::<usize>() as f64 / args.rows as f64;
     println!(
@@ -505,6 +516,24 @@ fn main() {
         .collect();
     summarize(
         &format!("calls, first page of last 15 min ({first_total} calls)"),
+        samples,
+    );
+    let samples = (0..5)
+        .map(|_| {
+            let filter = MessageFilter {
+                from_us: Some(end_us - 3_600_000_000),
+                to_us: Some(end_us + 1),
+                limit: 100,
+                ..MessageFilter::default()
+            };
+            let t = Instant::now();
+            let page = store.calls(&filter).expect("calls");
+            first_total = page.total;
+            t.elapsed()
+        })
+        .collect();
+    summarize(
+        &format!("calls, first page of last hour ({first_total} calls)"),
         samples,
     );
 
