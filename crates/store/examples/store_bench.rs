@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p store --example store_bench -- --rows 2000000 --dir /tmp/store-bench
 //!     [--batch 5000] [--sweep ROWS] [--sweep-variants N] [--skip-2] [--compression none|lz4|zstd] [--zstd-level N]
-//!     [--cache-kib N] [--span-hours H]
+//!     [--cache-kib N] [--span-hours H] [--query-only]
 //! ```
 //!
 //! Synthesises realistic SIP records (unique Call-IDs, ~500-byte raw, 7 messages per call:
@@ -39,6 +39,8 @@ struct Args {
     cache_kib: u32,
     /// Spread the rows over this many hours of capture time (default: 100,000 rows a second).
     span_hours: Option<f64>,
+    /// Query the store a previous run with the same arguments left in `dir`; insert nothing.
+    query_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         zstd_level: SqliteConfig::default().zstd_level,
         cache_kib: SqliteConfig::default().writer_cache_kib,
         span_hours: None,
+        query_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -76,9 +79,9 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("--compression: unknown {other}")),
                 }
             }
+            "--query-only" => args.query_only = true,
             "--span-hours" => {
-                args.span_hours =
-                    Some(value()?.parse().map_err(|e| format!("--span-hours: {e}"))?)
+                args.span_hours = Some(value()?.parse().map_err(|e| format!("--span-hours: {e}"))?)
             }
             "--cache-kib" => {
                 args.cache_kib = value()?.parse().map_err(|e| format!("--cache-kib: {e}"))?
@@ -439,7 +442,11 @@ fn main() {
         writer_cache_kib: args.cache_kib,
         ..SqliteConfig::default()
     };
-    let thread_counts: &[usize] = if args.skip_two { &[1] } else { &[1, 2] };
+    let thread_counts: &[usize] = match (args.query_only, args.skip_two) {
+        (true, _) => &[],
+        (false, true) => &[1],
+        (false, false) => &[1, 2],
+    };
     let mut store = None;
     for &threads in thread_counts {
         fresh_dir(&args.dir);
@@ -455,6 +462,9 @@ fn main() {
             stats.bytes as f64 / args.rows as f64
         );
         store = Some(s);
+    }
+    if args.query_only {
+        store = Some(Arc::new(SqliteStore::open(config.clone()).expect("open")));
     }
     let Some(store) = store else { return };
     let end_us = batches

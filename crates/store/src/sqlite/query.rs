@@ -373,6 +373,23 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
     })
 }
 
+/// The index the call list's per-session aggregate of one partition reads. The session index
+/// holds every column the aggregate needs, so scanning all of it (0.15 µs an entry) beats
+/// seeking the window in the time index and reading each row (0.8 µs a row, plus the sort of
+/// the grouping) unless the window covers under a fifth of the partition's period. SQLite's
+/// planner, without statistics, always takes the time index when both bounds are given.
+fn aggregate_index(key: &PartKey, from_us: Option<i64>, to_us: Option<i64>) -> &'static str {
+    let start = from_us.map_or(key.start_us, |f| f.max(key.start_us));
+    let end = to_us.map_or(key.end_us(), |t| t.min(key.end_us()));
+    let covered = i128::from(end.saturating_sub(start).max(0));
+    let period = i128::from(key.end_us().saturating_sub(key.start_us).max(1));
+    if covered * 5 >= period {
+        "ix_sid"
+    } else {
+        "ix_time"
+    }
+}
+
 fn page_limit(limit: usize) -> usize {
     if limit == 0 {
         DEFAULT_PAGE
@@ -504,7 +521,8 @@ impl SqliteStore {
             self.with_reader(&part, |conn| {
                 if unfiltered {
                     let (clause, params) = window.where_for(key, &[]);
-                    let sql = format!("SELECT sid, min(time_us), max(time_us), count(*) FROM msg{clause} GROUP BY sid");
+                    let index = aggregate_index(key, compiled.from_us, compiled.to_us);
+                    let sql = format!("SELECT sid, min(time_us), max(time_us), count(*) FROM msg INDEXED BY {index}{clause} GROUP BY sid");
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
                     while let Some(row) = rows.next().map_err(db_err)? {

