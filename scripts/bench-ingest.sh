@@ -63,6 +63,8 @@ curl -s "http://$metrics/metrics" | grep -E "^hepstack_packets_(spooled|replayed
 [ "$transport" = udp ] && awk '/^Udp:/{if(h){print "kernel udp: RcvbufErrors=" $6 " InErrors=" $4 " (whole host, since boot)"} h=1}' /proc/net/snmp >&2
 dedup=$(curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_deduplicated_total /{print $2}')
 hwm=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
+serve_ticks=$(awk '{print $14 + $15}' /proc/$pid/stat)
+echo "serve_cpu=$(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\"):.1f}s')" "$serve_ticks") ($(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\") / max(int(sys.argv[2]), 1) * 1e6:.1f}')" "$serve_ticks" "$(stored)") µs per stored message)" >&2
 python3 - "$sent" "${now%.*}" "$start" "$end" "$hwm" "${dedup:-0}" "$transport" "${rate:-max}" "${pg0:-}" "${pg1:-}" <<'PY'
 import os, sys
 sent, stored, start, end, hwm, dedup, tr, rate, pg0, pg1 = sys.argv[1:]

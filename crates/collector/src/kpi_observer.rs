@@ -3,7 +3,9 @@
 //! vq-rtcpxr bodies for QoS, and every record for the per-type HEP counter.
 //!
 //! It runs as a [`RecordObserver`] on the writer threads after the store took a batch (and
-//! on batches replayed from the spool), so KPIs count exactly what was stored, once.
+//! on batches replayed from the spool), so KPIs count exactly what was stored, once. RTCP
+//! reports the pipeline parsed are used as they are; only records without one (replayed from
+//! the spool) have their JSON parsed again.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use kpi::qos::{self, QosSource};
 use kpi::{Kpi, SipEvent};
 use store::Record;
 
-use crate::writer::RecordObserver;
+use crate::writer::{ParsedRtcp, RecordObserver};
 
 /// The observer; cheap to clone the inner engine handle for `/metrics` and the API.
 #[derive(Debug, Clone)]
@@ -36,9 +38,20 @@ fn cseq_number(cseq: Option<&str>) -> u32 {
 
 impl RecordObserver for KpiObserver {
     fn on_stored(&self, records: &[Record]) {
+        self.feed(records, &[]);
+    }
+
+    fn on_stored_parsed(&self, records: &[Record], rtcp: &[ParsedRtcp]) {
+        self.feed(records, rtcp);
+    }
+}
+
+impl KpiObserver {
+    /// Feeds a stored batch; `rtcp[i]`, where present, is record `i`'s parsed RTCP report.
+    fn feed(&self, records: &[Record], rtcp: &[ParsedRtcp]) {
         let mut feeder = self.kpi.feeder();
         let clock = feeder.rtp_clock_rate_hz();
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
             let node = r.node.as_deref().unwrap_or("unknown");
             feeder.hep(node, r.hep_type);
             let src = SocketAddr::new(r.src_ip, r.src_port);
@@ -85,7 +98,10 @@ impl RecordObserver for KpiObserver {
                     feeder.qos(r.time_us, r.received_us, node, src, dst, &samples);
                 }
                 (5, _, Some(json)) => {
-                    let samples = qos::from_rtcp_json(json.as_bytes(), r.time_us, clock);
+                    let samples = match rtcp.get(i) {
+                        Some(Some(report)) => qos::from_rtcp_report(report, r.time_us, clock),
+                        _ => qos::from_rtcp_json(json.as_bytes(), r.time_us, clock),
+                    };
                     feeder.qos(r.time_us, r.received_us, node, src, dst, &samples);
                 }
                 _ => {}

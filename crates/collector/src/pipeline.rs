@@ -20,7 +20,7 @@ use crate::config::{AuthKey, PipelineConfig};
 use crate::dedup::{fingerprint, Deduplicator};
 use crate::metrics::{InvalidKind, Metrics, Transport};
 use crate::rules::{DiscardRule, Rules};
-use crate::writer::Ingress;
+use crate::writer::{Ingress, ParsedRtcp};
 
 /// What became of one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,8 +48,8 @@ pub struct Enricher {
 /// Result of [`Enricher::enrich`].
 #[derive(Debug)]
 pub enum Enriched {
-    /// The record to store.
-    Record(Box<Record>),
+    /// The record to store, with its RTCP payload parsed (type 5) for the KPI observer.
+    Record(Box<Record>, ParsedRtcp),
     /// A SIP method rule matched.
     Discarded(DiscardRule),
 }
@@ -105,6 +105,7 @@ impl Enricher {
             .map(|c| String::from_utf8_lossy(c).into_owned());
 
         let mut raw_len = payload.len();
+        let mut rtcp = None;
         let (sip, payload_json, profile) = if hep_type == payload::proto::SIP {
             let msg = self.indexer.index(payload);
             let rule_method = msg.cseq_method().or_else(|| msg.method());
@@ -130,7 +131,9 @@ impl Enricher {
                 profile,
             )
         } else {
-            (None, payload_json(hep_type, payload), Profile::Default)
+            let (json, report) = payload_json(hep_type, payload);
+            rtcp = report;
+            (None, json, Profile::Default)
         };
 
         let call_id = sip.as_ref().and_then(|s| s.call_id.clone());
@@ -150,26 +153,29 @@ impl Enricher {
             IpAddr::V4(_) => hep::FAMILY_IPV4,
             IpAddr::V6(_) => hep::FAMILY_IPV6,
         });
-        Enriched::Record(Box::new(Record {
-            time_us,
-            received_us,
-            hep_type,
-            hep_version: packet.version,
-            ip_family,
-            ip_proto: packet.ip_proto.unwrap_or(0),
-            src_ip,
-            src_port: packet.src_port.unwrap_or(0),
-            dst_ip,
-            dst_port: packet.dst_port.unwrap_or(0),
-            capture_id,
-            node: Some(node),
-            correlation_id,
-            sid,
-            profile,
-            sip,
-            payload_json,
-            raw: payload.get(..raw_len).unwrap_or(payload).to_vec(),
-        }))
+        Enriched::Record(
+            Box::new(Record {
+                time_us,
+                received_us,
+                hep_type,
+                hep_version: packet.version,
+                ip_family,
+                ip_proto: packet.ip_proto.unwrap_or(0),
+                src_ip,
+                src_port: packet.src_port.unwrap_or(0),
+                dst_ip,
+                dst_port: packet.dst_port.unwrap_or(0),
+                capture_id,
+                node: Some(node),
+                correlation_id,
+                sid,
+                profile,
+                sip,
+                payload_json,
+                raw: payload.get(..raw_len).unwrap_or(payload).to_vec(),
+            }),
+            rtcp,
+        )
     }
 }
 
@@ -177,19 +183,31 @@ impl Enricher {
 /// reports) are kept byte-for-byte; binary RTCP becomes the HOMER RTCP JSON shape, so both RTCP
 /// forms are searched alike; binary DNS and log lines become their decoded form. Payloads that
 /// fail their decoder or are opaque binary get none (the raw bytes are stored regardless).
-fn payload_json(hep_type: u8, payload: &[u8]) -> Option<String> {
+/// An RTCP report comes back parsed as well, for the KPI observer.
+fn payload_json(hep_type: u8, payload: &[u8]) -> (Option<String>, ParsedRtcp) {
     match payload::parse(hep_type, payload) {
-        Parsed::Json(_)
-        | Parsed::Rtcp {
+        Parsed::Rtcp {
             format: payload::RtcpFormat::Json,
-            ..
-        } => std::str::from_utf8(payload)
-            .ok()
-            .map(|s| s.trim().to_owned()),
-        Parsed::Rtcp { report, .. } => Some(payload::rtcp::to_json(&report).to_string()),
-        Parsed::Dns(message) => serde_json::to_string(&message).ok(),
-        Parsed::Log(record) => serde_json::to_string(&record).ok(),
-        Parsed::Binary(_) | Parsed::Invalid { .. } | Parsed::NotHandled { .. } => None,
+            report,
+        } => (
+            std::str::from_utf8(payload)
+                .ok()
+                .map(|s| s.trim().to_owned()),
+            Some(Arc::new(report)),
+        ),
+        Parsed::Json(_) => (
+            std::str::from_utf8(payload)
+                .ok()
+                .map(|s| s.trim().to_owned()),
+            None,
+        ),
+        Parsed::Rtcp { report, .. } => (
+            Some(payload::rtcp::to_json(&report).to_string()),
+            Some(Arc::new(report)),
+        ),
+        Parsed::Dns(message) => (serde_json::to_string(&message).ok(), None),
+        Parsed::Log(record) => (serde_json::to_string(&record).ok(), None),
+        Parsed::Binary(_) | Parsed::Invalid { .. } | Parsed::NotHandled { .. } => (None, None),
     }
 }
 
@@ -302,8 +320,8 @@ impl Pipeline {
                 self.metrics.discarded(rule);
                 Outcome::Discarded(rule)
             }
-            Enriched::Record(record) => {
-                self.ingress.submit(*record);
+            Enriched::Record(record, rtcp) => {
+                self.ingress.submit(*record, rtcp);
                 Outcome::Accepted
             }
         }
@@ -378,7 +396,7 @@ mod tests {
         let e = Enricher::new(&cfg).expect("enricher");
         let wire = hep(MESSAGE, 1);
         let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r) = e.enrich(&p, p.payload.expect("payload"), 42) else {
+        let Enriched::Record(r, rtcp) = e.enrich(&p, p.payload.expect("payload"), 42) else {
             panic!("discarded")
         };
         assert_eq!(r.time_us, 1_700_000_000_000_005);
@@ -395,6 +413,7 @@ mod tests {
         assert!(r.raw.ends_with(b"\r\n\r\n"), "body censored");
         assert!(!r.raw.windows(6).any(|w| w == b"secret"));
         assert!(r.payload_json.is_none());
+        assert!(rtcp.is_none());
     }
 
     #[test]
@@ -406,7 +425,7 @@ mod tests {
         msg.node_name = Some(b"rtpengine".to_vec());
         let wire = msg.encode_to_vec().expect("encode");
         let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r) = e.enrich(&p, p.payload.expect("payload"), 0) else {
+        let Enriched::Record(r, _) = e.enrich(&p, p.payload.expect("payload"), 0) else {
             panic!("discarded")
         };
         assert_eq!(r.sid, "call-9");
@@ -416,7 +435,7 @@ mod tests {
         assert!(r.sip.is_none());
         let wire = hep(b"ERROR: boom\n", 100);
         let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r) = e.enrich(&p, p.payload.expect("payload"), 0) else {
+        let Enriched::Record(r, _) = e.enrich(&p, p.payload.expect("payload"), 0) else {
             panic!("discarded")
         };
         let v: serde_json::Value =

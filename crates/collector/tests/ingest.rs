@@ -114,8 +114,10 @@ async fn samples_replayed_over_udp_and_tcp_become_the_right_records() {
     let (listeners, udp, tcp) = bind(&cfg);
     let store = shared(VecStore::default());
     let token = CancellationToken::new();
+    let rtcp_check = Arc::new(RtcpHandOff::default());
     let handle = Collector::new(cfg, store.clone())
         .expect("config")
+        .with_observer(rtcp_check.clone())
         .start(listeners, token.clone())
         .expect("start");
     let metrics = handle.metrics();
@@ -156,6 +158,12 @@ async fn samples_replayed_over_udp_and_tcp_become_the_right_records() {
     let records = store.snapshot();
     assert_eq!(records.len(), sent);
     assert_eq!(multiset(records.iter().map(record_key)), multiset(expected));
+    // Every RTCP record reached the observers with the pipeline's parse of its own payload.
+    let rtcp_records = records.iter().filter(|r| r.hep_type == 5).count();
+    let hand_off = rtcp_check.0.lock().expect("lock");
+    assert!(rtcp_records > 0);
+    assert_eq!(hand_off.parsed, rtcp_records, "{hand_off:?}");
+    assert_eq!(hand_off.misaligned, 0, "{hand_off:?}");
     let acc = metrics.accounting();
     assert_eq!(acc.received as usize, sent);
     assert_eq!(acc.stored as usize, sent);
@@ -198,6 +206,42 @@ async fn samples_replayed_over_udp_and_tcp_become_the_right_records() {
     for r in &records {
         let encoded = collector::encode_batch(std::slice::from_ref(r)).expect("encode");
         assert!(!encoded.windows(5).any(|w| w == b"myHep"));
+    }
+}
+
+/// What the RTCP hand-off check saw: reports received, and reports that did not belong to
+/// the record beside them (or records that should have had one).
+#[derive(Debug, Default)]
+struct HandOffCounts {
+    parsed: usize,
+    misaligned: usize,
+}
+
+#[derive(Default)]
+struct RtcpHandOff(Mutex<HandOffCounts>);
+
+impl RecordObserver for RtcpHandOff {
+    fn on_stored(&self, records: &[Record]) {
+        self.on_stored_parsed(records, &[]);
+    }
+
+    fn on_stored_parsed(&self, records: &[Record], rtcp: &[collector::ParsedRtcp]) {
+        let mut counts = self.0.lock().expect("lock");
+        for (i, r) in records.iter().enumerate() {
+            let report = rtcp.get(i).cloned().flatten();
+            match (r.hep_type, &r.payload_json, report) {
+                (5, Some(json), Some(report)) => {
+                    counts.parsed += 1;
+                    let again = payload::rtcp::from_json(json.as_bytes()).expect("stored JSON");
+                    if payload::rtcp::to_json(&again) != payload::rtcp::to_json(&report) {
+                        counts.misaligned += 1;
+                    }
+                }
+                (5, _, None) => counts.misaligned += 1,
+                (_, _, Some(_)) => counts.misaligned += 1,
+                _ => {}
+            }
+        }
     }
 }
 

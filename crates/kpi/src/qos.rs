@@ -86,9 +86,19 @@ pub fn from_rtcp_json(
     time_us: i64,
     clock_rate_hz: u32,
 ) -> Vec<(QosSource, QosSample)> {
-    let Ok(report) = payload::rtcp::from_json(json) else {
-        return Vec::new();
-    };
+    match payload::rtcp::from_json(json) {
+        Ok(report) => from_rtcp_report(&report, time_us, clock_rate_hz),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Samples from an RTCP report already parsed (the collector's pipeline parses every type 5
+/// payload once and hands the report on, so the JSON is not parsed a second time).
+pub fn from_rtcp_report(
+    report: &payload::rtcp::RtcpReport,
+    time_us: i64,
+    clock_rate_hz: u32,
+) -> Vec<(QosSource, QosSample)> {
     let secs = time_us.div_euclid(1_000_000);
     let micros = time_us.rem_euclid(1_000_000) as u32;
     let options = QualityOptions {
@@ -98,7 +108,7 @@ pub fn from_rtcp_json(
             .map(|s| quality::ntp_middle_32(s, micros)),
         ..QualityOptions::default()
     };
-    let q = quality::assess(&report, &options);
+    let q = quality::assess(report, &options);
     let mut out = Vec::with_capacity(q.blocks.len() + q.voip_metrics.len());
     for b in &q.blocks {
         out.push((

@@ -156,6 +156,72 @@ fn segmented_indexes_find_exactly_the_rows_of_any_window() {
     }
 }
 
+/// A JSON report that is its own raw payload is stored once (in `raw`), yet reads back and
+/// searches exactly like one stored twice; JSON that differs from the raw payload is kept.
+#[test]
+fn json_that_is_the_raw_payload_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig {
+        data_dir: dir.path().into(),
+        ..SqliteConfig::default()
+    })
+    .unwrap();
+    let t = 1_795_910_400_000_000i64;
+    let json = r#"{"type":200,"ssrc":"0x1","report_blocks":[{"fraction_lost":3}]}"#;
+    let same = event_record(t, 5, "call-1", json);
+    let mut padded = event_record(t + 1, 5, "call-2", json);
+    padded.raw = format!("\r\n {json}\n").into_bytes();
+    let mut decoded = event_record(t + 2, 100, "call-3", r#"{"text":"boom"}"#);
+    decoded.raw = b"boom".to_vec();
+    let batch = vec![same.clone(), padded.clone(), decoded.clone()];
+    assert_eq!(store.insert_batch(&batch).unwrap().stored, 3);
+
+    let mut got: Vec<Record> = all_messages(&store).into_iter().map(|m| m.record).collect();
+    got.sort_by_key(|r| r.time_us);
+    assert_eq!(got, batch);
+
+    let filter = MessageFilter {
+        json: vec![("payload.report_blocks[0].fraction_lost".into(), "3".into())],
+        limit: 10,
+        ..MessageFilter::default()
+    };
+    let found: BTreeSet<String> = store
+        .messages(&filter)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|m| m.record.sid)
+        .collect();
+    assert_eq!(
+        found,
+        BTreeSet::from(["call-1".to_string(), "call-2".to_string()])
+    );
+
+    // On disk: NULL where the JSON is the raw payload, text where it is not.
+    drop(store);
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".r7.db"))
+        })
+        .expect("partition file");
+    let conn = rusqlite::Connection::open(file).unwrap();
+    let stored: Vec<Option<String>> = conn
+        .prepare("SELECT payload_json FROM msg ORDER BY time_us")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        stored,
+        vec![None, None, Some(r#"{"text":"boom"}"#.to_string())]
+    );
+}
+
 #[test]
 fn a_bad_row_is_rejected_alone() {
     let (dir, store) = suite_store(1000);

@@ -353,10 +353,13 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
     for (path, value) in &filter.json {
         let p = json_path(path)?;
         // CASE evaluates lazily: rows whose payload is not JSON never reach json_type.
+        // `payload_json(…)` reads the JSON back from `raw` where it is stored only there.
         conds.push(
-            "(CASE WHEN json_valid(payload_json) THEN (CASE json_type(payload_json, ?) \
+            "(CASE WHEN json_valid(payload_json(payload_json, same_ids, raw, raw_len)) THEN \
+             (CASE json_type(payload_json(payload_json, same_ids, raw, raw_len), ?) \
              WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
-             ELSE CAST(json_extract(payload_json, ?) AS TEXT) END) END) = ?"
+             ELSE CAST(json_extract(payload_json(payload_json, same_ids, raw, raw_len), ?) AS TEXT) \
+             END) END) = ?"
                 .into(),
         );
         params.extend([

@@ -135,7 +135,7 @@ pub(crate) const SELECT_COLUMNS: &str = "id, time_us, received_us, hep_type, hep
     CASE WHEN same_ids & 1 THEN sid ELSE correlation_id END, sid, profile, is_sip, method, \
     is_request, status, cseq, cseq_method, CASE WHEN same_ids & 2 THEN sid ELSE call_id END, ruri_user, ruri_domain, from_user, from_domain, from_tag, \
     to_user, to_domain, to_tag, contact_user, pid_user, auth_user, user_agent, server, reason, content_type, \
-    via_branch, aleg_id, custom_headers, sdp_media, payload_json, raw_len, raw";
+    via_branch, aleg_id, custom_headers, sdp_media, payload_json, raw_len, raw, same_ids & 4";
 
 /// Columns of the call summary, in the order [`read_call_row`] expects (no payloads).
 pub(crate) const CALL_COLUMNS: &str =
@@ -281,6 +281,26 @@ pub(crate) fn open_reader(path: &Path, max_raw_bytes: usize) -> rusqlite::Result
             Ok(codec::raw_contains(blob, len, needle, max_raw_bytes))
         },
     )?;
+    // payload_json(payload_json, same_ids, raw, raw_len): the row's payload JSON, decoded from
+    // `raw` when it is stored only there (SAME_RAW_JSON); NULL for rows without JSON.
+    conn.create_scalar_function(
+        "payload_json",
+        4,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        move |ctx| {
+            if let Ok(text) = ctx.get_raw(0).as_str() {
+                return Ok(Some(text.to_owned()));
+            }
+            if ctx.get::<i64>(1)? & SAME_RAW_JSON == 0 {
+                return Ok(None);
+            }
+            let blob = ctx.get_raw(2).as_blob().unwrap_or(&[]);
+            let len = ctx.get::<i64>(3)?;
+            Ok(codec::decode_raw(blob, len, max_raw_bytes)
+                .ok()
+                .and_then(|raw| payload_json_of(None, true, &raw)))
+        },
+    )?;
     Ok(conn)
 }
 
@@ -345,11 +365,13 @@ impl<'a> PreparedRow<'a> {
         let is_sip = r.sip.is_some();
         let same_correlation = r.correlation_id.as_deref() == Some(r.sid.as_str());
         let same_call_id = is_sip && sip.call_id.as_deref() == Some(r.sid.as_str());
+        let json_is_raw = json_is_raw(r);
         let same_ids = if same_correlation {
             SAME_CORRELATION
         } else {
             0
-        } | if same_call_id { SAME_CALL_ID } else { 0 };
+        } | if same_call_id { SAME_CALL_ID } else { 0 }
+            | if json_is_raw { SAME_RAW_JSON } else { 0 };
         stmt.execute(params![
             r.time_us,
             segment,
@@ -402,7 +424,11 @@ impl<'a> PreparedRow<'a> {
             sip.aleg_id,
             self.custom_headers,
             self.sdp_media,
-            r.payload_json,
+            if json_is_raw {
+                None
+            } else {
+                r.payload_json.as_deref()
+            },
             i64::try_from(r.raw.len()).unwrap_or(i64::MAX),
             self.raw,
         ])?;
@@ -414,6 +440,34 @@ impl<'a> PreparedRow<'a> {
 pub(crate) const SAME_CORRELATION: i64 = 1;
 /// `same_ids` bit: the SIP Call-ID equals the sid (stored NULL).
 pub(crate) const SAME_CALL_ID: i64 = 2;
+/// `same_ids` bit: the payload JSON is the raw payload itself, without its surrounding ASCII
+/// whitespace (JSON reports such as RTCP from rtpengine, kept byte for byte): stored NULL and
+/// read back from `raw`. Why: otherwise every such row carried its JSON twice, once
+/// compressed in `raw` and once as plain text, ~400–700 bytes more per RTCP row.
+pub(crate) const SAME_RAW_JSON: i64 = 4;
+
+/// Whether a record's payload JSON is its raw payload (see [`SAME_RAW_JSON`]).
+pub(crate) fn json_is_raw(record: &Record) -> bool {
+    record
+        .payload_json
+        .as_deref()
+        .is_some_and(|json| json.as_bytes() == record.raw.trim_ascii())
+}
+
+/// The payload JSON of a row: the stored text, or the raw payload when [`SAME_RAW_JSON`].
+pub(crate) fn payload_json_of(
+    stored: Option<String>,
+    json_is_raw: bool,
+    raw: &[u8],
+) -> Option<String> {
+    match stored {
+        Some(text) => Some(text),
+        None if json_is_raw => std::str::from_utf8(raw.trim_ascii())
+            .ok()
+            .map(str::to_owned),
+        None => None,
+    }
+}
 
 /// Stored code of a profile.
 pub(crate) fn profile_code(p: Profile) -> i64 {
@@ -502,6 +556,7 @@ pub(crate) fn read_message(
     let raw_len: i64 = row.get(43)?;
     let blob = row.get_ref(44)?.as_blob()?;
     let raw = codec::decode_raw(blob, raw_len, max_raw).map_err(bad_value)?;
+    let payload_json = payload_json_of(row.get(42)?, row.get::<_, i64>(45)? != 0, &raw);
     let record = Record {
         time_us: row.get(1)?,
         received_us: row.get(2)?,
@@ -519,7 +574,7 @@ pub(crate) fn read_message(
         sid: row.get(14)?,
         profile: profile_from_code(row.get(15)?)?,
         sip,
-        payload_json: row.get(42)?,
+        payload_json,
         raw,
     };
     Ok(StoredMessage {
