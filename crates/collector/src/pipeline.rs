@@ -105,8 +105,7 @@ impl Enricher {
             .map(|c| String::from_utf8_lossy(c).into_owned());
 
         let mut raw_len = payload.len();
-        let mut rtcp = None;
-        let (sip, payload_json, profile) = if hep_type == payload::proto::SIP {
+        let (sip, payload_json, profile, rtcp) = if hep_type == payload::proto::SIP {
             let msg = self.indexer.index(payload);
             let rule_method = msg.cseq_method().or_else(|| msg.method());
             let mut censored = false;
@@ -129,11 +128,11 @@ impl Enricher {
                 Some(SipFields::from_message(&msg, !censored)),
                 None,
                 profile,
+                None,
             )
         } else {
-            let (json, report) = payload_json(hep_type, payload);
-            rtcp = report;
-            (None, json, Profile::Default)
+            let (json, rtcp) = payload_json(hep_type, payload);
+            (None, json, Profile::Default, rtcp)
         };
 
         let call_id = sip.as_ref().and_then(|s| s.call_id.clone());
@@ -185,22 +184,17 @@ impl Enricher {
 /// fail their decoder or are opaque binary get none (the raw bytes are stored regardless).
 /// An RTCP report comes back parsed as well, for the KPI observer.
 fn payload_json(hep_type: u8, payload: &[u8]) -> (Option<String>, ParsedRtcp) {
+    let as_received = || {
+        std::str::from_utf8(payload)
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
     match payload::parse(hep_type, payload) {
         Parsed::Rtcp {
             format: payload::RtcpFormat::Json,
             report,
-        } => (
-            std::str::from_utf8(payload)
-                .ok()
-                .map(|s| s.trim().to_owned()),
-            Some(Arc::new(report)),
-        ),
-        Parsed::Json(_) => (
-            std::str::from_utf8(payload)
-                .ok()
-                .map(|s| s.trim().to_owned()),
-            None,
-        ),
+        } => (as_received(), Some(Arc::new(report))),
+        Parsed::Json(_) => (as_received(), None),
         Parsed::Rtcp { report, .. } => (
             Some(payload::rtcp::to_json(&report).to_string()),
             Some(Arc::new(report)),

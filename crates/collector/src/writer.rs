@@ -135,10 +135,10 @@ pub trait RecordObserver: Send + Sync {
     /// Called with the records of one batch that the store stored (rejected rows excluded).
     fn on_stored(&self, records: &[Record]);
 
-    /// Called instead of [`RecordObserver::on_stored`] when the pipeline's parse of each
-    /// record's RTCP payload is at hand (`rtcp[i]` belongs to `records[i]`; `None` for other
-    /// records). Observers that would parse the RTCP JSON again use it; by default it is
-    /// ignored.
+    /// What the writers call: the stored records with the pipeline's parse of their RTCP
+    /// payloads. `rtcp` is empty when nothing parsed is at hand (records replayed from the
+    /// spool), else `rtcp[i]` belongs to `records[i]` (`None` for non-RTCP records). Observers
+    /// that would parse the RTCP JSON again use it; by default it is ignored.
     fn on_stored_parsed(&self, records: &[Record], rtcp: &[ParsedRtcp]) {
         let _ = rtcp;
         self.on_stored(records);
@@ -409,11 +409,7 @@ impl Ingress {
         if !self.observers.is_empty() {
             if rejected == 0 {
                 for o in &self.observers {
-                    if rtcp.len() == batch.len() {
-                        o.on_stored_parsed(batch, rtcp);
-                    } else {
-                        o.on_stored(batch);
-                    }
+                    o.on_stored_parsed(batch, rtcp);
                 }
             } else {
                 let mut skip = vec![false; batch.len()];

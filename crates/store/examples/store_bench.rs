@@ -509,43 +509,26 @@ fn main() {
         .collect();
     summarize("messages from_user, one-hour window", samples);
 
-    let mut first_total = 0;
-    let samples = (0..5)
-        .map(|_| {
-            let filter = MessageFilter {
-                from_us: Some(end_us - 900_000_000),
-                to_us: Some(end_us + 1),
-                limit: 100,
-                ..MessageFilter::default()
-            };
-            let t = Instant::now();
-            let page = store.calls(&filter).expect("calls");
-            first_total = page.total;
-            t.elapsed()
-        })
-        .collect();
-    summarize(
-        &format!("calls, first page of last 15 min ({first_total} calls)"),
-        samples,
-    );
-    let samples = (0..5)
-        .map(|_| {
-            let filter = MessageFilter {
-                from_us: Some(end_us - 3_600_000_000),
-                to_us: Some(end_us + 1),
-                limit: 100,
-                ..MessageFilter::default()
-            };
-            let t = Instant::now();
-            let page = store.calls(&filter).expect("calls");
-            first_total = page.total;
-            t.elapsed()
-        })
-        .collect();
-    summarize(
-        &format!("calls, first page of last hour ({first_total} calls)"),
-        samples,
-    );
+    for (window, span_us) in [("15 min", 900_000_000), ("hour", 3_600_000_000)] {
+        let mut total = 0;
+        let samples = (0..5)
+            .map(|_| {
+                let filter = MessageFilter {
+                    from_us: Some(end_us - span_us),
+                    to_us: Some(end_us + 1),
+                    limit: 100,
+                    ..MessageFilter::default()
+                };
+                let t = Instant::now();
+                total = store.calls(&filter).expect("calls").total;
+                t.elapsed()
+            })
+            .collect();
+        summarize(
+            &format!("calls, first page of last {window} ({total} calls)"),
+            samples,
+        );
+    }
 
     let samples = (0..runs)
         .map(|_| {

@@ -161,11 +161,7 @@ fn segmented_indexes_find_exactly_the_rows_of_any_window() {
 #[test]
 fn json_that_is_the_raw_payload_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig {
-        data_dir: dir.path().into(),
-        ..SqliteConfig::default()
-    })
-    .unwrap();
+    let store = open(dir.path());
     let t = 1_795_910_400_000_000i64;
     let json = r#"{"type":200,"ssrc":"0x1","report_blocks":[{"fraction_lost":3}]}"#;
     let same = event_record(t, 5, "call-1", json);

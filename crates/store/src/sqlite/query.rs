@@ -251,7 +251,8 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
         for col in ["from_user", "to_user", "ruri_user"] {
             let (cond, value) = text_cond(col, user);
             branches.push(format!("(seg IN {SEGMENTS} AND {cond})"));
-            params.extend([Param::WindowFirst, Param::WindowLast, v(value)]);
+            params.extend(WINDOW);
+            params.push(v(value));
         }
         conds.push(format!("({})", branches.join(" OR ")));
     }
@@ -282,14 +283,10 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
             "((seg IN {SEGMENTS} AND src_ip = ?) OR (seg IN {SEGMENTS} AND dst_ip = ?))"
         ));
         let ip = Value::Blob(codec::ip_bytes(ip));
-        params.extend([
-            Param::WindowFirst,
-            Param::WindowLast,
-            v(ip.clone()),
-            Param::WindowFirst,
-            Param::WindowLast,
-            v(ip),
-        ]);
+        params.extend(WINDOW);
+        params.push(v(ip.clone()));
+        params.extend(WINDOW);
+        params.push(v(ip));
     }
     if let Some(ip) = &filter.src_ip {
         segmented_eq(
@@ -311,18 +308,12 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
         if crate::has_wildcard(m) {
             // GLOB is case-sensitive: compare upper case with upper case.
             conds.push(format!("(seg IN {SEGMENTS} AND upper(method) GLOB ?)"));
-            params.extend([
-                Param::WindowFirst,
-                Param::WindowLast,
-                v(Value::Text(glob_pattern(&m.to_ascii_uppercase()))),
-            ]);
+            params.extend(WINDOW);
+            params.push(v(Value::Text(glob_pattern(&m.to_ascii_uppercase()))));
         } else {
             conds.push(format!("(seg IN {SEGMENTS} AND method = ? COLLATE NOCASE)"));
-            params.extend([
-                Param::WindowFirst,
-                Param::WindowLast,
-                v(Value::Text(m.clone())),
-            ]);
+            params.extend(WINDOW);
+            params.push(v(Value::Text(m.clone())));
         }
     }
     if let Some(t) = filter.hep_type {
@@ -353,13 +344,13 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
     for (path, value) in &filter.json {
         let p = json_path(path)?;
         // CASE evaluates lazily: rows whose payload is not JSON never reach json_type.
-        // `payload_json(…)` reads the JSON back from `raw` where it is stored only there.
+        // `payload_json(…)` reads the JSON back from `raw` where it is stored only there; the
+        // inner SELECT evaluates it once per row instead of once per use.
         conds.push(
-            "(CASE WHEN json_valid(payload_json(payload_json, same_ids, raw, raw_len)) THEN \
-             (CASE json_type(payload_json(payload_json, same_ids, raw, raw_len), ?) \
+            "(SELECT CASE WHEN json_valid(j) THEN (CASE json_type(j, ?) \
              WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
-             ELSE CAST(json_extract(payload_json(payload_json, same_ids, raw, raw_len), ?) AS TEXT) \
-             END) END) = ?"
+             ELSE CAST(json_extract(j, ?) AS TEXT) END) END \
+             FROM (SELECT payload_json(payload_json, same_ids, raw, raw_len) AS j)) = ?"
                 .into(),
         );
         params.extend([

@@ -212,11 +212,11 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
 pub(crate) struct PartitionWriter {
     pub conn: Connection,
     /// The newest segment.
-    pub segment: i64,
+    segment: i64,
     /// Rows already in it (committed).
-    pub segment_rows: i64,
+    segment_rows: i64,
     /// [`SqliteConfig::index_segment_rows`].
-    pub segment_limit: i64,
+    segment_limit: i64,
 }
 
 impl PartitionWriter {
