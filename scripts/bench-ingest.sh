@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end ingest benchmark: a release `hepstack serve` with the embedded store, fed by
 # `hepstack send` with synthetic SIP over TCP (as fast as it goes) or UDP (at a fixed rate).
-# Prints messages sent, stored, elapsed, stored/s, loss and peak RSS of the server.
+# Prints messages sent, stored, elapsed, stored/s, loss, peak RSS of the server and (embedded
+# store) the bytes on disk per stored message after a clean shutdown.
 #
 #   scripts/bench-ingest.sh tcp 1000000          # N messages over TCP, unpaced
 #   scripts/bench-ingest.sh udp 3000000 50000    # N messages over UDP at R msg/s
@@ -65,6 +66,13 @@ dedup=$(curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_deduplicated
 hwm=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 serve_ticks=$(awk '{print $14 + $15}' /proc/$pid/stat)
 echo "serve_cpu=$(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\"):.1f}s')" "$serve_ticks") ($(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\") / max(int(sys.argv[2]), 1) * 1e6:.1f}')" "$serve_ticks" "$(stored)") µs per stored message)" >&2
+if [ -z "${HEPSTACK_BENCH_STORE:-}" ]; then
+  # Disk per stored message: the store's files after a clean shutdown (WAL checkpointed),
+  # indexes included, spool excluded.
+  kill -TERM $pid; wait $pid 2>/dev/null || true
+  store_bytes=$(find "$data/store" -type f -name '*.db*' ! -name 'catalog.db*' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+  echo "store_disk=$((store_bytes / 1048576))MiB ($((store_bytes / ${now%.*})) bytes per stored message)" >&2
+fi
 python3 - "$sent" "${now%.*}" "$start" "$end" "$hwm" "${dedup:-0}" "$transport" "${rate:-max}" "${pg0:-}" "${pg1:-}" <<'PY'
 import os, sys
 sent, stored, start, end, hwm, dedup, tr, rate, pg0, pg1 = sys.argv[1:]

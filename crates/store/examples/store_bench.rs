@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p store --example store_bench -- --rows 2000000 --dir /tmp/store-bench
-//!     [--batch 5000] [--sweep ROWS] [--sweep-variants N] [--skip-2] [--compression none|lz4|zstd] [--zstd-level N]
+//!     [--batch 5000] [--sweep ROWS] [--sweep-variants N] [--skip-2] [--compression none|lz4|zstd|zstd-dict] [--zstd-level N]
 //!     [--cache-kib N] [--span-hours H] [--query-only]
 //! ```
 //!
@@ -76,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
                     "none" => RawCompression::None,
                     "lz4" => RawCompression::Lz4,
                     "zstd" => RawCompression::Zstd,
+                    "zstd-dict" => RawCompression::ZstdDict,
                     other => return Err(format!("--compression: unknown {other}")),
                 }
             }
@@ -292,7 +293,14 @@ fn sweep(rows: usize, batch: usize, dir: &Path, max_variants: usize, cache_kib: 
         ..SqliteConfig::default()
     };
     let mut variants: Vec<(String, SqliteConfig)> = vec![
-        ("default config".into(), base.clone()),
+        ("default config (zstd-dict)".into(), base.clone()),
+        (
+            "compression lz4".into(),
+            SqliteConfig {
+                compression: RawCompression::Lz4,
+                ..base.clone()
+            },
+        ),
         (
             "no optional index (time + sid only)".into(),
             SqliteConfig {
@@ -321,13 +329,6 @@ fn sweep(rows: usize, batch: usize, dir: &Path, max_variants: usize, cache_kib: 
         "compression none".into(),
         SqliteConfig {
             compression: RawCompression::None,
-            ..base.clone()
-        },
-    ));
-    variants.push((
-        "compression lz4".into(),
-        SqliteConfig {
-            compression: RawCompression::Lz4,
             ..base.clone()
         },
     ));

@@ -50,8 +50,6 @@ fn suite_store_with_segments(
     (dir, store)
 }
 
-/// Every suite test runs twice: with the default index segments (the suite's few rows share
-/// one) and with segments of 3 rows, so every segmented index lookup crosses segments.
 macro_rules! suite_tests {
     ($($name:ident),* $(,)?) => {
         $(
@@ -72,9 +70,172 @@ macro_rules! suite_tests {
                 }
             )*
         }
+        mod trained_dictionary {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    let (dir, store) = suite_store(SqliteConfig::default().max_raw_bytes);
+                    train_on_samples(&store);
+                    suite::$name(&store);
+                    let (rows, with_dict) = raw_codecs(dir.path(), &store);
+                    assert!(rows == 0 || with_dict > 0, "no row used the dictionary");
+                }
+            )*
+        }
     };
 }
 
+/// Rows in the store's partition files, and how many of them are compressed with a
+/// dictionary (codec tag 3).
+fn raw_codecs(dir: &std::path::Path, store: &SqliteStore) -> (u64, u64) {
+    let (mut rows, mut with_dict) = (0, 0);
+    for file in store.partition_files() {
+        let conn = rusqlite::Connection::open(dir.join(file)).unwrap();
+        let (n, d): (u64, u64) = conn
+            .query_row(
+                "SELECT count(*), count(*) FILTER (WHERE substr(raw, 1, 1) = x'03') FROM msg",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        rows += n;
+        with_dict += d;
+    }
+    (rows, with_dict)
+}
+
+/// The store learns a dictionary from its own traffic on a background thread; rows stored
+/// before it are LZ4, rows after it use it and are much smaller; every partition that uses it
+/// holds it, so a reopened store (or another process) reads, searches and decodes every row.
+#[test]
+fn the_raw_dictionary_is_learned_from_the_traffic_and_kept_with_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        data_dir: dir.path().into(),
+        dictionary_samples: 200,
+        ..SqliteConfig::default()
+    };
+    let store = SqliteStore::open(config.clone()).unwrap();
+    let base = 1_764_000_000_000_000;
+    let mut inserted: Vec<Record> = Vec::new();
+    let batch = |n: usize, from: usize| -> Vec<Record> {
+        (from..from + n)
+            .map(|i| {
+                let call = format!("call-{i:06}@10.0.0.1");
+                let mut r = sip_record(base + i as i64 * 1000, &call, "INVITE", None, "INVITE");
+                r.raw = format!(
+                    "INVITE sip:+3120{i:07}@example.org SIP/2.0\r\n\
+                     Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{:08x}\r\n\
+                     From: \"Alice\" <sip:alice{}@example.org>;tag={:x}\r\n\
+                     To: <sip:+3120{i:07}@example.org>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\n\
+                     Contact: <sip:alice@10.0.0.1:5060>\r\nMax-Forwards: 70\r\n\
+                     User-Agent: Phone/2.{}\r\nContent-Type: application/sdp\r\n\
+                     Content-Length: 0\r\n\r\n",
+                    i * 7919,
+                    i % 97,
+                    i * 104_729,
+                    i % 5
+                )
+                .into_bytes();
+                r
+            })
+            .collect()
+    };
+    // Before the first dictionary: LZ4.
+    let first = batch(250, 0);
+    assert_eq!(store.insert_batch(&first).unwrap().stored, 250);
+    inserted.extend(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.raw_dictionary_id().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dictionary trained"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (rows, with_dict) = raw_codecs(dir.path(), &store);
+    assert_eq!((rows, with_dict), (250, 0));
+    // After it, in a partition of another hour too.
+    let mut later = batch(250, 250);
+    for r in later.iter_mut().skip(200) {
+        r.time_us += 3_600_000_000;
+    }
+    assert_eq!(store.insert_batch(&later).unwrap().stored, 250);
+    inserted.extend(later);
+    let (rows, with_dict) = raw_codecs(dir.path(), &store);
+    assert_eq!((rows, with_dict), (500, 250));
+    assert_eq!(store.partition_files().len(), 2);
+    // Stored bytes per payload byte: before the dictionary, and with it.
+    let ratio = |with_dict: bool| -> f64 {
+        let (mut stored, mut original) = (0u64, 0u64);
+        for file in store.partition_files() {
+            let conn = rusqlite::Connection::open(dir.path().join(file)).unwrap();
+            let (s, o): (Option<u64>, Option<u64>) = conn
+                .query_row(
+                    "SELECT sum(length(raw)), sum(raw_len) FROM msg \
+                     WHERE (substr(raw, 1, 1) = x'03') = ?1",
+                    [with_dict],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            stored += s.unwrap_or(0);
+            original += o.unwrap_or(0);
+        }
+        stored as f64 / original as f64
+    };
+    let (before, after) = (ratio(false), ratio(true));
+    assert!(
+        after * 2.0 < before,
+        "with the dictionary {after:.2} of the payload, before {before:.2}"
+    );
+    for file in store.partition_files() {
+        let conn = rusqlite::Connection::open(dir.path().join(&file)).unwrap();
+        let dicts: u64 = conn
+            .query_row("SELECT count(*) FROM raw_dict", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(dicts, 1, "{file}");
+    }
+    drop(store);
+    // A new process: nothing trained, everything read from the files.
+    let store = SqliteStore::open(config).unwrap();
+    assert_eq!(store.raw_dictionary_id(), None);
+    let mut back = all_messages(&store);
+    back.sort_by_key(|m| m.record.time_us);
+    assert_eq!(back.len(), inserted.len());
+    for (stored, original) in back.iter().zip(&inserted) {
+        assert_eq!(stored.record.raw, original.raw);
+    }
+    let found = store
+        .messages(&MessageFilter {
+            text: Some("call-000471@".into()),
+            ..MessageFilter::default()
+        })
+        .unwrap();
+    assert_eq!(found.total, 1);
+}
+
+/// Trains the store's raw dictionary on the real Kamailio samples, so that the rows a test
+/// inserts next are compressed with it.
+fn train_on_samples(store: &SqliteStore) {
+    let mut samples: Vec<Vec<u8>> = ["kamailio-hep3-udp", "kamailio-hep2-udp"]
+        .iter()
+        .flat_map(|name| sample_records(name))
+        .map(|r| r.raw)
+        .collect();
+    for entry in std::fs::read_dir(samples_dir("rtpengine-hep3-rtcp")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "hep") {
+            samples.push(record_from_hep(&std::fs::read(path).unwrap()).raw);
+        }
+    }
+    store.train_raw_dictionary(&samples).unwrap();
+}
+
+// Every suite test runs three times: with the default index segments (the suite's few rows
+// share one), with segments of 3 rows, so every segmented index lookup crosses segments, and
+// with a trained raw dictionary, so payloads are read back, searched and JSON-decoded through
+// it.
 suite_tests!(
     odd_records_round_trip_exactly,
     real_kamailio_traffic_round_trips,

@@ -39,6 +39,12 @@ pub enum RawCompression {
     Lz4,
     /// Zstandard at [`SqliteConfig::zstd_level`]: smaller (~2–3× on SIP), more CPU per row.
     Zstd,
+    /// Zstandard at [`SqliteConfig::zstd_level`] with a dictionary learned from the store's
+    /// own recent payloads (kept in each partition file that uses it): ~4× on SIP, where a
+    /// lone message gives LZ4 ~1.2×; rows stored before the first dictionary is trained use
+    /// LZ4. The default.
+    #[serde(rename = "zstd-dict")]
+    ZstdDict,
 }
 
 /// Secondary indexes a partition can carry. The time and Call-ID (`sid`) indexes are always
@@ -133,12 +139,22 @@ pub struct SqliteConfig {
     /// oldest partitions (never the newest one). 0 means no limit: the default, because only
     /// the operator knows how much of the disk the store may take; age retention still applies.
     pub max_total_bytes: u64,
-    /// Compression of the raw payload at rest (byte-exact round trip in every mode). LZ4 is
-    /// the default: on single ~430-byte SIP messages zstd (no dictionary) saves only ~40 more
-    /// bytes per row than LZ4 (305 vs 344 stored bytes) for markedly more CPU per insert.
+    /// Compression of the raw payload at rest (byte-exact round trip in every mode). `zstd-dict`
+    /// is the default: on single ~450-byte SIP messages LZ4 and plain Zstandard gain only
+    /// 1.2–1.35×, a dictionary trained on the traffic ~4× (see BENCHMARKS.md), and the fewer
+    /// bytes written pay for most of the extra compression CPU.
     pub compression: RawCompression,
-    /// Zstandard level used when `compression` is `zstd` (1 = fastest).
+    /// Zstandard level used when `compression` is `zstd` or `zstd-dict` (1 = fastest).
     pub zstd_level: i32,
+    /// Size of a trained dictionary in KiB (`zstd-dict`). Default: 32.
+    pub dictionary_kib: u32,
+    /// Payloads sampled to train a dictionary (`zstd-dict`): the first dictionary is trained
+    /// once this many payloads arrived, on a background thread (~0.3 s). Default: 2000.
+    pub dictionary_samples: u32,
+    /// A new dictionary is trained from recent payloads after this many rows, so that it
+    /// follows the traffic (new user agents, domains, headers); 0 keeps the first one for
+    /// the life of the process. Default: 5,000,000.
+    pub dictionary_retrain_rows: u64,
     /// Largest raw payload accepted, in bytes; bigger rows are rejected one by one. Also caps
     /// decompression when reading.
     pub max_raw_bytes: usize,
@@ -179,8 +195,11 @@ impl Default for SqliteConfig {
             retention_by_profile: ProfileRetention::default(),
             retention_by_hep_type: BTreeMap::new(),
             max_total_bytes: 0,
-            compression: RawCompression::Lz4,
+            compression: RawCompression::ZstdDict,
             zstd_level: 1,
+            dictionary_kib: 32,
+            dictionary_samples: 2000,
+            dictionary_retrain_rows: 5_000_000,
             max_raw_bytes: 16 * 1024 * 1024,
             max_open_partitions: 64,
             write_shards: 2,

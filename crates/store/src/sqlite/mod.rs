@@ -45,6 +45,7 @@
 
 mod codec;
 mod config;
+mod dictionary;
 mod partition;
 mod query;
 mod schema;
@@ -56,6 +57,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use dictionary::{DictionaryCache, DictionaryTrainer, PartitionDictionaries, RawDictionary};
 
 pub use config::{IndexKind, PartitionSpan, ProfileRetention, RawCompression, SqliteConfig};
 use partition::{PartKey, DAY_US, MAX_RETENTION_DAYS, MAX_SHARDS};
@@ -88,6 +91,8 @@ struct Partition {
     writer: Mutex<Option<PartitionWriter>>,
     /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
+    /// The file's raw-payload dictionaries, for its readers.
+    dictionaries: Arc<PartitionDictionaries>,
     /// Set (under the writer lock) when retention deleted the file: writers holding this
     /// handle must reopen the partition instead of writing into an unlinked file.
     dropped: AtomicBool,
@@ -116,6 +121,10 @@ pub struct SqliteStore {
     /// Every partition file in the data directory.
     known: RwLock<BTreeSet<PartKey>>,
     open: Mutex<OpenPartitions>,
+    /// Dictionaries by id, shared by the partitions.
+    dictionaries: Arc<DictionaryCache>,
+    /// Learns the dictionary new rows are compressed with (`zstd-dict`).
+    trainer: Arc<DictionaryTrainer>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -188,6 +197,14 @@ impl SqliteStore {
                 "index_segment_rows must be at least 1".into(),
             ));
         }
+        if !(1..=1024).contains(&config.dictionary_kib) {
+            return Err(StoreError::Setup("dictionary_kib must be 1–1024".into()));
+        }
+        if !(16..=1_000_000).contains(&config.dictionary_samples) {
+            return Err(StoreError::Setup(
+                "dictionary_samples must be 16–1000000".into(),
+            ));
+        }
         if config.write_shards == 0 || config.write_shards > MAX_SHARDS {
             return Err(StoreError::Setup(format!(
                 "write_shards must be 1–{MAX_SHARDS}"
@@ -243,7 +260,10 @@ impl SqliteStore {
             }
         }
         tracing::info!(dir = %config.data_dir.display(), partitions = known.len(), "sqlite store opened");
+        let dictionaries = Arc::new(DictionaryCache::default());
         Ok(SqliteStore {
+            trainer: DictionaryTrainer::new(&config, dictionaries.clone()),
+            dictionaries,
             type_retention,
             catalog: Mutex::new(catalog),
             known: RwLock::new(known),
@@ -258,6 +278,21 @@ impl SqliteStore {
     /// The configuration in force.
     pub fn config(&self) -> &SqliteConfig {
         &self.config
+    }
+
+    /// Id of the dictionary new rows are compressed with, once one was trained (`zstd-dict`).
+    pub fn raw_dictionary_id(&self) -> Option<u32> {
+        self.trainer.current().map(|d| d.id())
+    }
+
+    /// Trains the raw dictionary from these payloads now, in this thread, and compresses the
+    /// rows inserted from now on with it (`zstd-dict`; the store otherwise trains on its own
+    /// from the traffic). For tools and tests that need a known dictionary at once.
+    pub fn train_raw_dictionary(&self, samples: &[Vec<u8>]) -> Result<u32, StoreError> {
+        self.trainer
+            .train_now(samples)
+            .map(|d| d.id())
+            .map_err(StoreError::Backend)
     }
 
     /// File names of the partitions, oldest period first (for diagnostics and tests).
@@ -311,6 +346,7 @@ impl SqliteStore {
         };
         let part = Arc::new(Partition {
             key,
+            dictionaries: Arc::new(PartitionDictionaries::new(&path, self.dictionaries.clone())),
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
@@ -345,7 +381,11 @@ impl SqliteStore {
         let pooled = lock(&part.readers).pop();
         let conn = match pooled {
             Some(c) => c,
-            None => match schema::open_reader(&part.path, self.config.max_raw_bytes) {
+            None => match schema::open_reader(
+                &part.path,
+                self.config.max_raw_bytes,
+                part.dictionaries.clone(),
+            ) {
                 Ok(c) => c,
                 Err(_) if part.dropped.load(Ordering::Acquire) || !part.path.exists() => {
                     return Ok(None)
@@ -388,6 +428,7 @@ impl SqliteStore {
         &self,
         base: PartKey,
         rows: &[(usize, PreparedRow<'_>)],
+        dict: Option<&RawDictionary>,
     ) -> Result<(usize, Vec<(usize, String)>), String> {
         let shards = self.config.write_shards.clamp(1, MAX_SHARDS);
         for _attempt in 0..4 {
@@ -399,12 +440,13 @@ impl SqliteStore {
                     continue;
                 };
                 let attempt = match part.writer.try_lock() {
-                    Ok(guard) => Some(Self::write_locked(&self.config, &part, guard, rows)),
+                    Ok(guard) => Some(Self::write_locked(&self.config, &part, guard, rows, dict)),
                     Err(TryLockError::Poisoned(p)) => Some(Self::write_locked(
                         &self.config,
                         &part,
                         p.into_inner(),
                         rows,
+                        dict,
                     )),
                     Err(TryLockError::WouldBlock) => None,
                 };
@@ -424,7 +466,7 @@ impl SqliteStore {
                     let Some(part) = busy.get(rows.len() % busy.len().max(1)) else {
                         return Err("no partition to write".into());
                     };
-                    Self::write_locked(&self.config, part, lock(&part.writer), rows)
+                    Self::write_locked(&self.config, part, lock(&part.writer), rows, dict)
                 }
             };
             match result {
@@ -441,6 +483,7 @@ impl SqliteStore {
         part: &Partition,
         mut guard: MutexGuard<'_, Option<PartitionWriter>>,
         rows: &[(usize, PreparedRow<'_>)],
+        dict: Option<&RawDictionary>,
     ) -> Result<(usize, Vec<(usize, String)>), GroupError> {
         if part.dropped.load(Ordering::Acquire) {
             return Err(GroupError::Dropped);
@@ -456,10 +499,16 @@ impl SqliteStore {
         let fail =
             |e: rusqlite::Error| GroupError::Failed(format!("writing partition {name}: {e}"));
         let mut plan = writer.plan();
+        // The rows' dictionary goes into the file with them (once per file).
+        let new_dict = dict.filter(|d| !writer.has_dictionary(d.id()));
         let tx = writer
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
+        if let Some(d) = new_dict {
+            tx.execute(dictionary::INSERT_DICTIONARY, params![d.id(), d.bytes()])
+                .map_err(fail)?;
+        }
         let mut stored = 0;
         let mut rejected = Vec::new();
         // (segment, min time, max time, rows) of the segments this batch writes into.
@@ -493,6 +542,9 @@ impl SqliteStore {
         }
         tx.commit().map_err(fail)?;
         writer.advance(&plan);
+        if let Some(d) = new_dict {
+            writer.dictionary_stored(d.id());
+        }
         Ok((stored, rejected))
     }
 
@@ -532,6 +584,13 @@ impl Store for SqliteStore {
 
     fn insert_batch(&self, batch: &[Record]) -> Result<BatchOutcome, StoreError> {
         let mut outcome = BatchOutcome::default();
+        let dict = match self.config.compression {
+            RawCompression::ZstdDict => {
+                self.trainer.offer(batch.iter().map(|r| r.raw.as_slice()));
+                self.trainer.current()
+            }
+            _ => None,
+        };
         let mut groups: BTreeMap<PartKey, Vec<(usize, PreparedRow<'_>)>> = BTreeMap::new();
         for (index, record) in batch.iter().enumerate() {
             let days = self.retention_for(record);
@@ -546,6 +605,7 @@ impl Store for SqliteStore {
                 record,
                 self.config.compression,
                 self.config.zstd_level,
+                dict.as_deref(),
                 self.config.max_raw_bytes,
             ) {
                 Ok(row) => groups.entry(key).or_default().push((index, row)),
@@ -554,7 +614,7 @@ impl Store for SqliteStore {
         }
         let mut store_failure = None;
         for (key, rows) in groups {
-            match self.write_group(key, &rows) {
+            match self.write_group(key, &rows, dict.as_deref()) {
                 Ok((stored, rejected)) => {
                     outcome.stored += stored;
                     outcome.rejected.extend(rejected);

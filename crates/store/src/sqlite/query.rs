@@ -452,7 +452,12 @@ impl SqliteStore {
                 let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                 let rows = stmt
                     .query_map(rusqlite::params_from_iter(params.iter()), |row| {
-                        schema::read_message(row, |rowid| key.global_id(rowid), max_raw)
+                        schema::read_message(
+                            row,
+                            |rowid| key.global_id(rowid),
+                            max_raw,
+                            &part.dictionaries,
+                        )
                     })
                     .map_err(db_err)?
                     .collect::<Result<Vec<_>, _>>()
@@ -748,7 +753,12 @@ impl SqliteStore {
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                     let rows = stmt
                         .query_map(rusqlite::params_from_iter(params.iter()), |row| {
-                            schema::read_message(row, |rowid| key.global_id(rowid), max_raw)
+                            schema::read_message(
+                            row,
+                            |rowid| key.global_id(rowid),
+                            max_raw,
+                            &part.dictionaries,
+                        )
                         })
                         .map_err(db_err)?;
                     for row in rows {

@@ -1,6 +1,8 @@
 //! Partition schema, connection setup and the row ↔ [`Record`] mapping.
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::functions::FunctionFlags;
@@ -8,6 +10,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use super::codec;
 use super::config::{IndexKind, RawCompression, SqliteConfig};
+use super::dictionary::{self, PartitionDictionaries, RawDictionary};
 use crate::{Profile, Record, SipFields, StoredMessage};
 
 /// One table per partition file. Every [`Record`] field is a flat typed column (the SIP fields
@@ -185,6 +188,7 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
     conn.pragma_update(None, "journal_size_limit", 8 * 1024 * 1024)?;
     conn.execute_batch(CREATE_TABLE)?;
     conn.execute_batch(CREATE_SEGMENTS)?;
+    conn.execute_batch(dictionary::CREATE_DICTIONARIES)?;
     for ddl in BASE_INDEXES {
         conn.execute_batch(ddl)?;
     }
@@ -200,11 +204,16 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
         )
         .optional()?
         .unwrap_or((0, 0));
+    let dictionaries = conn
+        .prepare("SELECT id FROM raw_dict")?
+        .query_map([], |r| r.get::<_, u32>(0))?
+        .collect::<rusqlite::Result<HashSet<u32>>>()?;
     Ok(PartitionWriter {
         conn,
         segment,
         segment_rows,
         segment_limit: i64::from(config.index_segment_rows.max(1)),
+        dictionaries,
     })
 }
 
@@ -217,6 +226,8 @@ pub(crate) struct PartitionWriter {
     segment_rows: i64,
     /// [`SqliteConfig::index_segment_rows`].
     segment_limit: i64,
+    /// Ids of the raw dictionaries the file holds.
+    dictionaries: HashSet<u32>,
 }
 
 impl PartitionWriter {
@@ -229,6 +240,16 @@ impl PartitionWriter {
             segment_rows: self.segment_rows,
             limit: self.segment_limit,
         }
+    }
+
+    /// Whether the file holds this raw dictionary.
+    pub fn has_dictionary(&self, id: u32) -> bool {
+        self.dictionaries.contains(&id)
+    }
+
+    /// Records that a committed transaction stored this raw dictionary.
+    pub fn dictionary_stored(&mut self, id: u32) {
+        self.dictionaries.insert(id);
     }
 
     /// Moves the cursor to where a committed plan ended.
@@ -257,9 +278,13 @@ impl SegmentPlan {
     }
 }
 
-/// Opens an existing partition for queries (never creates one) with the `raw_contains`
-/// function registered.
-pub(crate) fn open_reader(path: &Path, max_raw_bytes: usize) -> rusqlite::Result<Connection> {
+/// Opens an existing partition for queries (never creates one) with the `raw_contains` and
+/// `payload_json` functions registered; `dicts` resolves the file's raw dictionaries.
+pub(crate) fn open_reader(
+    path: &Path,
+    max_raw_bytes: usize,
+    dicts: Arc<PartitionDictionaries>,
+) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -267,6 +292,7 @@ pub(crate) fn open_reader(path: &Path, max_raw_bytes: usize) -> rusqlite::Result
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "query_only", true)?;
     conn.pragma_update(None, "cache_size", -16_384)?;
+    let contains_dicts = dicts.clone();
     conn.create_scalar_function(
         "raw_contains",
         3,
@@ -278,7 +304,13 @@ pub(crate) fn open_reader(path: &Path, max_raw_bytes: usize) -> rusqlite::Result
                 rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t,
                 _ => &[],
             };
-            Ok(codec::raw_contains(blob, len, needle, max_raw_bytes))
+            Ok(codec::raw_contains(
+                blob,
+                len,
+                needle,
+                max_raw_bytes,
+                Some(&contains_dicts),
+            ))
         },
     )?;
     // payload_json(payload_json, same_ids, raw, raw_len): the row's payload JSON, decoded from
@@ -296,7 +328,7 @@ pub(crate) fn open_reader(path: &Path, max_raw_bytes: usize) -> rusqlite::Result
             }
             let blob = ctx.get_raw(2).as_blob().unwrap_or(&[]);
             let len = ctx.get::<i64>(3)?;
-            Ok(codec::decode_raw(blob, len, max_raw_bytes)
+            Ok(codec::decode_raw(blob, len, max_raw_bytes, Some(&dicts))
                 .ok()
                 .and_then(|raw| payload_json_of(None, true, &raw)))
         },
@@ -321,6 +353,7 @@ impl<'a> PreparedRow<'a> {
         record: &'a Record,
         compression: RawCompression,
         zstd_level: i32,
+        dict: Option<&RawDictionary>,
         max_raw: usize,
     ) -> Result<Self, String> {
         if record.raw.len() > max_raw {
@@ -348,7 +381,7 @@ impl<'a> PreparedRow<'a> {
             dst_ip: codec::ip_bytes(&record.dst_ip),
             custom_headers,
             sdp_media,
-            raw: codec::encode_raw(&record.raw, compression, zstd_level),
+            raw: codec::encode_raw(&record.raw, compression, zstd_level, dict),
         })
     }
 
@@ -518,6 +551,7 @@ pub(crate) fn read_message(
     row: &Row<'_>,
     tag_shift: impl Fn(i64) -> i64,
     max_raw: usize,
+    dicts: &PartitionDictionaries,
 ) -> rusqlite::Result<StoredMessage> {
     let is_sip: bool = row.get(16)?;
     let sip = if is_sip {
@@ -555,7 +589,7 @@ pub(crate) fn read_message(
     };
     let raw_len: i64 = row.get(43)?;
     let blob = row.get_ref(44)?.as_blob()?;
-    let raw = codec::decode_raw(blob, raw_len, max_raw).map_err(bad_value)?;
+    let raw = codec::decode_raw(blob, raw_len, max_raw, Some(dicts)).map_err(bad_value)?;
     let payload_json = payload_json_of(row.get(42)?, row.get::<_, i64>(45)? != 0, &raw);
     let record = Record {
         time_us: row.get(1)?,
