@@ -11,7 +11,8 @@
 # instead (the database is dropped and created afresh; HOMER 7 tables and indexes); the
 # PostgreSQL server's CPU time during the run is then reported per stored row as well.
 # HEPSTACK_BENCH_CONFIG=FILE passes a configuration file to `serve` (e.g. `[hep.writer]
-# writer_threads = 4`).
+# writer_threads = 4`). HEPSTACK_BENCH_KEEP=1 keeps the data directory for inspection;
+# HEPSTACK_BENCH_SEND_ARGS adds arguments to `send` (e.g. `--rtcp-reports 0` for SIP only).
 set -euo pipefail
 transport=${1:-tcp}; count=${2:-1000000}; rate=${3:-}
 : "${CARGO_TARGET_DIR:=$HOME/.cache/hepstack-target}"
@@ -38,12 +39,12 @@ fi
 HEPSTACK_ADMIN_PASSWORD=bench-password-1 "$bin" serve --data-dir "$data" --hep-udp 127.0.0.1:0 \
   --hep-tcp 127.0.0.1:0 --http 127.0.0.1:0 --metrics 127.0.0.1:0 "${store_args[@]}" 2>"$log" &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill $pid 2>/dev/null || true; [ -n "${HEPSTACK_BENCH_KEEP:-}" ] && echo "data kept in $data" >&2 || rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q '^hepstack: ready' "$log" && break; sleep 0.1; done
 addr() { sed -n "s/^hepstack: listening $1 //p" "$log" | head -1; }
 metrics=$(addr metrics)
 stored() { curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_stored_total /{print $2}'; }
-args=(--to "$transport://$(addr hep-$transport)" --count "$count" --seed 1 --no-logs --json)
+args=(--to "$transport://$(addr hep-$transport)" --count "$count" --seed 1 --no-logs --json ${HEPSTACK_BENCH_SEND_ARGS:-})
 [ -n "$rate" ] && args+=(--rate "$rate")
 pg0=$(pg_cpu)
 start=$(date +%s.%N)
