@@ -908,3 +908,48 @@ fn sip_detail_columns_are_derived_from_the_raw_message() {
     assert!(want > 0);
     assert_eq!(invites.total, want);
 }
+
+/// A data directory of schema version 2 (before dictionaries) opens and is upgraded in place;
+/// its rows stay readable. Other versions are refused with a clear message, and a version 2
+/// binary refuses the upgraded directory instead of failing on rows it cannot decode.
+#[test]
+fn schema_version_2_is_upgraded_and_unknown_versions_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = sample_records("kamailio-hep3-udp");
+    {
+        let store = open(dir.path());
+        assert_eq!(store.insert_batch(&records).unwrap().stored, records.len());
+    }
+    let set_version = |v: &str| {
+        let conn = rusqlite::Connection::open(dir.path().join("catalog.db")).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [v],
+        )
+        .unwrap();
+    };
+    let version = || -> String {
+        let conn = rusqlite::Connection::open(dir.path().join("catalog.db")).unwrap();
+        conn.query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(version(), "3");
+    set_version("2");
+    let store = open(dir.path());
+    assert_eq!(version(), "3");
+    assert_eq!(all_messages(&store).len(), records.len());
+    drop(store);
+    for refused in ["1", "4"] {
+        set_version(refused);
+        let err = SqliteStore::open(SqliteConfig {
+            data_dir: dir.path().into(),
+            ..SqliteConfig::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("schema version"), "{err}");
+    }
+}

@@ -72,8 +72,14 @@ use crate::{
 
 /// Name of the catalog database in the data directory.
 const CATALOG_FILE: &str = "catalog.db";
-/// Schema version written to the catalog; bumped on incompatible layout changes.
-const SCHEMA_VERSION: i64 = 2;
+/// Schema version written to the catalog; bumped when older binaries cannot read the data.
+/// 3: raw payloads compressed with a partition dictionary (codec tag 3) and SIP detail columns
+/// derived on read (`same_ids` bit 8); an older binary would fail on those rows mid-query, so
+/// it refuses the directory at start instead.
+const SCHEMA_VERSION: i64 = 3;
+/// Older schema versions this one reads as they are (upgraded in place at open): version 2
+/// partitions simply have no dictionary rows.
+const UPGRADABLE_VERSIONS: [&str; 1] = ["2"];
 /// Reader connections kept per open partition.
 const READER_POOL: usize = 4;
 
@@ -243,6 +249,15 @@ impl SqliteStore {
                     .map_err(|e| setup_err("writing the catalog", e))?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) if UPGRADABLE_VERSIONS.contains(&v.as_str()) => {
+                catalog
+                    .execute(
+                        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                        [SCHEMA_VERSION.to_string()],
+                    )
+                    .map_err(|e| setup_err("upgrading the catalog", e))?;
+                tracing::info!(from = %v, to = SCHEMA_VERSION, "store schema upgraded");
+            }
             Some(v) => {
                 return Err(StoreError::Setup(format!(
                     "data directory has schema version {v}, expected {SCHEMA_VERSION}"
