@@ -8,7 +8,7 @@
 //! built in:
 //!
 //! * [`DictionaryTrainer`] keeps a sample of recent payloads (every payload until the first
-//!   dictionary exists, then one in [`SAMPLE_STRIDE`]) and trains on a background thread once
+//!   sample is complete, then one in [`SAMPLE_STRIDE`]) and trains on a background thread once
 //!   it holds [`SqliteConfig::dictionary_samples`] of them, and again every
 //!   [`SqliteConfig::dictionary_retrain_rows`] rows so the dictionary follows the traffic.
 //!   Until the first one is ready, rows are stored with LZ4.
@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::config::SqliteConfig;
 
-/// One in this many payloads is sampled once a dictionary exists (every payload before).
+/// One in this many payloads is sampled once the first sample is complete (every one before).
 pub(crate) const SAMPLE_STRIDE: u64 = 64;
 /// Longest sample kept per payload: the shared part of a message is in its first kilobytes.
 const MAX_SAMPLE_BYTES: usize = 4096;
@@ -269,7 +269,10 @@ impl DictionaryTrainer {
         }
         for payload in payloads {
             state.seen += 1;
-            if payload.is_empty() || (has_dict && state.seen % SAMPLE_STRIDE != 0) {
+            // Every payload until the first sample is complete, then one in SAMPLE_STRIDE
+            // (also while waiting to retry a failed training).
+            let full = state.samples.len() >= self.settings.samples;
+            if payload.is_empty() || ((has_dict || full) && state.seen % SAMPLE_STRIDE != 0) {
                 continue;
             }
             let sample = payload[..payload.len().min(MAX_SAMPLE_BYTES)].to_vec();
@@ -424,5 +427,35 @@ mod tests {
         let agent = b"Gateway/9 (other vendor)";
         let current = trainer.current().unwrap();
         assert!(current.bytes().windows(agent.len()).any(|w| w == agent));
+    }
+
+    #[test]
+    fn the_next_training_waits_for_fresh_traffic() {
+        let config = SqliteConfig {
+            dictionary_samples: 16,
+            dictionary_retrain_rows: 1000,
+            ..SqliteConfig::default()
+        };
+        let trainer = DictionaryTrainer::new(&config, Arc::new(DictionaryCache::default()));
+        trainer.state.lock().unwrap().seen = 100;
+        // A failure retries after a fresh sample's worth of traffic; a success after
+        // `dictionary_retrain_rows`, or never when that is 0.
+        trainer.finish_training(false);
+        assert_eq!(
+            trainer.state.lock().unwrap().train_at,
+            100 + 16 * SAMPLE_STRIDE
+        );
+        trainer.finish_training(true);
+        assert_eq!(trainer.state.lock().unwrap().train_at, 1100);
+        let never = DictionaryTrainer::new(
+            &SqliteConfig {
+                dictionary_retrain_rows: 0,
+                ..config
+            },
+            Arc::new(DictionaryCache::default()),
+        );
+        never.finish_training(true);
+        assert_eq!(never.state.lock().unwrap().train_at, u64::MAX);
+        assert!(!never.state.lock().unwrap().training);
     }
 }

@@ -415,7 +415,7 @@ impl<'a> PreparedRow<'a> {
             | if json_is_raw { SAME_RAW_JSON } else { 0 }
             | if self.sip_from_raw { SIP_FROM_RAW } else { 0 };
         // A detail column left NULL when the raw message yields it on read.
-        fn stored<'v>(from_raw: bool, value: &'v Option<String>) -> Option<&'v str> {
+        fn stored(from_raw: bool, value: &Option<String>) -> Option<&str> {
             if from_raw {
                 None
             } else {
