@@ -3,7 +3,9 @@
 //! vq-rtcpxr bodies for QoS, and every record for the per-type HEP counter.
 //!
 //! It runs as a [`RecordObserver`] on the writer threads after the store took a batch (and
-//! on batches replayed from the spool), so KPIs count exactly what was stored, once. RTCP
+//! on batches replayed from the spool), so KPIs count exactly what was stored, once. Parallel
+//! writers finish batches out of order: SIP messages go through the engine's reorder buffer
+//! ([`kpi::Feeder::sip`]), which tracks them in receive order. RTCP
 //! reports the pipeline parsed are used as they are; only records without one (replayed from
 //! the spool) have their JSON parsed again.
 
@@ -49,7 +51,10 @@ impl RecordObserver for KpiObserver {
 impl KpiObserver {
     /// Feeds a stored batch; `rtcp[i]`, where present, is record `i`'s parsed RTCP report.
     fn feed(&self, records: &[Record], rtcp: &[ParsedRtcp]) {
-        let mut feeder = self.kpi.feeder();
+        let wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let mut feeder = self.kpi.feeder(wall_us);
         let clock = feeder.rtp_clock_rate_hz();
         for (i, r) in records.iter().enumerate() {
             let node = r.node.as_deref().unwrap_or("unknown");

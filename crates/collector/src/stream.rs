@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::collector::PacketHandler;
 use crate::config::{AuthKey, TlsConfig};
 use crate::metrics::{Metrics, Transport};
-use crate::pipeline::now_us;
+use crate::pipeline::{now_us, ReceiveClock};
 use crate::udp::BindError;
 
 /// Bytes read from a connection per call.
@@ -221,6 +221,7 @@ async fn serve_stream<S: AsyncRead + Unpin>(
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) {
+    let mut clock = ReceiveClock::default();
     let mut framer = hep::StreamFramer::new(hep::FramerConfig {
         max_frame_len: settings.max_frame,
         max_buffer: FRAMER_BUFFER,
@@ -254,11 +255,12 @@ async fn serve_stream<S: AsyncRead + Unpin>(
             tracing::debug!(%peer, "framer buffer full; closing");
             break;
         }
-        let received_us = now_us();
+        let wall_us = now_us();
         let now = Instant::now();
         let mut frames = 0u64;
         while let Some(frame) = framer.next_frame() {
             frames += 1;
+            let received_us = clock.stamp(wall_us);
             handler.handle(frame, settings.transport, auth, received_us, now);
         }
         let skipped = framer.bytes_skipped() - skipped_before;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::collector::PacketHandler;
 use crate::config::AuthKey;
 use crate::metrics::Transport;
-use crate::pipeline::now_us;
+use crate::pipeline::{now_us, ReceiveClock};
 
 /// Room for the largest UDP payload (65,507 bytes over IPv4) per datagram slot.
 const SLOT_BYTES: usize = 65_536;
@@ -184,10 +184,12 @@ pub(crate) fn run_udp(
     let fd = socket.as_raw_fd();
     let mut bufs = MmsgBuffers::new(batch);
     let auth = auth.as_ref();
-    let process = |bufs: &MmsgBuffers, n: usize| {
-        let received_us = now_us();
+    let mut clock = ReceiveClock::default();
+    let mut process = |bufs: &MmsgBuffers, n: usize| {
+        let wall_us = now_us();
         let now = Instant::now();
         for i in 0..n {
+            let received_us = clock.stamp(wall_us);
             handler.handle(bufs.datagram(i), Transport::Udp, auth, received_us, now);
         }
     };

@@ -39,13 +39,14 @@ fn value(text: &str, series: &str) -> Option<f64> {
         .map(|(_, v)| v)
 }
 
-/// Starts hepstack with a `proxy` target group and Loki export on, replays the samples and
-/// waits until the KPI engine has seen every INVITE attempt of the UAC legs.
-fn fed_server(dir: &Path) -> Server {
+/// Starts hepstack with a `proxy` target group, Loki export on and `extra` configuration,
+/// replays the samples and waits until the KPI engine has tracked every SIP message.
+fn fed_server(dir: &Path, extra: &str) -> Server {
     let config = dir.join("hepstack.toml");
     std::fs::write(
         &config,
-        r#"
+        extra.to_owned()
+            + r#"
 [kpi]
 # The samples were captured minutes apart (Kamailio, then rtpengine): one window holds both.
 window_secs = 3600
@@ -78,7 +79,10 @@ batch_wait_ms = 100
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let m = server.metrics();
-        if value(&m, series) == Some(23.0) && m.contains("hepstack_qos_mos_avg{") {
+        // The RTCP sample is sent after the SIP one: with its reports in, every SIP message
+        // was received, and an empty reorder buffer means every one was tracked.
+        let tracked = value(&m, "hepstack_kpi_reorder_pending") == Some(0.0);
+        if value(&m, series) == Some(23.0) && m.contains("hepstack_qos_mos_avg{") && tracked {
             break;
         }
         assert!(Instant::now() < deadline, "KPIs did not arrive:\n{m}");
@@ -181,7 +185,7 @@ fn query(port: u16, promql: &str) -> Vec<Value> {
 #[test]
 fn dashboards_only_use_rendered_metrics_and_prometheus_answers_every_kpi() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut server = fed_server(dir.path());
+    let mut server = fed_server(dir.path(), "");
     let text = server.metrics();
 
     // 1. The reference KPIs of the UAC legs, straight from /metrics.
@@ -315,4 +319,46 @@ fn dashboards_only_use_rendered_metrics_and_prometheus_answers_every_kpi() {
     }
     let status = server.stop();
     assert!(status.success(), "{status}");
+}
+
+/// The KPI and SIP counter lines of a `/metrics` text.
+fn kpi_lines(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| l.starts_with("hepstack_kpi_") || l.starts_with("hepstack_sip_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Four writer threads storing batches of a few records each finish their batches out of
+/// order; the reorder buffer puts the SIP messages back in receive order, so every KPI is
+/// what one writer thread gives.
+#[test]
+fn kpis_are_exact_with_parallel_writers() {
+    let mut texts = Vec::new();
+    for writers in [1, 4] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let extra = format!(
+            "[hep.writer]\nwriter_threads = {writers}\nbatch_size = 4\nmax_batch_delay_ms = 1\n"
+        );
+        let server = fed_server(dir.path(), &extra);
+        texts.push(server.metrics());
+        let status = server.stop();
+        assert!(status.success(), "{status}");
+    }
+    let (one, four) = (kpi_lines(&texts[0]), kpi_lines(&texts[1]));
+    let only_one: Vec<_> = one.difference(&four).collect();
+    let only_four: Vec<_> = four.difference(&one).collect();
+    assert!(
+        only_one.is_empty() && only_four.is_empty(),
+        "one writer only: {only_one:#?}\nfour writers only: {only_four:#?}"
+    );
+    let text = &texts[1];
+    let l = r#"{node="2001",target="proxy",direction="in"}"#;
+    let pct = |name: &str| value(text, &format!("{name}{l}")).map(|v| (v * 100.0).round() / 100.0);
+    assert_eq!(pct("hepstack_kpi_ser_percent"), Some(56.52), "{text}");
+    assert_eq!(pct("hepstack_kpi_seer_percent"), Some(69.57));
+    assert_eq!(pct("hepstack_kpi_isa_percent"), Some(8.7));
+    assert_eq!(pct("hepstack_kpi_ira_percent"), Some(28.57));
+    assert_eq!(pct("hepstack_kpi_scr_percent"), Some(56.52));
+    assert_eq!(value(text, "hepstack_kpi_late_messages_total"), Some(0.0));
 }

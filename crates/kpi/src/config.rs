@@ -41,6 +41,15 @@ pub struct KpiConfig {
     pub history_minutes: usize,
     /// RTP clock rate assumed for RTCP jitter (RTCP does not carry the codec), Hz. Default 8000.
     pub rtp_clock_rate_hz: u32,
+    /// SIP messages wait this long (wall-clock time after they were received) before they are
+    /// tracked, so that batches stored by parallel writer threads are tracked in the order
+    /// they were received: a 200 OK tracked before its INVITE would match nothing. Must exceed
+    /// the time one batch takes to store; KPIs lag by this much. 0 tracks messages as their
+    /// batch is stored (exact only with one writer thread). Default 1000.
+    pub reorder_window_ms: u64,
+    /// Most SIP messages waiting in the reorder buffer (~200 B each); beyond it the oldest
+    /// are tracked early. Default 500000.
+    pub reorder_max_events: usize,
     /// Target groups: KPIs are reported per group and direction besides per node.
     pub targets: Vec<TargetGroup>,
 }
@@ -60,6 +69,8 @@ impl Default for KpiConfig {
             max_nodes: 64,
             history_minutes: 1440,
             rtp_clock_rate_hz: 8000,
+            reorder_window_ms: 1000,
+            reorder_max_events: 500_000,
             targets: Vec::new(),
         }
     }
@@ -110,6 +121,7 @@ impl KpiConfig {
             ("max_nodes", self.max_nodes as u64),
             ("history_minutes", self.history_minutes as u64),
             ("rtp_clock_rate_hz", u64::from(self.rtp_clock_rate_hz)),
+            ("reorder_max_events", self.reorder_max_events as u64),
         ] {
             if v == 0 {
                 return Err(KpiConfigError::Zero(name));

@@ -11,6 +11,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::config::{KpiConfig, KpiConfigError};
 use crate::qos::{QosSample, QosSource};
+use crate::reorder::{PendingQos, Released, ReorderBuffer};
 use crate::stats::{method_index, Bucket, Outcome, RegOutcome, ScopeStats};
 use crate::target::AddrPattern;
 
@@ -150,6 +151,9 @@ pub struct TrackerCounters {
     pub dialogs_expired: u64,
     /// SIP messages without Call-ID or CSeq (not tracked).
     pub untrackable: u64,
+    /// SIP messages fed after a message received later than them had already been tracked
+    /// (a batch replayed from the spool after an overload): tracked out of order.
+    pub late: u64,
 }
 
 pub(crate) struct State {
@@ -175,6 +179,8 @@ pub(crate) struct State {
     /// … and the receive time that came with it.
     wall_at_now_us: i64,
     last_sweep_us: i64,
+    /// SIP messages waiting to be tracked in receive order (`None` only while releasing).
+    reorder: Option<ReorderBuffer>,
 }
 
 /// The session a pair of IP addresses leads to.
@@ -221,6 +227,7 @@ fn minute_of(us: i64) -> i64 {
 impl State {
     pub(crate) fn new(cfg: KpiConfig) -> Result<State, KpiConfigError> {
         let targets = cfg.validate()?;
+        let reorder = ReorderBuffer::new(cfg.reorder_window_ms, cfg.reorder_max_events);
         Ok(State {
             cfg,
             targets,
@@ -237,6 +244,7 @@ impl State {
             now_us: i64::MIN,
             wall_at_now_us: 0,
             last_sweep_us: i64::MIN,
+            reorder: Some(reorder),
         })
     }
 
@@ -331,8 +339,80 @@ impl State {
         }
     }
 
-    /// Lets idle wall-clock time pass on the packet clock, so timeouts fire when traffic stops.
+    /// Takes a SIP message into the reorder buffer (tracked now if it is late), then tracks
+    /// the messages whose wait is over at wall-clock time `wall_us`.
+    pub(crate) fn sip_in_receive_order(&mut self, ev: &SipEvent<'_>, wall_us: i64) {
+        let held = self.reorder.as_mut().is_some_and(|r| r.push(ev));
+        if !held {
+            self.counters.late += 1;
+            self.sip(ev);
+        }
+        self.release_due(Some(wall_us));
+    }
+
+    /// Takes a quality report into the reorder buffer (fed now if it is late), then tracks
+    /// what is due at wall-clock time `wall_us`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn qos_in_receive_order(
+        &mut self,
+        time_us: i64,
+        received_us: i64,
+        node: &str,
+        a: SocketAddr,
+        b: SocketAddr,
+        samples: &[(QosSource, QosSample)],
+        wall_us: i64,
+    ) {
+        if samples.is_empty() {
+            return;
+        }
+        let make = || PendingQos {
+            time_us,
+            received_us,
+            node: node.into(),
+            a,
+            b,
+            samples: samples.to_vec(),
+        };
+        let held = self
+            .reorder
+            .as_mut()
+            .is_some_and(|r| r.push_qos(make, received_us));
+        if !held {
+            self.qos(time_us, received_us, node, a, b, samples);
+        }
+        self.release_due(Some(wall_us));
+    }
+
+    /// Tracks the buffered items due at `wall_us`, or all of them for `None`.
+    pub(crate) fn release_due(&mut self, wall_us: Option<i64>) {
+        if let Some(mut buf) = self.reorder.take() {
+            buf.release(wall_us, |item| match item {
+                Released::Sip(ev) => self.sip(&ev),
+                Released::Qos(q) => {
+                    self.qos(q.time_us, q.received_us, &q.node, q.a, q.b, &q.samples);
+                }
+            });
+            self.reorder = Some(buf);
+        }
+    }
+
+    /// SIP messages waiting in the reorder buffer.
+    pub(crate) fn reorder_pending(&self) -> usize {
+        self.reorder.as_ref().map_or(0, ReorderBuffer::len)
+    }
+
+    /// Releases the buffered SIP messages due at wall-clock time `wall_us`, then lets idle
+    /// time pass on the packet clock up to what the tracker has seen: `wall_us` less the
+    /// reorder window, since messages received after that may still be waiting.
     pub(crate) fn tick(&mut self, wall_us: i64) {
+        self.release_due(Some(wall_us));
+        let window = self.reorder.as_ref().map_or(0, ReorderBuffer::window_us);
+        self.advance_idle(wall_us.saturating_sub(window));
+    }
+
+    /// Lets idle wall-clock time pass on the packet clock, so timeouts fire when traffic stops.
+    fn advance_idle(&mut self, wall_us: i64) {
         if self.now_us == i64::MIN {
             return;
         }
@@ -975,9 +1055,17 @@ impl Kpi {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Feeds one SIP message.
+    /// Tracks one SIP message now, in the order given (a single ordered source: a capture
+    /// file, a test). The collector, whose writer threads finish batches out of order, feeds
+    /// through [`Feeder::sip`] instead.
     pub fn observe_sip(&self, ev: &SipEvent<'_>) {
         self.lock().sip(ev);
+    }
+
+    /// Tracks every SIP message still waiting in the reorder buffer (at shutdown, or before
+    /// reading figures that must include everything fed).
+    pub fn flush(&self) {
+        self.lock().release_due(None);
     }
 
     /// Counts one stored HEP record by node and HEP type.
@@ -1019,19 +1107,26 @@ impl Kpi {
     }
 }
 
-/// Exclusive access to the engine for feeding a whole batch under one lock.
-pub struct Feeder<'a>(std::sync::MutexGuard<'a, State>);
+/// Exclusive access to the engine for feeding a whole batch under one lock, at one
+/// wall-clock time.
+pub struct Feeder<'a> {
+    state: std::sync::MutexGuard<'a, State>,
+    wall_us: i64,
+}
 
 impl Feeder<'_> {
-    /// See [`Kpi::observe_sip`].
+    /// Feeds one SIP message through the reorder buffer: it is tracked once
+    /// `reorder_window_ms` has passed since it was received, after every message received
+    /// before it, whichever batch brought them. Messages whose wait is over are tracked now.
     pub fn sip(&mut self, ev: &SipEvent<'_>) {
-        self.0.sip(ev);
+        self.state.sip_in_receive_order(ev, self.wall_us);
     }
     /// See [`Kpi::observe_hep`].
     pub fn hep(&mut self, node: &str, hep_type: u8) {
-        self.0.hep_record(node, hep_type);
+        self.state.hep_record(node, hep_type);
     }
-    /// See [`Kpi::observe_qos`].
+    /// Feeds the QoS samples of one report through the reorder buffer, like [`Feeder::sip`]:
+    /// a report moves the packet clock too.
     pub fn qos(
         &mut self,
         time_us: i64,
@@ -1041,17 +1136,23 @@ impl Feeder<'_> {
         b: SocketAddr,
         samples: &[(QosSource, QosSample)],
     ) {
-        self.0.qos(time_us, received_us, node, a, b, samples);
+        let wall_us = self.wall_us;
+        self.state
+            .qos_in_receive_order(time_us, received_us, node, a, b, samples, wall_us);
     }
     /// The configured RTP clock rate for RTCP jitter.
     pub fn rtp_clock_rate_hz(&self) -> u32 {
-        self.0.cfg.rtp_clock_rate_hz
+        self.state.cfg.rtp_clock_rate_hz
     }
 }
 
 impl Kpi {
-    /// Locks the engine for feeding several records at once.
-    pub fn feeder(&self) -> Feeder<'_> {
-        Feeder(self.lock())
+    /// Locks the engine for feeding several records at once; `wall_us` is the wall-clock time
+    /// now, which decides what the reorder buffer releases.
+    pub fn feeder(&self, wall_us: i64) -> Feeder<'_> {
+        Feeder {
+            state: self.lock(),
+            wall_us,
+        }
     }
 }

@@ -3,9 +3,11 @@
 //! by type, voice quality from RTCP / RTCP-XR / X-RTP-Stat / vq-rtcpxr, and their Prometheus
 //! text rendering and JSON views.
 //!
-//! Pure: no I/O, no tokio, no HTTP, no SQL. The collector feeds [`Kpi::observe_sip`],
-//! [`Kpi::observe_qos`] and [`Kpi::observe_hep`]; `/metrics` calls [`Kpi::render_prometheus`];
-//! the API calls [`Kpi::snapshot`] and [`Kpi::series`].
+//! Pure: no I/O, no tokio, no HTTP, no SQL. The collector feeds batches through a [`Feeder`]
+//! (SIP messages wait `reorder_window_ms` in a reorder buffer and are tracked in receive order,
+//! whichever writer thread stored them first); an ordered source may call
+//! [`Kpi::observe_sip`], [`Kpi::observe_qos`] and [`Kpi::observe_hep`] directly. `/metrics`
+//! calls [`Kpi::render_prometheus`]; the API calls [`Kpi::snapshot`] and [`Kpi::series`].
 //!
 //! # What is tracked
 //!
@@ -61,6 +63,7 @@ pub mod config;
 mod engine;
 pub mod qos;
 mod render;
+mod reorder;
 mod snapshot;
 pub mod stats;
 pub mod target;

@@ -528,4 +528,18 @@ fn render_tracker(st: &State, out: &mut String) {
         "SIP messages without Call-ID or CSeq",
     );
     let _ = writeln!(out, "hepstack_kpi_untrackable_total {}", c.untrackable);
+    header(
+        out,
+        "hepstack_kpi_late_messages_total",
+        "counter",
+        "SIP messages tracked out of receive order: a message received later was already tracked",
+    );
+    let _ = writeln!(out, "hepstack_kpi_late_messages_total {}", c.late);
+    header(
+        out,
+        "hepstack_kpi_reorder_pending",
+        "gauge",
+        "SIP messages waiting in the reorder buffer (reorder_window_ms) to be tracked",
+    );
+    let _ = writeln!(out, "hepstack_kpi_reorder_pending {}", st.reorder_pending());
 }
