@@ -231,8 +231,10 @@ pub struct WriterConfig {
     /// ~26 MB; longer bursts are absorbed by the spool on disk. Default: 16,384.
     pub queue_capacity: usize,
     /// Writer threads, each calling `insert_batch` on its own batches; 0 picks the store's own
-    /// parallelism (1 for SQLite, which has a single writer; `connections − 1` for
-    /// PostgreSQL). Spooled batches are replayed with the same fan-out. Default: 0.
+    /// parallelism (SQLite: `write_shards`, one writer per shard file; PostgreSQL:
+    /// `connections − 1`). Spooled batches are replayed with the same fan-out. The KPI engine
+    /// puts their out-of-order batches back in receive order (`kpi.reorder_window_ms`).
+    /// Default: 0.
     pub writer_threads: usize,
 }
 

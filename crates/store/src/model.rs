@@ -518,8 +518,8 @@ pub trait Store: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// How many [`Store::insert_batch`] calls this backend runs in parallel to advantage: the
-    /// collector's default writer count and its spool replay fan-out. 1 for a single-writer
-    /// engine such as SQLite.
+    /// collector's default writer count and its spool replay fan-out. 1 (the default) for a
+    /// single-writer engine.
     fn write_parallelism(&self) -> usize {
         1
     }
