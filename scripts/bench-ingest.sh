@@ -43,7 +43,13 @@ trap 'kill $pid 2>/dev/null || true; [ -n "${HEPSTACK_BENCH_KEEP:-}" ] && echo "
 for _ in $(seq 100); do grep -q '^hepstack: ready' "$log" && break; sleep 0.1; done
 addr() { sed -n "s/^hepstack: listening $1 //p" "$log" | head -1; }
 metrics=$(addr metrics)
-stored() { curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_stored_total /{print $2}'; }
+stored() {
+  # Also keeps the largest spool size seen (bytes on disk, compressed) in $data/spool_peak.
+  curl -s "http://$metrics/metrics" | awk -v f="$data/spool_peak" '
+    /^hepstack_packets_stored_total /{print $2}
+    /^hepstack_spool_bytes /{b=$2}
+    END {p=0; if ((getline l < f) > 0) p=l; if (b+0 > p+0) p=b; print p > f}'
+}
 args=(--to "$transport://$(addr hep-$transport)" --count "$count" --seed 1 --no-logs --json ${HEPSTACK_BENCH_SEND_ARGS:-})
 [ -n "$rate" ] && args+=(--rate "$rate")
 pg0=$(pg_cpu)
@@ -67,6 +73,7 @@ dedup=$(curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_deduplicated
 hwm=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 serve_ticks=$(awk '{print $14 + $15}' /proc/$pid/stat)
 echo "serve_cpu=$(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\"):.1f}s')" "$serve_ticks") ($(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\") / max(int(sys.argv[2]), 1) * 1e6:.1f}')" "$serve_ticks" "$(stored)") µs per stored message)" >&2
+echo "spool_peak=$(( $(cat "$data/spool_peak" 2>/dev/null || echo 0) / 1048576 ))MiB (largest spool size seen after sending ended)" >&2
 if [ -z "${HEPSTACK_BENCH_STORE:-}" ]; then
   # Disk per stored message: the store's files after a clean shutdown (WAL checkpointed),
   # indexes included, spool excluded.

@@ -440,6 +440,7 @@ impl Collector {
         };
         let ingress = Ingress::new(
             &config.writer,
+            config.spool.zstd_level,
             writer_threads,
             store,
             spool,

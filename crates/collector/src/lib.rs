@@ -101,5 +101,6 @@ pub use rules::{DiscardRule, IpNet, Rules};
 pub use stream::{bind_tcp, tls_server_config, TlsSetupError};
 pub use udp::{bind_udp, BindError};
 pub use writer::{
-    decode_batch, encode_batch, BatchSpool, MemorySpool, ParsedRtcp, RecordObserver, SpoolFailure,
+    decode_batch, encode_batch, BatchSpool, MemorySpool, ParsedRtcp, RecordObserver,
+    SpoolEncodeError, SpoolFailure,
 };

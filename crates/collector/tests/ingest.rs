@@ -204,7 +204,7 @@ async fn samples_replayed_over_udp_and_tcp_become_the_right_records() {
     assert_eq!(v2.capture_id, 2001);
     // The auth key the Kamailio UDP sample carries is stored nowhere.
     for r in &records {
-        let encoded = collector::encode_batch(std::slice::from_ref(r)).expect("encode");
+        let encoded = collector::encode_batch(std::slice::from_ref(r), 0).expect("encode");
         assert!(!encoded.windows(5).any(|w| w == b"myHep"));
     }
 }
