@@ -204,11 +204,14 @@ pub fn decode_batch(entry: &[u8]) -> Result<Vec<Record>, u64> {
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map_or(0, |b| u64::from(u32::from_le_bytes(b)));
     let body = entry.get(SPOOL_HEADER_LEN..).ok_or(count)?;
-    match entry.first() {
-        Some(&SPOOL_FORMAT_V1) => postcard::from_bytes::<Vec<Record>>(body).map_err(|_| count),
+    let records = match entry.first() {
+        Some(&SPOOL_FORMAT_V1) => postcard::from_bytes::<Vec<Record>>(body).map_err(|_| count)?,
         Some(&SPOOL_FORMAT_ZSTD) => {
             use std::io::Read;
-            let cap = count.saturating_mul(SPOOL_MAX_RECORD_BYTES);
+            // Room for the records and postcard's length prefix of the list.
+            let cap = count
+                .saturating_mul(SPOOL_MAX_RECORD_BYTES)
+                .saturating_add(16);
             let decoder = zstd::stream::read::Decoder::new(body).map_err(|_| count)?;
             let mut plain = Vec::with_capacity(body.len().saturating_mul(4));
             decoder
@@ -218,10 +221,15 @@ pub fn decode_batch(entry: &[u8]) -> Result<Vec<Record>, u64> {
             if plain.len() as u64 > cap {
                 return Err(count);
             }
-            postcard::from_bytes::<Vec<Record>>(&plain).map_err(|_| count)
+            postcard::from_bytes::<Vec<Record>>(&plain).map_err(|_| count)?
         }
-        _ => Err(count),
+        _ => return Err(count),
+    };
+    // The header and the body must agree: a mismatch means the entry is not what was written.
+    if records.len() as u64 != count {
+        return Err(count);
     }
+    Ok(records)
 }
 
 /// Rate limiter for warnings: at most one per second.
@@ -765,6 +773,15 @@ mod tests {
                 let _ = decode_batch(&flipped);
             }
         }
+        // An empty batch round-trips in both formats (found by the spool_entry fuzz target).
+        for level in [0, 1] {
+            let entry = encode_batch(&[], level).expect("encode");
+            assert_eq!(decode_batch(&entry), Ok(Vec::new()));
+        }
+        // A header that disagrees with the body is refused.
+        let mut short = encode_batch(&batch, 0).expect("encode");
+        short[1..5].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(decode_batch(&short), Err(2));
         assert_eq!(decode_batch(&[]), Err(0));
         assert_eq!(decode_batch(&[9, 3, 0, 0, 0]), Err(3));
         assert_eq!(decode_batch(&[2, 3, 0, 0, 0, 1, 2, 3]), Err(3));
