@@ -13,6 +13,7 @@
 # HEPSTACK_BENCH_CONFIG=FILE passes a configuration file to `serve` (e.g. `[hep.writer]
 # writer_threads = 4`). HEPSTACK_BENCH_KEEP=1 keeps the data directory for inspection;
 # HEPSTACK_BENCH_SEND_ARGS adds arguments to `send` (e.g. `--rtcp-reports 0` for SIP only).
+# HEPSTACK_BENCH_SENDERS=N splits the traffic over N senders running at once.
 set -euo pipefail
 transport=${1:-tcp}; count=${2:-1000000}; rate=${3:-}
 : "${CARGO_TARGET_DIR:=$HOME/.cache/hepstack-target}"
@@ -50,12 +51,18 @@ stored() {
     /^hepstack_spool_bytes /{b=$2}
     END {p=0; if ((getline l < f) > 0) p=l; if (b+0 > p+0) p=b; print p > f}'
 }
-args=(--to "$transport://$(addr hep-$transport)" --count "$count" --seed 1 --no-logs --json ${HEPSTACK_BENCH_SEND_ARGS:-})
-[ -n "$rate" ] && args+=(--rate "$rate")
+# HEPSTACK_BENCH_SENDERS=N runs N senders at once (each its own socket, seed, 1/N of the count
+# and of the rate), as several capture agents would.
+senders=${HEPSTACK_BENCH_SENDERS:-1}
+args=(--to "$transport://$(addr hep-$transport)" --count "$((count / senders))" --no-logs --json ${HEPSTACK_BENCH_SEND_ARGS:-})
+[ -n "$rate" ] && args+=(--rate "$((rate / senders))")
 pg0=$(pg_cpu)
 start=$(date +%s.%N)
-"$bin" send "${args[@]}" >"$data/send.json"
-sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messages"])' "$data/send.json")
+for i in $(seq "$senders"); do
+  "$bin" send "${args[@]}" --seed "$i" >"$data/send.$i.json" &
+done
+wait $(jobs -p | grep -vx "$pid")
+sent=$(python3 -c 'import json,sys; print(sum(json.load(open(f))["messages"] for f in sys.argv[1:]))' "$data"/send.*.json)
 last=-1; now=0; still=0
 while :; do
   now=$(stored); now=${now:-0}
