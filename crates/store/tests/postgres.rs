@@ -107,6 +107,27 @@ fn a_bad_row_is_rejected_alone() {
     );
 }
 
+/// The store creates a missing database and is usable the moment `open` returns. The failed
+/// first connect arms the pool's backoff, and a CREATE DATABASE that takes less than the
+/// first backoff step used to end inside it: the store then looked unreachable and
+/// `hepstack serve` failed to create its admin user (seen in CI on a fast machine).
+#[test]
+fn a_missing_database_is_created_and_usable_at_once() {
+    for i in 0..3 {
+        let Some(db) = TestDb::new(&format!("created_{i}")) else {
+            return;
+        };
+        db.server
+            .psql(
+                "postgres",
+                &format!("DROP DATABASE {} WITH (FORCE)", db.name),
+            )
+            .expect("drop");
+        let store = open(&db);
+        assert_eq!(store.user_count().expect("usable at once"), 0);
+    }
+}
+
 #[test]
 fn users_and_settings_list_delete_and_survive_reopen() {
     let Some(db) = TestDb::new("users") else {

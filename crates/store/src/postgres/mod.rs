@@ -228,6 +228,9 @@ impl PgStore {
             Ok(c) => c,
             Err(StoreError::Backend(msg)) if msg.contains("(3D000)") => {
                 self.create_database()?;
+                // The failed connect armed the pool's backoff; a fast CREATE DATABASE ends
+                // inside it, and the store would then look unreachable at start.
+                self.pool.clear_backoff();
                 self.pool.get(POOL_WAIT)?
             }
             Err(StoreError::Backend(msg)) => return Err(StoreError::Setup(msg)),

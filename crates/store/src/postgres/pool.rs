@@ -174,6 +174,14 @@ impl Pool {
         }
     }
 
+    /// Forgets the backoff after the cause of the last failure was removed (the missing
+    /// database was just created), so that the next `get` connects at once.
+    pub(crate) fn clear_backoff(&self) {
+        let mut st = self.lock();
+        st.failures = 0;
+        st.retry_at = None;
+    }
+
     /// A connection: an idle one, a new one, or one freed within `wait`.
     pub(crate) fn get(&self, wait: Duration) -> Result<Conn<'_>, StoreError> {
         let deadline = Instant::now() + wait;
