@@ -51,10 +51,7 @@ impl RecordObserver for KpiObserver {
 impl KpiObserver {
     /// Feeds a stored batch; `rtcp[i]`, where present, is record `i`'s parsed RTCP report.
     fn feed(&self, records: &[Record], rtcp: &[ParsedRtcp]) {
-        let wall_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        let mut feeder = self.kpi.feeder(wall_us);
+        let mut feeder = self.kpi.feeder(crate::pipeline::now_us());
         let clock = feeder.rtp_clock_rate_hz();
         for (i, r) in records.iter().enumerate() {
             let node = r.node.as_deref().unwrap_or("unknown");
