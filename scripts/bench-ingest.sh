@@ -74,7 +74,7 @@ while :; do
 done
 end=$(date +%s.%N)
 pg1=$(pg_cpu)
-curl -s "http://$metrics/metrics" | grep -E "^hepstack_packets_(spooled|replayed|dropped|received)_total" >&2 || true
+curl -s "http://$metrics/metrics" | grep -E "^hepstack_(packets_(spooled|replayed|dropped|received)|stream_backpressure_[a-z]+)_total" >&2 || true
 [ "$transport" = udp ] && awk '/^Udp:/{if(h){print "kernel udp: RcvbufErrors=" $6 " InErrors=" $4 " (whole host, since boot)"} h=1}' /proc/net/snmp >&2
 dedup=$(curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_deduplicated_total /{print $2}')
 hwm=$(awk '/VmHWM/{print $2}' /proc/$pid/status)

@@ -36,6 +36,13 @@ pub trait PacketHandler: Send + Sync + 'static {
         received_us: i64,
         now: Instant,
     );
+
+    /// Whether frames should be handed over more slowly for now: stream receivers pause
+    /// reading (up to their `max_backpressure_ms`) while this holds, so TCP flow control slows
+    /// the sender. Default: never.
+    fn congested(&self) -> bool {
+        false
+    }
 }
 
 impl PacketHandler for Pipeline {
@@ -48,6 +55,10 @@ impl PacketHandler for Pipeline {
         now: Instant,
     ) {
         self.process(frame, transport, auth, received_us, now);
+    }
+
+    fn congested(&self) -> bool {
+        self.ingress_congested()
     }
 }
 
@@ -66,6 +77,10 @@ impl PacketHandler for Tee {
         for h in &self.0 {
             h.handle(frame, transport, auth, received_us, now);
         }
+    }
+
+    fn congested(&self) -> bool {
+        self.0.iter().any(|h| h.congested())
     }
 }
 
@@ -121,6 +136,7 @@ pub fn start_listeners(
         limit: Arc::new(Semaphore::new(config.tcp.max_connections)),
         idle_timeout: Duration::from_secs(config.tcp.idle_timeout_secs),
         max_frame: config.tcp.max_frame_bytes,
+        max_backpressure: Duration::from_millis(config.tcp.max_backpressure_ms),
         auth: config.tcp.auth_key.clone(),
     };
     for l in listeners.tcp {
@@ -134,6 +150,7 @@ pub fn start_listeners(
             limit: Arc::new(Semaphore::new(config.tls.max_connections)),
             idle_timeout: Duration::from_secs(config.tls.idle_timeout_secs),
             max_frame: config.tls.max_frame_bytes,
+            max_backpressure: Duration::from_millis(config.tls.max_backpressure_ms),
             auth: config.tls.auth_key.clone(),
         };
         for l in listeners.tls {

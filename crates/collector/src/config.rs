@@ -102,6 +102,13 @@ pub struct TcpConfig {
     /// Largest HEP message accepted, in bytes (at most 65535, the HEP3 length field's range); a
     /// frame announcing more is treated as garbage and skipped. Default: 65535.
     pub max_frame_bytes: usize,
+    /// While the writers are behind (their queue three quarters full, the store up), a
+    /// connection stops reading for at most this many milliseconds per read, so TCP flow
+    /// control slows the sender instead of the surplus going through the spool, which costs
+    /// the CPU the writers need. Past this the connection reads on and the surplus is spooled:
+    /// a sender whose socket buffer fills may block or drop on its side, so the wait is kept
+    /// short. 0 never waits. Default: 250.
+    pub max_backpressure_ms: u64,
     /// When set, every message must carry this HEP auth key. Default: none.
     pub auth_key: Option<AuthKey>,
 }
@@ -113,6 +120,7 @@ impl Default for TcpConfig {
             max_connections: 1024,
             idle_timeout_secs: 300,
             max_frame_bytes: 65535,
+            max_backpressure_ms: 250,
             auth_key: None,
         }
     }
@@ -138,6 +146,13 @@ pub struct TlsConfig {
     pub idle_timeout_secs: u64,
     /// Largest HEP message accepted, in bytes. Default: 65535.
     pub max_frame_bytes: usize,
+    /// While the writers are behind (their queue three quarters full, the store up), a
+    /// connection stops reading for at most this many milliseconds per read, so TCP flow
+    /// control slows the sender instead of the surplus going through the spool, which costs
+    /// the CPU the writers need. Past this the connection reads on and the surplus is spooled:
+    /// a sender whose socket buffer fills may block or drop on its side, so the wait is kept
+    /// short. 0 never waits. Default: 250.
+    pub max_backpressure_ms: u64,
     /// When set, every message must carry this HEP auth key. Default: none.
     pub auth_key: Option<AuthKey>,
 }
@@ -152,6 +167,7 @@ impl Default for TlsConfig {
             max_connections: 1024,
             idle_timeout_secs: 300,
             max_frame_bytes: 65535,
+            max_backpressure_ms: 250,
             auth_key: None,
         }
     }
@@ -366,6 +382,12 @@ impl CollectorConfig {
             "tls.idle_timeout_secs",
             "must be at least 1",
         )?;
+        for (field, v) in [
+            ("tcp.max_backpressure_ms", self.tcp.max_backpressure_ms),
+            ("tls.max_backpressure_ms", self.tls.max_backpressure_ms),
+        ] {
+            range(v <= 10_000, field, "must be at most 10000 (10 s)")?;
+        }
         for (field, v) in [
             ("tcp.max_frame_bytes", self.tcp.max_frame_bytes),
             ("tls.max_frame_bytes", self.tls.max_frame_bytes),

@@ -203,6 +203,10 @@ pub struct Metrics {
     connections: [AtomicI64; 3],
     connections_rejected: [AtomicU64; 3],
     stream_bytes_skipped: AtomicU64,
+    /// Microseconds stream connections spent not reading because the writers were behind.
+    stream_backpressure_us: AtomicU64,
+    /// Times a stream connection paused for that reason.
+    stream_backpressure_pauses: AtomicU64,
     probe: Mutex<Option<GaugeProbe>>,
 }
 
@@ -248,6 +252,8 @@ impl Metrics {
             connections: Default::default(),
             connections_rejected: Default::default(),
             stream_bytes_skipped: AtomicU64::new(0),
+            stream_backpressure_us: AtomicU64::new(0),
+            stream_backpressure_pauses: AtomicU64::new(0),
             probe: Mutex::new(None),
         }
     }
@@ -394,6 +400,15 @@ impl Metrics {
     /// Counts garbage bytes a stream framer skipped while resynchronising.
     pub fn stream_bytes_skipped(&self, n: u64) {
         self.stream_bytes_skipped.fetch_add(n, Relaxed);
+    }
+
+    /// A stream connection paused reading for `waited` because the writers were behind.
+    pub fn stream_backpressure(&self, waited: Duration) {
+        self.stream_backpressure_pauses.fetch_add(1, Relaxed);
+        self.stream_backpressure_us.fetch_add(
+            u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
     }
 
     /// Invalid count of one kind.
@@ -642,6 +657,23 @@ impl Metrics {
             "Garbage bytes skipped on TCP/TLS streams while resynchronising on the next HEP3 frame.",
             "counter",
             self.stream_bytes_skipped.load(Relaxed),
+        );
+        simple(
+            &mut out,
+            "hepstack_stream_backpressure_pauses_total",
+            "Times a TCP/TLS connection paused reading because the writers were behind (tcp/tls.max_backpressure_ms).",
+            "counter",
+            self.stream_backpressure_pauses.load(Relaxed),
+        );
+        simple(
+            &mut out,
+            "hepstack_stream_backpressure_seconds_total",
+            "Time TCP/TLS connections spent paused because the writers were behind.",
+            "counter",
+            format_args!(
+                "{:.6}",
+                self.stream_backpressure_us.load(Relaxed) as f64 / 1e6
+            ),
         );
         simple(
             &mut out,

@@ -263,6 +263,11 @@ impl Pipeline {
         })
     }
 
+    /// Whether the writers are behind (see `Ingress::congested`).
+    pub(crate) fn ingress_congested(&self) -> bool {
+        self.ingress.congested()
+    }
+
     /// Processes one HEP message received over `transport` at `received_us` (wall clock) /
     /// `now` (monotonic, for dedup). Every packet is counted exactly once.
     pub fn process(

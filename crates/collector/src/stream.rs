@@ -135,6 +135,8 @@ pub(crate) struct StreamSettings {
     pub(crate) limit: Arc<Semaphore>,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_frame: usize,
+    /// Longest pause of reading per read while the handler is congested.
+    pub(crate) max_backpressure: Duration,
     pub(crate) auth: Option<AuthKey>,
 }
 
@@ -275,7 +277,30 @@ async fn serve_stream<S: AsyncRead + Unpin>(
             tracing::debug!(%peer, garbage_since_frame, "too much garbage; closing");
             break;
         }
+        if frames > 0 && !settings.max_backpressure.is_zero() && handler.congested() {
+            let waited = wait_while_congested(handler, settings.max_backpressure, shutdown).await;
+            metrics.stream_backpressure(waited);
+        }
     }
+}
+
+/// Pauses (without reading, so the peer's sends back up into its socket) until `handler` is
+/// no longer congested, `max` has passed, or shutdown. Returns how long it waited.
+async fn wait_while_congested(
+    handler: &dyn PacketHandler,
+    max: Duration,
+    shutdown: &CancellationToken,
+) -> Duration {
+    let start = Instant::now();
+    // 1 ms steps: a writer takes a whole batch off the queue at once, so the congestion ends
+    // in a step, and a finer poll would only spend CPU the writers need.
+    while handler.congested() && start.elapsed() < max {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+        }
+    }
+    start.elapsed()
 }
 
 #[cfg(test)]

@@ -370,6 +370,17 @@ impl Ingress {
         ingress
     }
 
+    /// Whether the writers are behind: the queue is filled past its high-water mark (three
+    /// quarters of `writer.queue_capacity`) while the store is up. Stream receivers then stop
+    /// reading for a while, so TCP flow control slows the sender instead of the surplus going
+    /// through the spool (serialise, compress, write, read back, decode: CPU the writers
+    /// need on a small machine). False while the store is down: waiting would not help, and
+    /// the spool is what takes the traffic then.
+    pub(crate) fn congested(&self) -> bool {
+        let capacity = self.tx.capacity().unwrap_or(usize::MAX);
+        !self.health.is_down() && self.tx.len() >= capacity - capacity / 4
+    }
+
     /// Hands a record to the writers without blocking.
     pub(crate) fn submit(&self, record: Record, rtcp: ParsedRtcp) {
         let record = match self.tx.try_send((record, rtcp)) {

@@ -467,6 +467,67 @@ async fn slow_store_overflows_into_the_spool_and_loses_nothing() {
     assert_eq!(a.in_spool(), 0);
 }
 
+/// Runs a TCP sender against a store slower than it and returns the final accounting.
+async fn slow_store_tcp_run(max_backpressure_ms: u64) -> collector::Accounting {
+    let mut cfg = loopback_config();
+    // A 64 KiB read holds at most ~220 of these ~300-byte frames: less than the quarter of
+    // the queue above its high-water mark, so with backpressure nothing overflows.
+    cfg.writer.batch_size = 128;
+    cfg.writer.queue_capacity = 1024;
+    cfg.tcp.max_backpressure_ms = max_backpressure_ms;
+    let (listeners, _, tcp) = bind(&cfg);
+    let store = shared(VecStore::default());
+    // 10 ms per batch of 128: ~12.8k records/s, far slower than the sender.
+    store.delay_ms.store(10, Ordering::Relaxed);
+    let token = CancellationToken::new();
+    let handle = Collector::new(cfg, store.clone())
+        .expect("config")
+        .with_spool(Box::new(MemorySpool::new(64 << 20)))
+        .start(listeners, token.clone())
+        .expect("start");
+    let metrics = handle.metrics();
+    const N: usize = 6000;
+    let load: Vec<u8> = (0..N)
+        .flat_map(|i| sip_hep(&format!("bp-{i}"), "INVITE", 5060, None))
+        .collect();
+    let tcp = tcp.expect("tcp");
+    let sender = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(tcp).expect("connect");
+        conn.write_all(&load).expect("write");
+    });
+    assert!(
+        wait_for_async(WAIT, || store.len() == N).await,
+        "stored {} {:?}",
+        store.len(),
+        metrics.accounting()
+    );
+    sender.join().expect("sender");
+    let text = metrics.render();
+    token.cancel();
+    handle.join().await;
+    let a = metrics.accounting();
+    assert_eq!((a.received, a.stored, a.dropped), (N as u64, N as u64, 0));
+    let pauses = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hepstack_stream_backpressure_pauses_total "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("pause counter rendered");
+    assert_eq!(pauses > 0, max_backpressure_ms > 0, "pauses {pauses}");
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_slows_a_tcp_sender_instead_of_filling_the_spool() {
+    let with = slow_store_tcp_run(1000).await;
+    assert_eq!(
+        with.spooled, 0,
+        "backpressure kept the surplus out of the spool: {with:?}"
+    );
+    // The same load without backpressure overflows into the spool: the check above can fail.
+    let without = slow_store_tcp_run(0).await;
+    assert!(without.spooled > 0, "{without:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_spool_drops_are_counted() {
     let mut cfg = loopback_config();
