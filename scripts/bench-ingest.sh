@@ -58,10 +58,14 @@ args=(--to "$transport://$(addr hep-$transport)" --count "$((count / senders))" 
 [ -n "$rate" ] && args+=(--rate "$((rate / senders))")
 pg0=$(pg_cpu)
 start=$(date +%s.%N)
-for i in $(seq "$senders"); do
-  "$bin" send "${args[@]}" --seed "$i" >"$data/send.$i.json" &
-done
-wait $(jobs -p | grep -vx "$pid")
+# The senders' CPU time (user + system), to tell what the machine had left for serve.
+TIMEFORMAT='%U %S'
+{ time {
+  for i in $(seq "$senders"); do
+    "$bin" send "${args[@]}" --seed "$i" >"$data/send.$i.json" &
+  done
+  wait $(jobs -p | grep -vx "$pid")
+}; } 2>"$data/send.cpu"
 sent=$(python3 -c 'import json,sys; print(sum(json.load(open(f))["messages"] for f in sys.argv[1:]))' "$data"/send.*.json)
 last=-1; now=0; still=0
 while :; do
@@ -80,6 +84,7 @@ dedup=$(curl -s "http://$metrics/metrics" | awk '/^hepstack_packets_deduplicated
 hwm=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 serve_ticks=$(awk '{print $14 + $15}' /proc/$pid/stat)
 echo "serve_cpu=$(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\"):.1f}s')" "$serve_ticks") ($(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\") / max(int(sys.argv[2]), 1) * 1e6:.1f}')" "$serve_ticks" "$(stored)") µs per stored message)" >&2
+echo "send_cpu=$(awk '{printf "%.1fs", $1 + $2}' "$data/send.cpu")" >&2
 echo "spool_peak=$(( $(cat "$data/spool_peak" 2>/dev/null || echo 0) / 1048576 ))MiB (largest spool size seen after sending ended)" >&2
 if [ -z "${HEPSTACK_BENCH_STORE:-}" ]; then
   # Disk per stored message: the store's files after a clean shutdown (WAL checkpointed),

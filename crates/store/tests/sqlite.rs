@@ -953,3 +953,103 @@ fn schema_version_2_is_upgraded_and_unknown_versions_refused() {
         assert!(err.to_string().contains("schema version"), "{err}");
     }
 }
+
+/// Partitions written before the session index led with the segment keep their index
+/// `(sid, is_sip, time_us)`; every query that goes through the session index must give the same
+/// answers on them as on a file of this version.
+#[test]
+fn partitions_with_the_earlier_session_index_answer_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        data_dir: dir.path().into(),
+        index_segment_rows: 3,
+        write_shards: 1,
+        ..SqliteConfig::default()
+    };
+    let mut batch = Vec::new();
+    let steps: [(&str, Option<u16>); 7] = [
+        ("INVITE", None),
+        ("INVITE", Some(100)),
+        ("INVITE", Some(180)),
+        ("INVITE", Some(200)),
+        ("ACK", None),
+        ("BYE", None),
+        ("BYE", Some(200)),
+    ];
+    for call in 0..5i64 {
+        for (k, (method, status)) in steps.iter().enumerate() {
+            let t = T0 + call * 10_000_000 + k as i64 * 1_000_000;
+            let mut r = sip_record(t, &format!("a-{call}"), method, *status, method);
+            if call == 4 {
+                // A B-leg of call 0.
+                r.correlation_id = Some("a-0".into());
+            }
+            batch.push(r);
+        }
+    }
+    let answers = |store: &SqliteStore| {
+        let calls = store
+            .calls(&MessageFilter {
+                limit: 100,
+                ..MessageFilter::default()
+            })
+            .unwrap();
+        let windowed = store
+            .calls(&MessageFilter {
+                from_us: Some(T0 + 12_000_000),
+                to_us: Some(T0 + 33_000_000),
+                limit: 100,
+                ..MessageFilter::default()
+            })
+            .unwrap();
+        let by_id = store
+            .messages(&MessageFilter {
+                call_ids: vec!["a-2".into(), "a-3*".into()],
+                limit: 100,
+                ..MessageFilter::default()
+            })
+            .unwrap();
+        let by_corr = store
+            .messages(&MessageFilter {
+                correlation_id: Some("a-0".into()),
+                limit: 100,
+                ..MessageFilter::default()
+            })
+            .unwrap();
+        let flow = store.call_flow(&["a-0".into()], None, None).unwrap();
+        let ids = |p: &[StoredMessage]| p.iter().map(|m| m.id).collect::<Vec<_>>();
+        format!(
+            "{:?}\n{:?}\n{:?} {}\n{:?} {}\n{:?}",
+            calls
+                .items
+                .iter()
+                .map(|c| (&c.call_id, c.message_count, c.start_us, c.end_us))
+                .collect::<Vec<_>>(),
+            windowed
+                .items
+                .iter()
+                .map(|c| (&c.call_id, c.message_count))
+                .collect::<Vec<_>>(),
+            ids(&by_id.items),
+            by_id.total,
+            ids(&by_corr.items),
+            by_corr.total,
+            ids(&flow),
+        )
+    };
+    let current = {
+        let store = SqliteStore::open(config.clone()).unwrap();
+        assert_eq!(store.insert_batch(&batch).unwrap().stored, batch.len());
+        answers(&store)
+    };
+    // What the queries must find, whatever the index layout.
+    assert!(current.contains("(\"a-0\", 7,"), "{current}");
+    assert_eq!(current.lines().count(), 5);
+    let file = dir.path().join("2026-11-23T00.r7.db");
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    conn.execute_batch("DROP INDEX ix_sid; CREATE INDEX ix_sid ON msg(sid, is_sip, time_us);")
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(config).unwrap();
+    assert_eq!(answers(&store), current);
+}

@@ -54,7 +54,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, TryLockError};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -102,6 +102,16 @@ struct Partition {
     /// Set (under the writer lock) when retention deleted the file: writers holding this
     /// handle must reopen the partition instead of writing into an unlinked file.
     dropped: AtomicBool,
+    /// Whether the file's session index leads with the segment (see
+    /// [`schema::sid_index_is_segmented`]); read by the first reader.
+    sid_segmented: OnceLock<bool>,
+}
+
+impl Partition {
+    /// Whether the session index leads with the segment (false until a reader looked).
+    fn sid_segmented(&self) -> bool {
+        self.sid_segmented.get().copied().unwrap_or(false)
+    }
 }
 
 /// LRU cache of open partitions.
@@ -366,6 +376,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             dropped: AtomicBool::new(false),
+            sid_segmented: OnceLock::new(),
         });
         while open.map.len() >= self.config.max_open_partitions {
             let Some(oldest) = open
@@ -413,6 +424,11 @@ impl SqliteStore {
                 }
             },
         };
+        if part.sid_segmented.get().is_none() {
+            if let Ok(segmented) = schema::sid_index_is_segmented(&conn) {
+                let _ = part.sid_segmented.set(segmented);
+            }
+        }
         let result = f(&conn);
         let mut pool = lock(&part.readers);
         if pool.len() < READER_POOL && !part.dropped.load(Ordering::Acquire) {

@@ -88,22 +88,43 @@ struct Compiled {
 }
 
 impl Compiled {
-    /// The WHERE clause for one partition: the filter, the time bounds unless the partition
-    /// lies inside them, and `extra` conditions with their parameters.
-    fn where_for(&self, key: &PartKey, extra: &[(&str, Vec<Value>)]) -> (String, Vec<Value>) {
-        let mut conds: Vec<String> = Vec::with_capacity(self.conds.len() + 3);
+    /// The first and last µs of this window within partition `key` (the parameters of
+    /// [`SEGMENTS`]).
+    fn window_in(&self, key: &PartKey) -> [Value; 2] {
         let first = self.from_us.map_or(key.start_us, |f| f.max(key.start_us));
         let last = self
             .to_us
             .map_or(key.end_us(), |t| t.min(key.end_us()))
             .saturating_sub(1);
+        [Value::Integer(first), Value::Integer(last)]
+    }
+
+    /// `seg IN (…) AND sid IN (…)` for `ids` in partition `key`: the session index leads with
+    /// the segment, so a lookup by session probes each segment of the window.
+    fn sid_in(&self, key: &PartKey, ids: &[String]) -> (String, Vec<Value>) {
+        let mut values = self.window_in(key).to_vec();
+        values.extend(text_values(ids));
+        (
+            format!(
+                "(seg IN {SEGMENTS} AND sid IN ({}))",
+                placeholders(ids.len())
+            ),
+            values,
+        )
+    }
+
+    /// The WHERE clause for one partition: the filter, the time bounds unless the partition
+    /// lies inside them, and `extra` conditions with their parameters.
+    fn where_for(&self, key: &PartKey, extra: &[(&str, Vec<Value>)]) -> (String, Vec<Value>) {
+        let mut conds: Vec<String> = Vec::with_capacity(self.conds.len() + 3);
+        let [first, last] = self.window_in(key);
         let mut params: Vec<Value> = self
             .params
             .iter()
             .map(|p| match p {
                 Param::Value(v) => v.clone(),
-                Param::WindowFirst => Value::Integer(first),
-                Param::WindowLast => Value::Integer(last),
+                Param::WindowFirst => first.clone(),
+                Param::WindowLast => last.clone(),
             })
             .collect();
         conds.extend(self.conds.iter().cloned());
@@ -225,12 +246,17 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
             filter.call_ids.iter().partition(|c| crate::has_wildcard(c));
         let mut any = Vec::new();
         if !exact.is_empty() {
-            any.push(format!("sid IN ({})", placeholders(exact.len())));
+            any.push(format!(
+                "(seg IN {SEGMENTS} AND sid IN ({}))",
+                placeholders(exact.len())
+            ));
+            params.extend(WINDOW);
             params.extend(text_values(exact).into_iter().map(v));
         }
         for p in patterns {
             // A pattern with a literal prefix (`abc*`) can still use the sid index.
-            any.push("sid GLOB ?".to_string());
+            any.push(format!("(seg IN {SEGMENTS} AND sid GLOB ?)"));
+            params.extend(WINDOW);
             params.push(v(Value::Text(glob_pattern(p))));
         }
         conds.push(format!("({})", any.join(" OR ")));
@@ -334,7 +360,10 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
     } else if let Some(c) = &filter.correlation_id {
         // Same-as-sid correlation ids are found through the sid index, the others through the
         // partial correlation index.
-        conds.push("((sid = ? AND same_ids & 1) OR correlation_id = ?)".into());
+        conds.push(format!(
+            "((seg IN {SEGMENTS} AND sid = ? AND same_ids & 1) OR correlation_id = ?)"
+        ));
+        params.extend(WINDOW);
         params.extend([v(Value::Text(c.clone())), v(Value::Text(c.clone()))]);
     }
     if let Some(text) = &filter.text {
@@ -510,6 +539,12 @@ impl SqliteStore {
             conds: vec!["is_sip = 1".into()],
             params: Vec::new(),
         };
+        // The same window as a range of the segment-led session index.
+        let segment_window = Compiled {
+            conds: vec![format!("seg IN {SEGMENTS}"), "is_sip = 1".into()],
+            params: WINDOW.to_vec(),
+            ..window
+        };
         let mut calls: HashMap<String, CallAgg> = HashMap::new();
         let unfiltered = compiled.conds.is_empty();
         // Phase 1: the matching Call-IDs; without conditions, directly their aggregates.
@@ -519,9 +554,16 @@ impl SqliteStore {
             };
             self.with_reader(&part, |conn| {
                 if unfiltered {
-                    let (clause, params) = window.where_for(key, &[]);
-                    let index = aggregate_index(key, compiled.from_us, compiled.to_us);
-                    let sql = format!("SELECT sid, min(time_us), max(time_us), count(*) FROM msg INDEXED BY {index}{clause} GROUP BY sid");
+                    // Segment-led session index: read the window's segments of it alone, in
+                    // index order (one group per segment a call has messages in; merged below).
+                    let (clause, params, index, group) = if part.sid_segmented() {
+                        let (clause, params) = segment_window.where_for(key, &[]);
+                        (clause, params, "ix_sid", "seg, sid")
+                    } else {
+                        let (clause, params) = window.where_for(key, &[]);
+                        (clause, params, aggregate_index(key, compiled.from_us, compiled.to_us), "sid")
+                    };
+                    let sql = format!("SELECT sid, min(time_us), max(time_us), count(*) FROM msg INDEXED BY {index}{clause} GROUP BY {group}");
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
                     while let Some(row) = rows.next().map_err(db_err)? {
@@ -564,8 +606,8 @@ impl SqliteStore {
                 };
                 self.with_reader(&part, |conn| {
                     for chunk in sids.chunks(CHUNK) {
-                        let cond = format!("sid IN ({})", placeholders(chunk.len()));
-                        let (clause, params) = window.where_for(key, &[(&cond, text_values(chunk))]);
+                        let (cond, values) = window.sid_in(key, chunk);
+                        let (clause, params) = window.where_for(key, &[(&cond, values)]);
                         let sql = format!("SELECT sid, min(time_us), max(time_us), count(*) FROM msg{clause} GROUP BY sid");
                         let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                         let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
@@ -615,8 +657,8 @@ impl SqliteStore {
             };
             self.with_reader(&part, |conn| {
                 for chunk in page_sids.chunks(CHUNK) {
-                    let cond = format!("sid IN ({})", placeholders(chunk.len()));
-                    let (clause, params) = context.where_for(key, &[(&cond, text_values(chunk))]);
+                    let (cond, values) = context.sid_in(key, chunk);
+                    let (clause, params) = context.where_for(key, &[(&cond, values)]);
                     let sql = format!("SELECT {} FROM msg{clause}", schema::CALL_COLUMNS);
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                     let mut rows = stmt
@@ -696,21 +738,28 @@ impl SqliteStore {
                         let sql = format!("SELECT DISTINCT sid FROM msg{clause}");
                         let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                         let sids = stmt
-                            .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get::<_, String>(0))
+                            .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                                r.get::<_, String>(0)
+                            })
                             .map_err(db_err)?;
                         for sid in sids {
                             found.insert(sid.map_err(db_err)?);
                         }
                         // A-legs: what the set's messages point at.
+                        let (sid_in, values) = window.sid_in(key, chunk);
                         let cond = format!(
-                            "sid IN ({list}) AND (correlation_id IS NOT NULL OR aleg_id IS NOT NULL)"
+                            "{sid_in} AND (correlation_id IS NOT NULL OR aleg_id IS NOT NULL)"
                         );
-                        let (clause, params) = window.where_for(key, &[(&cond, text_values(chunk))]);
-                        let sql = format!("SELECT DISTINCT correlation_id, aleg_id FROM msg{clause}");
+                        let (clause, params) = window.where_for(key, &[(&cond, values)]);
+                        let sql =
+                            format!("SELECT DISTINCT correlation_id, aleg_id FROM msg{clause}");
                         let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                         let pairs = stmt
                             .query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?))
+                                Ok((
+                                    r.get::<_, Option<String>>(0)?,
+                                    r.get::<_, Option<String>>(1)?,
+                                ))
                             })
                             .map_err(db_err)?;
                         for pair in pairs {
@@ -745,8 +794,8 @@ impl SqliteStore {
             self.with_reader(&part, |conn| {
                 for chunk in ids.chunks(CHUNK / 2) {
                     let list = placeholders(chunk.len());
-                    let cond = format!("(sid IN ({list}) OR correlation_id IN ({list}))");
-                    let mut values = text_values(chunk);
+                    let (sid_in, mut values) = window.sid_in(key, chunk);
+                    let cond = format!("({sid_in} OR correlation_id IN ({list}))");
                     values.extend(text_values(chunk));
                     let (clause, params) = window.where_for(key, &[(&cond, values)]);
                     let sql = format!("SELECT {} FROM msg{clause}", schema::SELECT_COLUMNS);
