@@ -481,7 +481,10 @@ impl Collector {
             let ingress = ingress.clone();
             writers.push(spawn(
                 format!("hep-writer-{i}"),
-                Box::new(move || ingress.run_writer()),
+                Box::new(move || {
+                    lower_thread_priority();
+                    ingress.run_writer()
+                }),
             )?);
         }
         let replayer_stop = Arc::new(AtomicBool::new(false));
@@ -490,7 +493,10 @@ impl Collector {
             let stop = replayer_stop.clone();
             spawn(
                 "hep-replayer".into(),
-                Box::new(move || ingress.run_replayer(&stop)),
+                Box::new(move || {
+                    lower_thread_priority();
+                    ingress.run_replayer(&stop)
+                }),
             )?
         };
 
@@ -580,5 +586,17 @@ impl CollectorHandle {
         if drained.is_err() {
             tracing::error!("collector drain task failed");
         }
+    }
+}
+
+/// Gives the calling thread a lower scheduling priority (nice +5) than the receivers: when the
+/// CPU is short, a packet the kernel drops from a full socket buffer is lost, while a batch a
+/// writer stores later is not (the queue and the spool hold it).
+fn lower_thread_priority() {
+    // SAFETY: setpriority has no memory-safety preconditions; `who = 0` is the calling thread
+    // on Linux (nice values are per thread). Failure only leaves the default priority.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 5);
     }
 }

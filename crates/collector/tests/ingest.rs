@@ -734,3 +734,53 @@ async fn shutdown_drains_the_queue_into_the_store() {
         "everything received was flushed at shutdown"
     );
 }
+
+/// The nice value of this process's thread named `name`, from `/proc/self/task/*/stat`.
+#[cfg(target_os = "linux")]
+fn thread_nice(name: &str) -> Option<i64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the parenthesised command: state is field 3, nice field 19.
+        let rest = stat.rsplit_once(')')?.1;
+        return rest.split_whitespace().nth(16)?.parse().ok();
+    }
+    None
+}
+
+/// Under CPU pressure the kernel drops what the UDP receivers do not read in time, while what
+/// the writers store late is held by the queue and the spool: the writers and the replayer run
+/// at a lower priority than the receivers.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_yield_the_cpu_to_the_receivers() {
+    let cfg = loopback_config();
+    let (listeners, _, _) = bind(&cfg);
+    let token = CancellationToken::new();
+    let handle = Collector::new(cfg, shared(VecStore::default()))
+        .expect("config")
+        .start(listeners, token.clone())
+        .expect("start");
+    let mut nice = (None, None, None);
+    assert!(
+        wait_for_async(WAIT, || {
+            nice = (
+                thread_nice("hep-writer-0"),
+                thread_nice("hep-replayer"),
+                thread_nice("hep-udp-0"),
+            );
+            nice.0.is_some() && nice.1.is_some() && nice.2.is_some()
+        })
+        .await,
+        "threads not found: {nice:?}"
+    );
+    let (writer, replayer, receiver) = nice;
+    let receiver = receiver.expect("receiver");
+    assert!(writer.expect("writer") > receiver, "{nice:?}");
+    assert!(replayer.expect("replayer") > receiver, "{nice:?}");
+    token.cancel();
+    handle.join().await;
+}
