@@ -45,6 +45,12 @@ fn segmented_eq(col: &str, value: Value, conds: &mut Vec<String>, params: &mut V
     params.push(Param::Value(value));
 }
 
+/// `n` session ids looked up in the segment-led session index: the window's segments (the
+/// parameters of [`SEGMENTS`]), then the ids.
+fn segmented_sid_in(n: usize) -> String {
+    format!("(seg IN {SEGMENTS} AND sid IN ({}))", placeholders(n))
+}
+
 /// A `*` wildcard pattern as an SQLite GLOB pattern: `*` stays, the GLOB metacharacters `?`
 /// and `[` are matched literally.
 fn glob_pattern(pattern: &str) -> String {
@@ -104,13 +110,7 @@ impl Compiled {
     fn sid_in(&self, key: &PartKey, ids: &[String]) -> (String, Vec<Value>) {
         let mut values = self.window_in(key).to_vec();
         values.extend(text_values(ids));
-        (
-            format!(
-                "(seg IN {SEGMENTS} AND sid IN ({}))",
-                placeholders(ids.len())
-            ),
-            values,
-        )
+        (segmented_sid_in(ids.len()), values)
     }
 
     /// The WHERE clause for one partition: the filter, the time bounds unless the partition
@@ -246,10 +246,7 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
             filter.call_ids.iter().partition(|c| crate::has_wildcard(c));
         let mut any = Vec::new();
         if !exact.is_empty() {
-            any.push(format!(
-                "(seg IN {SEGMENTS} AND sid IN ({}))",
-                placeholders(exact.len())
-            ));
+            any.push(segmented_sid_in(exact.len()));
             params.extend(WINDOW);
             params.extend(text_values(exact).into_iter().map(v));
         }
