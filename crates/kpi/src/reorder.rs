@@ -20,19 +20,11 @@
 //! in place: it is fed at once and counted as late.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::engine::SipEvent;
 use crate::qos::{QosSample, QosSource};
-
-/// One waiting item, ordered by receive time, then feed order.
-#[derive(Debug)]
-struct Pending {
-    /// Ordering key: receive time, then feed order (unique).
-    key: (i64, u64),
-    item: PendingItem,
-}
 
 #[derive(Debug)]
 enum PendingItem {
@@ -72,23 +64,6 @@ struct PendingSip {
     ends: [u32; 6],
     /// Which of `method`, `via_branch`, `to_tag` were present.
     present: [bool; 3],
-}
-
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
-    }
 }
 
 impl PendingSip {
@@ -150,9 +125,21 @@ impl PendingSip {
 }
 
 /// The reorder buffer; see the module documentation.
+///
+/// The heap holds only the ordering keys, (receive time, feed sequence), 16 bytes each; the
+/// items wait in `items`, indexed by their feed sequence. Why: at 100k+ messages/s the heap
+/// holds 100k+ entries, and every pop moves log2(n) of them; moving 150-byte items made
+/// the heap a tenth of the collector's writer time. Items are released nearly in feed order
+/// (receive times are stamped in order per receiver), so the front of `items` empties
+/// soon after a release and the deque stays about as long as the heap.
 #[derive(Debug)]
 pub(crate) struct ReorderBuffer {
-    pending: BinaryHeap<Reverse<Pending>>,
+    /// `(received_us, seq)` of every waiting item, smallest first.
+    pending: BinaryHeap<Reverse<(i64, u64)>>,
+    /// The item of feed sequence `first_seq + i` at index `i`; `None` once released.
+    items: VecDeque<Option<PendingItem>>,
+    /// Feed sequence of `items[0]`.
+    first_seq: u64,
     window_us: i64,
     max_events: usize,
     seq: u64,
@@ -164,6 +151,8 @@ impl ReorderBuffer {
     pub(crate) fn new(window_ms: u64, max_events: usize) -> ReorderBuffer {
         ReorderBuffer {
             pending: BinaryHeap::new(),
+            items: VecDeque::new(),
+            first_seq: 0,
             window_us: i64::try_from(window_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
             max_events: max_events.max(1),
             seq: 0,
@@ -196,11 +185,10 @@ impl ReorderBuffer {
         if received_us < self.released_up_to_us {
             return false;
         }
+        // `seq` is the next feed sequence: `items` always ends just before it.
+        self.pending.push(Reverse((received_us, self.seq)));
+        self.items.push_back(Some(item()));
         self.seq += 1;
-        self.pending.push(Reverse(Pending {
-            key: (received_us, self.seq),
-            item: item(),
-        }));
         true
     }
 
@@ -208,18 +196,28 @@ impl ReorderBuffer {
     /// and the oldest ones beyond `max_events`; `None` for `wall_us` releases everything.
     pub(crate) fn release(&mut self, wall_us: Option<i64>, mut feed: impl FnMut(Released<'_>)) {
         let horizon = wall_us.map(|w| w.saturating_sub(self.window_us));
-        while let Some(Reverse(top)) = self.pending.peek() {
-            let due = horizon.map_or(true, |h| top.key.0 <= h);
+        while let Some(&Reverse((received_us, _))) = self.pending.peek() {
+            let due = horizon.map_or(true, |h| received_us <= h);
             if !due && self.pending.len() <= self.max_events {
                 break;
             }
-            let Some(Reverse(p)) = self.pending.pop() else {
+            let Some(Reverse((received_us, seq))) = self.pending.pop() else {
                 break;
             };
-            self.released_up_to_us = self.released_up_to_us.max(p.key.0);
-            match &p.item {
-                PendingItem::Sip(sip) => feed(Released::Sip(sip.event())),
-                PendingItem::Qos(qos) => feed(Released::Qos(qos)),
+            self.released_up_to_us = self.released_up_to_us.max(received_us);
+            let slot = seq
+                .checked_sub(self.first_seq)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| self.items.get_mut(i));
+            if let Some(item) = slot.and_then(Option::take) {
+                match &item {
+                    PendingItem::Sip(sip) => feed(Released::Sip(sip.event())),
+                    PendingItem::Qos(qos) => feed(Released::Qos(qos)),
+                }
+            }
+            while let Some(None) = self.items.front() {
+                self.items.pop_front();
+                self.first_seq += 1;
             }
         }
     }
@@ -296,6 +294,40 @@ mod tests {
             let _ = buf.push(&e);
         }
         assert_eq!(drain(&mut buf, Some(4)), [(1, "a".into())]);
+    }
+
+    proptest::proptest! {
+        /// Whatever order the items come in and however releases interleave with pushes,
+        /// every admitted item comes out exactly once, in (receive time, feed order), and the
+        /// item store empties with the heap.
+        #[test]
+        fn every_item_comes_out_once_in_key_order(
+            steps in proptest::collection::vec((0i64..50, proptest::option::of(0i64..60)), 1..200),
+        ) {
+            let mut buf = ReorderBuffer::new(0, 1_000);
+            let names: Vec<String> = (0..steps.len()).map(|i| format!("c{i}")).collect();
+            let mut admitted = Vec::new();
+            let mut out = Vec::new();
+            for (i, (received, wall)) in steps.iter().enumerate() {
+                if buf.push(&ev(*received, &names[i], None)) {
+                    admitted.push((*received, names[i].clone()));
+                }
+                if let Some(wall) = wall {
+                    out.extend(drain(&mut buf, Some(*wall)));
+                }
+                proptest::prop_assert!(buf.items.len() >= buf.len());
+            }
+            out.extend(drain(&mut buf, None));
+            proptest::prop_assert_eq!(buf.len(), 0);
+            proptest::prop_assert!(buf.items.is_empty());
+            // Released items never go back in time, and each admitted one is released once.
+            proptest::prop_assert!(out.windows(2).all(|w| w[0].0 <= w[1].0));
+            let mut a = admitted.clone();
+            let mut o = out.clone();
+            a.sort();
+            o.sort();
+            proptest::prop_assert_eq!(a, o);
+        }
     }
 
     #[test]
