@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
             );
             assert!(!dup);
             match enricher.enrich(&packet, &payload, 0) {
-                Enriched::Record(r, _) => r,
+                Enriched::Record(r, ..) => r,
                 Enriched::Discarded(_) => unreachable!("no rules configured"),
             }
         })

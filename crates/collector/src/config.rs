@@ -461,6 +461,10 @@ impl CollectorConfig {
 
 impl PipelineConfig {
     /// The SIP indexer configuration derived from the custom and A-leg headers.
+    ///
+    /// Everything but the A-leg and custom headers stays the default: the pipeline's
+    /// `RecordHint::sip_from_raw` promise (the store may derive SIP detail fields from the raw
+    /// message with the default indexer) rests on it.
     pub fn indexer_config(&self) -> sip::IndexerConfig {
         sip::IndexerConfig {
             custom_headers: self.custom_headers.clone(),

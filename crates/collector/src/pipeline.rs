@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use payload::Parsed;
-use store::{Profile, Record, SipFields};
+use store::{Profile, Record, RecordHint, SipFields};
 
 use crate::config::{AuthKey, PipelineConfig};
 use crate::dedup::{fingerprint, Deduplicator};
@@ -40,6 +40,9 @@ pub enum Outcome {
 /// Turns decoded HEP packets into [`Record`]s.
 #[derive(Debug, Clone)]
 pub struct Enricher {
+    /// Configured with A-leg and custom headers only (see
+    /// [`PipelineConfig::indexer_config`]), so it yields the default indexer's fields apart
+    /// from those two, which is what [`RecordHint::sip_from_raw`] promises.
     indexer: sip::Indexer,
     rules: Rules,
     max_inflated: usize,
@@ -48,8 +51,9 @@ pub struct Enricher {
 /// Result of [`Enricher::enrich`].
 #[derive(Debug)]
 pub enum Enriched {
-    /// The record to store, with its RTCP payload parsed (type 5) for the KPI observer.
-    Record(Box<Record>, ParsedRtcp),
+    /// The record to store, with its RTCP payload parsed (type 5) for the KPI observer and
+    /// what the store may take for granted about it.
+    Record(Box<Record>, ParsedRtcp, RecordHint),
     /// A SIP method rule matched.
     Discarded(DiscardRule),
 }
@@ -105,6 +109,7 @@ impl Enricher {
             .map(|c| String::from_utf8_lossy(c).into_owned());
 
         let mut raw_len = payload.len();
+        let mut hint = RecordHint::default();
         let (sip, payload_json, profile, rtcp) = if hep_type == payload::proto::SIP {
             let msg = self.indexer.index(payload);
             let rule_method = msg.cseq_method().or_else(|| msg.method());
@@ -120,6 +125,9 @@ impl Enricher {
                     }
                 }
             }
+            // `raw` is the whole payload this indexer read, so the store's re-derivation would
+            // give these very fields.
+            hint.sip_from_raw = !censored;
             let profile = msg
                 .cseq_method()
                 .map(|m| Profile::from_cseq_method(&m.to_str_lossy()))
@@ -174,6 +182,7 @@ impl Enricher {
                 raw: payload.get(..raw_len).unwrap_or(payload).to_vec(),
             }),
             rtcp,
+            hint,
         )
     }
 }
@@ -338,8 +347,8 @@ impl Pipeline {
                 self.metrics.discarded(rule);
                 Outcome::Discarded(rule)
             }
-            Enriched::Record(record, rtcp) => {
-                self.ingress.submit(*record, rtcp);
+            Enriched::Record(record, rtcp, hint) => {
+                self.ingress.submit(*record, rtcp, hint);
                 Outcome::Accepted
             }
         }
@@ -425,9 +434,11 @@ mod tests {
         let e = Enricher::new(&cfg).expect("enricher");
         let wire = hep(MESSAGE, 1);
         let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r, rtcp) = e.enrich(&p, p.payload.expect("payload"), 42) else {
+        let Enriched::Record(r, rtcp, hint) = e.enrich(&p, p.payload.expect("payload"), 42) else {
             panic!("discarded")
         };
+        // Censored: the stored raw lost its body, so no promise about it.
+        assert!(!hint.sip_from_raw);
         assert_eq!(r.time_us, 1_700_000_000_000_005);
         assert_eq!(r.received_us, 42);
         assert_eq!(r.sid, "m1@x");
@@ -445,6 +456,56 @@ mod tests {
         assert!(rtcp.is_none());
     }
 
+    /// The fields of `r` as the store would derive them from its raw message.
+    fn derived_from_raw(r: &Record) -> SipFields {
+        let sip = r.sip.as_ref().expect("sip");
+        let mut derived = SipFields::from_message(&sip::index(&r.raw), true);
+        derived.aleg_id = sip.aleg_id.clone();
+        derived.custom_headers = sip.custom_headers.clone();
+        derived
+    }
+
+    #[test]
+    fn sip_records_promise_what_their_raw_message_yields() {
+        // With A-leg and custom headers configured, an uncensored message gets the promise,
+        // and it holds.
+        let cfg = PipelineConfig {
+            aleg_headers: vec![sip::AlegRule::header("X-CID")],
+            custom_headers: vec!["X-CID".into()],
+            ..Default::default()
+        };
+        let e = Enricher::new(&cfg).expect("enricher");
+        let wire = hep(MESSAGE, 1);
+        let p = hep::decode(&wire).expect("decode");
+        let Enriched::Record(r, _, hint) = e.enrich(&p, p.payload.expect("payload"), 1) else {
+            panic!("discarded")
+        };
+        assert!(hint.sip_from_raw);
+        assert_eq!(r.sip.as_ref(), Some(&derived_from_raw(&r)));
+        assert_eq!(
+            r.sip.as_ref().and_then(|s| s.aleg_id.as_deref()),
+            Some("aleg-1")
+        );
+
+        // The promise rests on this: the ingest configuration sets nothing else of the indexer.
+        assert_eq!(
+            sip::IndexerConfig {
+                custom_headers: Vec::new(),
+                aleg_headers: Vec::new(),
+                ..cfg.indexer_config()
+            },
+            sip::IndexerConfig::default()
+        );
+
+        // Not SIP: nothing to promise.
+        let wire = hep(br#"{"ssrc":1,"type":201}"#, 5);
+        let p = hep::decode(&wire).expect("decode");
+        let Enriched::Record(_, _, hint) = e.enrich(&p, p.payload.expect("payload"), 1) else {
+            panic!("discarded")
+        };
+        assert_eq!(hint, RecordHint::default());
+    }
+
     #[test]
     fn enrich_non_sip() {
         let e = Enricher::new(&PipelineConfig::default()).expect("enricher");
@@ -454,7 +515,7 @@ mod tests {
         msg.node_name = Some(b"rtpengine".to_vec());
         let wire = msg.encode_to_vec().expect("encode");
         let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r, _) = e.enrich(&p, p.payload.expect("payload"), 0) else {
+        let Enriched::Record(r, _, _) = e.enrich(&p, p.payload.expect("payload"), 0) else {
             panic!("discarded")
         };
         assert_eq!(r.sid, "call-9");
@@ -464,7 +525,7 @@ mod tests {
         assert!(r.sip.is_none());
         let wire = hep(b"ERROR: boom\n", 100);
         let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r, _) = e.enrich(&p, p.payload.expect("payload"), 0) else {
+        let Enriched::Record(r, _, _) = e.enrich(&p, p.payload.expect("payload"), 0) else {
             panic!("discarded")
         };
         let v: serde_json::Value =

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use store::{Record, Store};
+use store::{Record, RecordHint, Store};
 
 use crate::metrics::{InvalidKind, Metrics, ProbedGauges};
 
@@ -297,8 +297,8 @@ impl Health {
 
 /// Shared state between receivers, writers and the replayer.
 pub(crate) struct Ingress {
-    tx: Sender<(Record, ParsedRtcp)>,
-    rx: Receiver<(Record, ParsedRtcp)>,
+    tx: Sender<(Record, ParsedRtcp, RecordHint)>,
+    rx: Receiver<(Record, ParsedRtcp, RecordHint)>,
     overflow: Mutex<Vec<Record>>,
     spool: Option<Mutex<Box<dyn BatchSpool>>>,
     store: Arc<dyn Store>,
@@ -382,10 +382,10 @@ impl Ingress {
     }
 
     /// Hands a record to the writers without blocking.
-    pub(crate) fn submit(&self, record: Record, rtcp: ParsedRtcp) {
-        let record = match self.tx.try_send((record, rtcp)) {
+    pub(crate) fn submit(&self, record: Record, rtcp: ParsedRtcp, hint: RecordHint) {
+        let record = match self.tx.try_send((record, rtcp, hint)) {
             Ok(()) => return,
-            Err(TrySendError::Full((r, _)) | TrySendError::Disconnected((r, _))) => r,
+            Err(TrySendError::Full((r, ..)) | TrySendError::Disconnected((r, ..))) => r,
         };
         let full = {
             let Ok(mut overflow) = self.overflow.lock() else {
@@ -462,10 +462,15 @@ impl Ingress {
     }
 
     /// One `insert_batch` call with metrics and observers; `Err` when the store failed as a whole.
-    /// `rtcp` is empty or holds one entry per record of `batch`.
-    fn insert(&self, batch: &[Record], rtcp: &[ParsedRtcp]) -> Result<(), store::StoreError> {
+    /// `rtcp` and `hints` are empty or hold one entry per record of `batch`.
+    fn insert(
+        &self,
+        batch: &[Record],
+        rtcp: &[ParsedRtcp],
+        hints: &[RecordHint],
+    ) -> Result<(), store::StoreError> {
         let started = Instant::now();
-        let result = self.store.insert_batch(batch);
+        let result = self.store.insert_batch_hinted(batch, hints);
         self.metrics.store_batch(started.elapsed(), result.is_ok());
         let outcome = result?;
         let rejected = outcome.rejected.len() as u64;
@@ -506,7 +511,7 @@ impl Ingress {
     }
 
     /// Writes a batch: to the store when it is up, to the spool otherwise or on failure.
-    fn write(&self, batch: &[Record], rtcp: &[ParsedRtcp]) {
+    fn write(&self, batch: &[Record], rtcp: &[ParsedRtcp], hints: &[RecordHint]) {
         if batch.is_empty() {
             return;
         }
@@ -514,7 +519,7 @@ impl Ingress {
             self.spool_batch(batch);
             return;
         }
-        if let Err(e) = self.insert(batch, rtcp) {
+        if let Err(e) = self.insert(batch, rtcp, hints) {
             if self.store_warn.ready() {
                 tracing::warn!(error = %e, records = batch.len(), "store write failed; spooling");
             }
@@ -583,13 +588,13 @@ impl Ingress {
         }
         let pending: Vec<usize> = (0..chunks.len()).filter(|&i| !done[i]).collect();
         let results: Vec<(usize, Result<(), store::StoreError>)> = match pending.as_slice() {
-            [i] => vec![(*i, self.insert(chunks[*i], &[]))],
+            [i] => vec![(*i, self.insert(chunks[*i], &[], &[]))],
             _ => std::thread::scope(|scope| {
                 let handles: Vec<_> = pending
                     .iter()
                     .map(|&i| {
                         let chunk = chunks[i];
-                        (i, scope.spawn(move || self.insert(chunk, &[])))
+                        (i, scope.spawn(move || self.insert(chunk, &[], &[])))
                     })
                     .collect();
                 handles
@@ -642,15 +647,17 @@ impl Ingress {
     pub(crate) fn run_writer(&self) {
         let mut batch: Vec<Record> = Vec::with_capacity(self.batch_size);
         let mut rtcp: Vec<ParsedRtcp> = Vec::with_capacity(self.batch_size);
+        let mut hints: Vec<RecordHint> = Vec::with_capacity(self.batch_size);
         let poll = self.max_delay.min(Duration::from_millis(50));
         loop {
             let deadline = Instant::now() + self.max_delay;
             while batch.len() < self.batch_size {
                 // Take what is queued without waiting, then wait up to the deadline.
                 match self.rx.try_recv() {
-                    Ok((r, p)) => {
+                    Ok((r, p, h)) => {
                         batch.push(r);
                         rtcp.push(p);
+                        hints.push(h);
                         continue;
                     }
                     Err(_) if self.closed.load(Ordering::Acquire) => break,
@@ -661,18 +668,20 @@ impl Ingress {
                     break;
                 }
                 match self.rx.recv_timeout((deadline - now).min(poll)) {
-                    Ok((r, p)) => {
+                    Ok((r, p, h)) => {
                         batch.push(r);
                         rtcp.push(p);
+                        hints.push(h);
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
             if !batch.is_empty() {
-                self.write(&batch, &rtcp);
+                self.write(&batch, &rtcp, &hints);
                 batch.clear();
                 rtcp.clear();
+                hints.clear();
             } else if self.closed.load(Ordering::Acquire) && self.rx.is_empty() {
                 return;
             }
@@ -716,7 +725,7 @@ impl Ingress {
             Ok(mut o) => std::mem::take(&mut *o),
             Err(_) => Vec::new(),
         };
-        self.write(&batch, &[]);
+        self.write(&batch, &[], &[]);
         self.sync_spool(true);
     }
 

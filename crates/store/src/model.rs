@@ -145,6 +145,19 @@ pub struct Record {
     pub raw: Vec<u8>,
 }
 
+/// What the collector's pipeline established about a [`Record`] while building it, handed to
+/// [`Store::insert_batch_hinted`] so that the store does not establish it again. Every flag is
+/// a promise: set only when it holds by construction; `false` tells nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHint {
+    /// `sip` is exactly what [`SipFields::from_message`] (with SDP media) gives for `raw`
+    /// indexed by the default SIP indexer, apart from `aleg_id` and `custom_headers`, which
+    /// depend on the ingest configuration. The embedded store then keeps only the searched
+    /// SIP columns and derives the rest from `raw` on read; without the hint it re-indexes
+    /// `raw` to find out (≈ 5 % of the collector's CPU under SIP load).
+    pub sip_from_raw: bool,
+}
+
 /// A record read back from a store, with the backend's row identity.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredMessage {
@@ -528,6 +541,18 @@ pub trait Store: Send + Sync {
     /// [`BatchOutcome::rejected`] and the rest are stored; an `Err` means none were stored
     /// and the whole batch should be retried (spooled).
     fn insert_batch(&self, batch: &[Record]) -> Result<BatchOutcome, StoreError>;
+
+    /// [`Store::insert_batch`] with what the caller already established about each record:
+    /// `hints` is empty or holds one entry per record of `batch`. A backend may skip work a
+    /// hint makes redundant; the stored result must be the same either way.
+    fn insert_batch_hinted(
+        &self,
+        batch: &[Record],
+        hints: &[RecordHint],
+    ) -> Result<BatchOutcome, StoreError> {
+        let _ = hints;
+        self.insert_batch(batch)
+    }
 
     /// Messages matching the filter, newest first, with the total count and a cursor.
     fn messages(&self, filter: &MessageFilter) -> Result<Page<StoredMessage>, StoreError>;

@@ -66,8 +66,8 @@ pub use query::{DEFAULT_PAGE, MAX_CALL_IDS};
 use schema::{PartitionWriter, PreparedRow};
 
 use crate::{
-    BatchOutcome, CallSummary, MessageFilter, Page, Profile, Record, RetentionReport, Store,
-    StoreError, StoreStats, StoredMessage, User,
+    BatchOutcome, CallSummary, MessageFilter, Page, Profile, Record, RecordHint, RetentionReport,
+    Store, StoreError, StoreStats, StoredMessage, User,
 };
 
 /// Name of the catalog database in the data directory.
@@ -622,6 +622,14 @@ impl Store for SqliteStore {
     }
 
     fn insert_batch(&self, batch: &[Record]) -> Result<BatchOutcome, StoreError> {
+        self.insert_batch_hinted(batch, &[])
+    }
+
+    fn insert_batch_hinted(
+        &self,
+        batch: &[Record],
+        hints: &[RecordHint],
+    ) -> Result<BatchOutcome, StoreError> {
         let mut outcome = BatchOutcome::default();
         let dict = match self.config.compression {
             RawCompression::ZstdDict => {
@@ -646,6 +654,7 @@ impl Store for SqliteStore {
                 self.config.zstd_level,
                 dict.as_deref(),
                 self.config.max_raw_bytes,
+                hints.get(index).is_some_and(|h| h.sip_from_raw),
             ) {
                 Ok(row) => groups.entry(key).or_default().push((index, row)),
                 Err(e) => outcome.rejected.push((index, e)),
