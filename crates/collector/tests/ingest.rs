@@ -427,6 +427,21 @@ async fn store_outage_spools_to_disk_and_replays_everything() {
     assert_eq!(collector::BatchSpool::len(&reopened), 0);
 }
 
+/// Starts a collector over `store` with an in-memory spool of `spool_bytes`.
+fn start_with_memory_spool(
+    cfg: collector::CollectorConfig,
+    store: &Arc<VecStore>,
+    spool_bytes: u64,
+    listeners: collector::BoundListeners,
+    token: &CancellationToken,
+) -> collector::CollectorHandle {
+    Collector::new(cfg, store.clone())
+        .expect("config")
+        .with_spool(Box::new(MemorySpool::new(spool_bytes)))
+        .start(listeners, token.clone())
+        .expect("start")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_store_overflows_into_the_spool_and_loses_nothing() {
     let mut cfg = loopback_config();
@@ -436,11 +451,7 @@ async fn slow_store_overflows_into_the_spool_and_loses_nothing() {
     let store = shared(VecStore::default());
     store.delay_ms.store(30, Ordering::Relaxed);
     let token = CancellationToken::new();
-    let handle = Collector::new(cfg, store.clone())
-        .expect("config")
-        .with_spool(Box::new(MemorySpool::new(64 << 20)))
-        .start(listeners, token.clone())
-        .expect("start");
+    let handle = start_with_memory_spool(cfg, &store, 64 << 20, listeners, &token);
     let metrics = handle.metrics();
     let load: Vec<Vec<u8>> = (0..800)
         .map(|i| sip_hep(&format!("q-{i}"), "INVITE", 5060, None))
@@ -480,11 +491,7 @@ async fn slow_store_tcp_run(max_backpressure_ms: u64) -> collector::Accounting {
     // 10 ms per batch of 128: ~12.8k records/s, far slower than the sender.
     store.delay_ms.store(10, Ordering::Relaxed);
     let token = CancellationToken::new();
-    let handle = Collector::new(cfg, store.clone())
-        .expect("config")
-        .with_spool(Box::new(MemorySpool::new(64 << 20)))
-        .start(listeners, token.clone())
-        .expect("start");
+    let handle = start_with_memory_spool(cfg, &store, 64 << 20, listeners, &token);
     let metrics = handle.metrics();
     const N: usize = 6000;
     let load: Vec<u8> = (0..N)
@@ -536,11 +543,7 @@ async fn full_spool_drops_are_counted() {
     let store = shared(VecStore::default());
     store.failing.store(true, Ordering::SeqCst);
     let token = CancellationToken::new();
-    let handle = Collector::new(cfg, store.clone())
-        .expect("config")
-        .with_spool(Box::new(MemorySpool::new(8 * 1024)))
-        .start(listeners, token.clone())
-        .expect("start");
+    let handle = start_with_memory_spool(cfg, &store, 8 * 1024, listeners, &token);
     let metrics = handle.metrics();
     let load: Vec<Vec<u8>> = (0..300)
         .map(|i| sip_hep(&format!("f-{i}"), "INVITE", 5060, None))
