@@ -21,6 +21,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(report) = rtcp::from_json(data) {
+        // The RTCP reader's borrowed JSON tree accepts only what serde_json's `Value` accepts.
+        assert!(payload::json::parse_value(data).is_ok(), "accepted invalid JSON");
         let _ = assess(&report, &QualityOptions::default());
         let _ = rtcp::to_json(&report);
     }

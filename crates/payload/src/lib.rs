@@ -87,6 +87,7 @@
 pub mod dns;
 pub mod emodel;
 pub mod json;
+mod json_tree;
 pub mod log;
 pub mod quality;
 pub mod rtcp;

@@ -13,7 +13,8 @@ use super::{
     RtcpReport, SdesChunk, SdesItem, SenderInfo, SenderReport, SourceDescription, PT_PSFB, PT_RR,
     PT_RTPFB, PT_SR,
 };
-use crate::json::{parse_value, JsonError};
+use crate::json::JsonError;
+use crate::json_tree::{parse_tree, JsonObject, JsonTree};
 use crate::wire::{hex, unhex};
 
 /// Why a JSON payload is not an RTCP report.
@@ -333,7 +334,7 @@ fn obj(v: Value) -> Map<String, Value> {
 /// is moved to the front). The primary report is an SR when `sender_information` is
 /// present or `type` is 200, an RR when `type` is 201 or report blocks are present.
 pub fn from_json(bytes: &[u8]) -> Result<RtcpReport, RtcpJsonError> {
-    let value = parse_value(bytes)?;
+    let value = parse_tree(bytes)?;
     let top = value.as_object().ok_or(RtcpJsonError::NotAnObject)?;
     let mut packets = Vec::new();
 
@@ -396,7 +397,7 @@ pub fn from_json(bytes: &[u8]) -> Result<RtcpReport, RtcpJsonError> {
     })
 }
 
-type Obj = Map<String, Value>;
+type Obj<'a> = JsonObject<'a>;
 
 fn bad(ctx: &str, key: &str, expected: &'static str) -> RtcpJsonError {
     RtcpJsonError::BadField {
@@ -406,26 +407,26 @@ fn bad(ctx: &str, key: &str, expected: &'static str) -> RtcpJsonError {
 }
 
 /// A JSON value as a non-negative integer: integers, integral floats and numeric strings.
-fn as_u64(v: &Value) -> Option<u64> {
+fn as_u64(v: &JsonTree) -> Option<u64> {
     match v {
-        Value::Number(n) => n.as_u64().or_else(|| {
+        JsonTree::Number(n) => n.as_u64().or_else(|| {
             n.as_f64()
                 .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
                 .map(|f| f as u64)
         }),
-        Value::String(s) => s.trim().parse().ok(),
+        JsonTree::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
 
-fn as_i64(v: &Value) -> Option<i64> {
+fn as_i64(v: &JsonTree) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
+        JsonTree::Number(n) => n.as_i64().or_else(|| {
             n.as_f64()
                 .filter(|f| f.fract() == 0.0 && f.abs() <= i64::MAX as f64)
                 .map(|f| f as i64)
         }),
-        Value::String(s) => s.trim().parse().ok(),
+        JsonTree::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
@@ -438,7 +439,7 @@ fn opt_num<T: TryFrom<u64>>(
     expected: &'static str,
 ) -> Result<Option<T>, RtcpJsonError> {
     match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
+        None | Some(JsonTree::Null) => Ok(None),
         Some(v) => as_u64(v)
             .and_then(|n| T::try_from(n).ok())
             .map(Some)
@@ -471,7 +472,7 @@ fn u32f(m: &Obj, key: &str, ctx: &str) -> Result<u32, RtcpJsonError> {
 /// A dBm level: -128..=127, or the wire byte 128..=255 as some producers print it unsigned.
 fn i8f(m: &Obj, key: &str, ctx: &str) -> Result<i8, RtcpJsonError> {
     match m.get(key) {
-        None | Some(Value::Null) => Ok(0),
+        None | Some(JsonTree::Null) => Ok(0),
         Some(v) => as_i64(v)
             .and_then(|n| match n {
                 -128..=127 => i8::try_from(n).ok(),
@@ -484,8 +485,8 @@ fn i8f(m: &Obj, key: &str, ctx: &str) -> Result<i8, RtcpJsonError> {
 
 fn string(m: &Obj, key: &str, ctx: &str) -> Result<Option<String>, RtcpJsonError> {
     match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None | Some(JsonTree::Null) => Ok(None),
+        Some(JsonTree::String(s)) => Ok(Some(s.clone().into_owned())),
         Some(_) => Err(bad(ctx, key, "a string")),
     }
 }
@@ -497,18 +498,18 @@ fn hex_field(m: &Obj, key: &str, ctx: &str) -> Result<Vec<u8>, RtcpJsonError> {
     }
 }
 
-fn array<'a>(m: &'a Obj, key: &str, ctx: &str) -> Result<&'a [Value], RtcpJsonError> {
+fn array<'a>(m: &'a Obj<'a>, key: &str, ctx: &str) -> Result<&'a [JsonTree<'a>], RtcpJsonError> {
     match m.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
+        None | Some(JsonTree::Null) => Ok(&[]),
+        Some(JsonTree::Array(a)) => Ok(a),
         Some(_) => Err(bad(ctx, key, "an array")),
     }
 }
 
-fn object<'a>(m: &'a Obj, key: &str, ctx: &str) -> Result<Option<&'a Obj>, RtcpJsonError> {
+fn object<'a>(m: &'a Obj<'a>, key: &str, ctx: &str) -> Result<Option<&'a Obj<'a>>, RtcpJsonError> {
     match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(o)),
+        None | Some(JsonTree::Null) => Ok(None),
+        Some(JsonTree::Object(o)) => Ok(Some(o)),
         Some(_) => Err(bad(ctx, key, "an object")),
     }
 }
@@ -528,7 +529,7 @@ fn read_report(m: &Obj, ctx: &str) -> Result<Option<RtcpPacket>, RtcpJsonError> 
         let bctx = format!("{ctx}report_blocks[{i}].");
         let b = b.as_object().ok_or_else(|| bad(&bctx, "", "an object"))?;
         let cumulative_lost = match b.get("packets_lost") {
-            None | Some(Value::Null) => 0,
+            None | Some(JsonTree::Null) => 0,
             Some(v) => as_i64(v)
                 .filter(|n| (-0x0080_0000..=0x00ff_ffff).contains(n))
                 // Negative counts are stored as their 24-bit two's complement, as on the wire.
@@ -547,7 +548,7 @@ fn read_report(m: &Obj, ctx: &str) -> Result<Option<RtcpPacket>, RtcpJsonError> 
     }
     if is_sr {
         let sctx = format!("{ctx}sender_information.");
-        let empty = Obj::new();
+        let empty = Obj::default();
         let s = sender.unwrap_or(&empty);
         Ok(Some(RtcpPacket::SenderReport(SenderReport {
             ssrc,
@@ -638,11 +639,11 @@ fn read_compat_xr(top: &Obj) -> Result<Option<RtcpPacket>, RtcpJsonError> {
     }
     if let Some(c) = object(top, "extended_report_information", "")? {
         let ctx = "extended_report_information.";
+        let no_rx = Obj::default();
         let rx = array(c, "RX_conf", ctx)?
             .first()
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+            .and_then(JsonTree::as_object)
+            .unwrap_or(&no_rx);
         let vm = VoipMetrics {
             ssrc: u32f(c, "identifier", ctx)?,
             loss_rate: u8f(c, "loss_rate", ctx)?,
@@ -662,9 +663,9 @@ fn read_compat_xr(top: &Obj) -> Result<Option<RtcpPacket>, RtcpJsonError> {
             mos_lq: u8f(c, "MOS_LQ", ctx)?,
             mos_cq: u8f(c, "MOS_CQ", ctx)?,
             rx_config: RxConfig {
-                plc: u8f(&rx, "PLC", ctx)?,
-                jba: u8f(&rx, "JB_adapt", ctx)?,
-                jb_rate: u8f(&rx, "JB_rate", ctx)?,
+                plc: u8f(rx, "PLC", ctx)?,
+                jba: u8f(rx, "JB_adapt", ctx)?,
+                jb_rate: u8f(rx, "JB_rate", ctx)?,
             },
             jb_nominal: u16f(c, "JB_nom", ctx)?,
             jb_maximum: u16f(c, "JB_max", ctx)?,
@@ -697,7 +698,7 @@ fn xr_packet(ssrc: u32, vm: VoipMetrics) -> RtcpPacket {
     })
 }
 
-fn read_xr(v: &Value, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
+fn read_xr(v: &JsonTree, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
     let m = v.as_object().ok_or_else(|| bad(ctx, "", "an object"))?;
     let ssrc = u32f(m, "ssrc", ctx)?;
     let mut blocks = Vec::new();
@@ -729,8 +730,8 @@ fn read_rle(b: &Obj, ctx: &str) -> Result<RleReport, RtcpJsonError> {
 
 fn bool_field(b: &Obj, key: &str, ctx: &str) -> Result<bool, RtcpJsonError> {
     match b.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(v)) => Ok(*v),
+        None | Some(JsonTree::Null) => Ok(false),
+        Some(JsonTree::Bool(v)) => Ok(*v),
         Some(v) => as_u64(v)
             .map(|n| n != 0)
             .ok_or_else(|| bad(ctx, key, "a boolean")),
@@ -782,7 +783,7 @@ fn read_xr_block(b: &Obj, ctx: &str) -> Result<XrBlock, RtcpJsonError> {
         }),
         7 => {
             let rctx = format!("{ctx}rx_config.");
-            let empty = Obj::new();
+            let empty = Obj::default();
             let rx = object(b, "rx_config", ctx)?.unwrap_or(&empty);
             XrBlock::VoipMetrics(VoipMetrics {
                 ssrc: u32f(b, "ssrc", ctx)?,
@@ -820,7 +821,7 @@ fn read_xr_block(b: &Obj, ctx: &str) -> Result<XrBlock, RtcpJsonError> {
     })
 }
 
-fn read_feedback(v: &Value, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
+fn read_feedback(v: &JsonTree, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
     let m = v.as_object().ok_or_else(|| bad(ctx, "", "an object"))?;
     let layer = match u8f(m, "type", ctx)? {
         PT_RTPFB => FeedbackLayer::Transport,
@@ -836,7 +837,7 @@ fn read_feedback(v: &Value, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
     }))
 }
 
-fn read_app(v: &Value, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
+fn read_app(v: &JsonTree, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
     let m = v.as_object().ok_or_else(|| bad(ctx, "", "an object"))?;
     let name_text = string(m, "name", ctx)?.unwrap_or_default();
     // The name is four bytes on the wire: shorter names are space-padded, longer ones cut.
@@ -852,7 +853,7 @@ fn read_app(v: &Value, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
     }))
 }
 
-fn read_bye(v: &Value, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
+fn read_bye(v: &JsonTree, ctx: &str) -> Result<RtcpPacket, RtcpJsonError> {
     let m = v.as_object().ok_or_else(|| bad(ctx, "", "an object"))?;
     let ssrcs = array(m, "ssrcs", ctx)?
         .iter()
