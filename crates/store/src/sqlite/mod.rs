@@ -48,6 +48,7 @@ mod config;
 mod dictionary;
 mod partition;
 mod query;
+mod row_insert;
 mod schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -545,10 +546,9 @@ impl SqliteStore {
         // (segment, min time, max time, rows) of the segments this batch writes into.
         let mut spans: Vec<(i64, i64, i64, i64)> = Vec::new();
         {
-            let mut stmt = tx.prepare_cached(schema::INSERT).map_err(fail)?;
             for (index, row) in rows {
                 let segment = plan.next_segment();
-                match row.insert(&mut stmt, segment) {
+                match row.insert(&mut writer.insert, segment) {
                     Ok(()) => {
                         stored += 1;
                         let t = row.record.time_us;

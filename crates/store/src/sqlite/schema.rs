@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use super::codec;
 use super::config::{IndexKind, RawCompression, SqliteConfig};
 use super::dictionary::{self, PartitionDictionaries, RawDictionary};
+use super::row_insert::RowInsert;
 use crate::{Profile, Record, SipFields, StoredMessage};
 
 /// One table per partition file. Every [`Record`] field is a flat typed column (the SIP fields
@@ -232,6 +233,7 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
         .query_map([], |r| r.get::<_, u32>(0))?
         .collect::<rusqlite::Result<HashSet<u32>>>()?;
     Ok(PartitionWriter {
+        insert: RowInsert::prepare(&conn, INSERT)?,
         conn,
         segment,
         segment_rows,
@@ -242,6 +244,9 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
 
 /// The write connection of a partition and the index segment its next rows go to.
 pub(crate) struct PartitionWriter {
+    /// The row insert, prepared once. Declared before `conn` so that it is dropped (finalized)
+    /// before the connection closes.
+    pub insert: RowInsert,
     pub conn: Connection,
     /// The newest segment.
     segment: i64,
@@ -422,11 +427,7 @@ impl<'a> PreparedRow<'a> {
     }
 
     /// Runs the insert statement for this row.
-    pub fn insert(
-        &self,
-        stmt: &mut rusqlite::CachedStatement<'_>,
-        segment: i64,
-    ) -> rusqlite::Result<()> {
+    pub fn insert(&self, stmt: &mut RowInsert, segment: i64) -> rusqlite::Result<()> {
         let r = self.record;
         let empty = SipFields::default();
         // Non-SIP rows leave every SIP column NULL (the empty default has only None fields).
