@@ -1053,3 +1053,43 @@ fn partitions_with_the_earlier_session_index_answer_the_same() {
     let store = SqliteStore::open(config).unwrap();
     assert_eq!(answers(&store), current);
 }
+
+#[test]
+fn idle_writers_give_their_wal_back() {
+    let (dir, store) = suite_store(SqliteConfig::default().max_raw_bytes);
+    let t0 = 1_795_910_400_000_000;
+    let batch: Vec<Record> = (0..200)
+        .map(|i| sip_record(t0 + i, &format!("wal-{i}"), "INVITE", None, "INVITE"))
+        .collect();
+    store.insert_batch(&batch).unwrap();
+    // The partitions' WAL files (the catalog has its own).
+    let wal_bytes = || -> u64 {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with("-wal") && !name.starts_with("catalog")
+            })
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum()
+    };
+    assert!(wal_bytes() > 0, "the batch went through the WAL");
+    // Not idle for a minute yet: nothing happens.
+    assert_eq!(
+        store.truncate_idle_wals(std::time::Duration::from_secs(60)),
+        0
+    );
+    assert!(wal_bytes() > 0);
+    // Idle (any age will do): checkpointed and cut to nothing, once.
+    assert_eq!(store.truncate_idle_wals(std::time::Duration::ZERO), 1);
+    assert_eq!(wal_bytes(), 0);
+    assert_eq!(store.truncate_idle_wals(std::time::Duration::ZERO), 0);
+    // Every row is still there, and the writer goes on writing.
+    assert_eq!(all_messages(&store).len(), 200);
+    store
+        .insert_batch(&[sip_record(t0 + 500, "wal-after", "BYE", None, "BYE")])
+        .unwrap();
+    assert_eq!(all_messages(&store).len(), 201);
+    assert_eq!(store.truncate_idle_wals(std::time::Duration::ZERO), 1);
+}

@@ -56,6 +56,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, TryLockError};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -83,6 +84,13 @@ const SCHEMA_VERSION: i64 = 3;
 const UPGRADABLE_VERSIONS: [&str; 1] = ["2"];
 /// Reader connections kept per open partition.
 const READER_POOL: usize = 4;
+
+/// A partition writer idle this long gives its WAL file back (checked by each retention pass,
+/// once a minute): the previous hour's partition is idle a minute or two into the next hour.
+const IDLE_WAL_AFTER: Duration = Duration::from_secs(60);
+
+/// Longest a retention pass waits for readers to let a WAL be truncated (it retries next pass).
+const IDLE_WAL_MAX_WAIT: Duration = Duration::from_millis(200);
 
 /// Locks a mutex, recovering from poisoning: the protected state (a connection, a cache) stays
 /// consistent because no code path panics half-way through an update of it.
@@ -579,6 +587,26 @@ impl SqliteStore {
         Ok((stored, rejected))
     }
 
+    /// Truncates the WAL of every open partition whose writer committed nothing for
+    /// `idle_for` (see `PartitionWriter::truncate_wal`). A writer busy with a batch is skipped,
+    /// never waited for. Returns how many WALs were truncated.
+    pub fn truncate_idle_wals(&self, idle_for: Duration) -> usize {
+        let parts: Vec<Arc<Partition>> = lock(&self.open)
+            .map
+            .values()
+            .map(|(p, _)| p.clone())
+            .collect();
+        parts
+            .iter()
+            .filter(|part| match part.writer.try_lock() {
+                Ok(mut writer) => writer
+                    .as_mut()
+                    .is_some_and(|w| w.truncate_wal(idle_for, IDLE_WAL_MAX_WAIT)),
+                Err(_) => false,
+            })
+            .count()
+    }
+
     /// Deletes a partition's files; returns the bytes freed. Runs under the open-partition
     /// lock so no writer can (re)open the file between the unlink and the catalog update.
     fn drop_partition(&self, key: PartKey) -> u64 {
@@ -702,6 +730,7 @@ impl Store for SqliteStore {
     }
 
     fn enforce_retention(&self, now_us: i64) -> Result<RetentionReport, StoreError> {
+        self.truncate_idle_wals(IDLE_WAL_AFTER);
         let mut report = RetentionReport::default();
         let keys: Vec<PartKey> = self
             .known

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -172,8 +172,14 @@ pub(crate) const CALL_COLUMNS: &str =
 /// Page size of newly created partition files, in bytes.
 pub(crate) const PAGE_SIZE: i64 = 32 * 1024;
 
-/// WAL size at which a writer checkpoints (128 MiB; reset to `journal_size_limit` after).
+/// WAL size at which a writer checkpoints (128 MiB).
 const WAL_CHECKPOINT_BYTES: i64 = 128 * 1024 * 1024;
+
+/// Size a writer's WAL file is cut back to after a checkpoint: twice the checkpoint size, so
+/// that an active writer reuses its WAL file's blocks instead of the file system freeing and
+/// allocating ~120 MiB at every checkpoint (an 8 MiB limit stored 4.5 % less per second on 10 M
+/// messages). Idle writers give the space back: see [`PartitionWriter::truncate_wal`].
+const WAL_SIZE_LIMIT: i64 = 2 * WAL_CHECKPOINT_BYTES;
 
 /// How long a connection waits for a lock held by another connection (another process, or a
 /// checkpoint) before reporting busy.
@@ -208,8 +214,7 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
         "wal_autocheckpoint",
         WAL_CHECKPOINT_BYTES / page_size.max(512),
     )?;
-    // A checkpointed WAL is truncated back to this size, so idle partitions take no extra disk.
-    conn.pragma_update(None, "journal_size_limit", 8 * 1024 * 1024)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.execute_batch(CREATE_TABLE)?;
     conn.execute_batch(CREATE_SEGMENTS)?;
     conn.execute_batch(dictionary::CREATE_DICTIONARIES)?;
@@ -239,6 +244,8 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
         segment_rows,
         segment_limit: i64::from(config.index_segment_rows.max(1)),
         dictionaries,
+        last_commit: Instant::now(),
+        wal_truncated: false,
     })
 }
 
@@ -256,6 +263,10 @@ pub(crate) struct PartitionWriter {
     segment_limit: i64,
     /// Ids of the raw dictionaries the file holds.
     dictionaries: HashSet<u32>,
+    /// When the last transaction committed (or the connection opened).
+    last_commit: Instant,
+    /// Whether the WAL was truncated since that commit.
+    wal_truncated: bool,
 }
 
 impl PartitionWriter {
@@ -284,6 +295,27 @@ impl PartitionWriter {
     pub fn advance(&mut self, plan: &SegmentPlan) {
         self.segment = plan.segment;
         self.segment_rows = plan.segment_rows;
+        self.last_commit = Instant::now();
+        self.wal_truncated = false;
+    }
+
+    /// When the writer committed nothing for `idle_for`, checkpoints the whole WAL into the
+    /// database and truncates the WAL file to zero bytes, so that a partition no longer written
+    /// (the previous hour's) does not keep up to [`WAL_SIZE_LIMIT`] of WAL on disk. Readers
+    /// holding an old snapshot make the checkpoint busy: it then waits at most `max_wait` and
+    /// is tried again at the next call. Returns whether the WAL was truncated.
+    pub fn truncate_wal(&mut self, idle_for: Duration, max_wait: Duration) -> bool {
+        if self.wal_truncated || self.last_commit.elapsed() < idle_for {
+            return false;
+        }
+        let _ = self.conn.busy_timeout(max_wait);
+        // Row: (busy, WAL frames, frames checkpointed); busy = 1 when readers blocked it.
+        let busy: rusqlite::Result<i64> =
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0));
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        self.wal_truncated = matches!(busy, Ok(0));
+        self.wal_truncated
     }
 }
 
