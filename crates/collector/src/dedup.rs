@@ -271,6 +271,14 @@ mod tests {
         );
     }
 
+    /// Fingerprints the shards hold, of this horizon and the last.
+    fn remembered(d: &Deduplicator) -> usize {
+        d.shards
+            .iter()
+            .map(|s| s.lock().expect("lock").seen.len())
+            .sum()
+    }
+
     #[test]
     fn bounded_and_disabled() {
         let d = Deduplicator::new(Duration::from_secs(10), 16);
@@ -284,12 +292,7 @@ mod tests {
             .map(|s| s.lock().expect("lock").recorded_now)
             .sum();
         assert!(total <= 16, "{total}");
-        let remembered: usize = d
-            .shards
-            .iter()
-            .map(|s| s.lock().expect("lock").seen.len())
-            .sum();
-        assert!(remembered <= 16, "{remembered}");
+        assert!(remembered(&d) <= 16, "{}", remembered(&d));
         // A new horizon records again, and still knows what the previous one recorded.
         let later = now + MEMORY_HORIZON + Duration::from_millis(1);
         let known: Vec<(u64, u64)> = d
@@ -313,12 +316,7 @@ mod tests {
                 "forgot {f:x} one horizon later"
             );
         }
-        let remembered: usize = d
-            .shards
-            .iter()
-            .map(|s| s.lock().expect("lock").seen.len())
-            .sum();
-        assert!(remembered <= 32, "{remembered}");
+        assert!(remembered(&d) <= 32, "{}", remembered(&d));
         let off = Deduplicator::new(Duration::ZERO, 16);
         assert!(!off.is_duplicate(1, 0, now));
         assert!(!off.is_duplicate(1, 0, now));

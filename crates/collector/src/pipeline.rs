@@ -418,25 +418,41 @@ mod tests {
         .expect("encode")
     }
 
+    /// Enriches one HEP packet received at `received_us`; the test fails if a rule discards it.
+    fn enrich_record(
+        e: &Enricher,
+        wire: &[u8],
+        received_us: i64,
+    ) -> (Box<Record>, ParsedRtcp, RecordHint) {
+        let p = hep::decode(wire).expect("decode");
+        match e.enrich(&p, p.payload.expect("payload"), received_us) {
+            Enriched::Record(r, rtcp, hint) => (r, rtcp, hint),
+            _ => panic!("discarded"),
+        }
+    }
+
+    /// A-leg and custom header `X-CID`, plus `rest`.
+    fn x_cid_config(rest: PipelineConfig) -> PipelineConfig {
+        PipelineConfig {
+            aleg_headers: vec![sip::AlegRule::header("X-CID")],
+            custom_headers: vec!["X-CID".into()],
+            ..rest
+        }
+    }
+
     const MESSAGE: &[u8] = b"MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\nCall-ID: m1@x\r\nCSeq: 1 MESSAGE\r\nX-CID: aleg-1\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nsecret";
 
     #[test]
     fn enrich_sip_with_aleg_and_censor() {
-        let cfg = PipelineConfig {
-            aleg_headers: vec![sip::AlegRule::header("X-CID")],
-            custom_headers: vec!["X-CID".into()],
+        let cfg = x_cid_config(PipelineConfig {
             rules: crate::config::RulesConfig {
                 censor_body_methods: vec!["message".into()],
                 ..Default::default()
             },
             ..Default::default()
-        };
+        });
         let e = Enricher::new(&cfg).expect("enricher");
-        let wire = hep(MESSAGE, 1);
-        let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r, rtcp, hint) = e.enrich(&p, p.payload.expect("payload"), 42) else {
-            panic!("discarded")
-        };
+        let (r, rtcp, hint) = enrich_record(&e, &hep(MESSAGE, 1), 42);
         // Censored: the stored raw lost its body, so no promise about it.
         assert!(!hint.sip_from_raw);
         assert_eq!(r.time_us, 1_700_000_000_000_005);
@@ -469,17 +485,9 @@ mod tests {
     fn sip_records_promise_what_their_raw_message_yields() {
         // With A-leg and custom headers configured, an uncensored message gets the promise,
         // and it holds.
-        let cfg = PipelineConfig {
-            aleg_headers: vec![sip::AlegRule::header("X-CID")],
-            custom_headers: vec!["X-CID".into()],
-            ..Default::default()
-        };
+        let cfg = x_cid_config(PipelineConfig::default());
         let e = Enricher::new(&cfg).expect("enricher");
-        let wire = hep(MESSAGE, 1);
-        let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r, _, hint) = e.enrich(&p, p.payload.expect("payload"), 1) else {
-            panic!("discarded")
-        };
+        let (r, _, hint) = enrich_record(&e, &hep(MESSAGE, 1), 1);
         assert!(hint.sip_from_raw);
         assert_eq!(r.sip.as_ref(), Some(&derived_from_raw(&r)));
         assert_eq!(
@@ -498,11 +506,7 @@ mod tests {
         );
 
         // Not SIP: nothing to promise.
-        let wire = hep(br#"{"ssrc":1,"type":201}"#, 5);
-        let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(_, _, hint) = e.enrich(&p, p.payload.expect("payload"), 1) else {
-            panic!("discarded")
-        };
+        let (_, _, hint) = enrich_record(&e, &hep(br#"{"ssrc":1,"type":201}"#, 5), 1);
         assert_eq!(hint, RecordHint::default());
     }
 
@@ -513,21 +517,13 @@ mod tests {
         let mut msg = hep::decode(&hep(json, 5)).expect("decode").to_message();
         msg.correlation_id = Some(b"call-9".to_vec());
         msg.node_name = Some(b"rtpengine".to_vec());
-        let wire = msg.encode_to_vec().expect("encode");
-        let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r, _, _) = e.enrich(&p, p.payload.expect("payload"), 0) else {
-            panic!("discarded")
-        };
+        let (r, _, _) = enrich_record(&e, &msg.encode_to_vec().expect("encode"), 0);
         assert_eq!(r.sid, "call-9");
         assert_eq!(r.correlation_id.as_deref(), Some("call-9"));
         assert_eq!(r.node.as_deref(), Some("rtpengine"));
         assert_eq!(r.payload_json.as_deref(), Some(r#"{"ssrc":1,"type":201}"#));
         assert!(r.sip.is_none());
-        let wire = hep(b"ERROR: boom\n", 100);
-        let p = hep::decode(&wire).expect("decode");
-        let Enriched::Record(r, _, _) = e.enrich(&p, p.payload.expect("payload"), 0) else {
-            panic!("discarded")
-        };
+        let (r, _, _) = enrich_record(&e, &hep(b"ERROR: boom\n", 100), 0);
         let v: serde_json::Value =
             serde_json::from_str(r.payload_json.as_deref().expect("json")).expect("valid");
         assert_eq!(v["text"], "ERROR: boom");

@@ -596,15 +596,16 @@ impl SqliteStore {
             .values()
             .map(|(p, _)| p.clone())
             .collect();
-        parts
-            .iter()
-            .filter(|part| match part.writer.try_lock() {
-                Ok(mut writer) => writer
-                    .as_mut()
-                    .is_some_and(|w| w.truncate_wal(idle_for, IDLE_WAL_MAX_WAIT)),
-                Err(_) => false,
-            })
-            .count()
+        let mut truncated = 0;
+        for part in parts {
+            let Ok(mut writer) = part.writer.try_lock() else {
+                continue;
+            };
+            if let Some(w) = writer.as_mut() {
+                truncated += usize::from(w.truncate_wal(idle_for, IDLE_WAL_MAX_WAIT));
+            }
+        }
+        truncated
     }
 
     /// Deletes a partition's files; returns the bytes freed. Runs under the open-partition
