@@ -510,6 +510,40 @@ fn main() {
         .collect();
     summarize("messages from_user, one-hour window", samples);
 
+    // The search screen's opening query and an unindexed filter: newest first through the time
+    // index (one page, with the window's exact total).
+    for (label, text, span_us) in [
+        (
+            "messages, first page of the last hour, no filter",
+            None,
+            3_600_000_000,
+        ),
+        (
+            "messages, first page of the last 15 min, text \"BYE\"",
+            Some("BYE"),
+            900_000_000,
+        ),
+    ] {
+        let mut total = 0;
+        let samples = (0..10)
+            .map(|_| {
+                let filter = MessageFilter {
+                    text: text.map(str::to_string),
+                    from_us: Some(end_us - span_us),
+                    to_us: Some(end_us + 1),
+                    limit: 100,
+                    ..MessageFilter::default()
+                };
+                let t = Instant::now();
+                let page = store.messages(&filter).expect("messages");
+                assert_eq!(page.items.len(), 100);
+                total = page.total;
+                t.elapsed()
+            })
+            .collect();
+        summarize(&format!("{label} ({total} messages)"), samples);
+    }
+
     for (window, span_us) in [("15 min", 900_000_000), ("hour", 3_600_000_000)] {
         let mut total = 0;
         let samples = (0..5)

@@ -958,7 +958,7 @@ fn schema_version_2_is_upgraded_and_unknown_versions_refused() {
 /// `(sid, is_sip, time_us)`; every query that goes through the session index must give the same
 /// answers on them as on a file of this version.
 #[test]
-fn partitions_with_the_earlier_session_index_answer_the_same() {
+fn partitions_with_earlier_index_layouts_answer_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let config = SqliteConfig {
         data_dir: dir.path().into(),
@@ -1018,8 +1018,27 @@ fn partitions_with_the_earlier_session_index_answer_the_same() {
             .unwrap();
         let flow = store.call_flow(&["a-0".into()], None, None).unwrap();
         let ids = |p: &[StoredMessage]| p.iter().map(|m| m.id).collect::<Vec<_>>();
+        // Newest first through a window, three rows a page (the time index alone).
+        let mut paged = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .messages(&MessageFilter {
+                    from_us: Some(T0 + 12_000_000),
+                    to_us: Some(T0 + 33_000_000),
+                    limit: 3,
+                    cursor,
+                    ..MessageFilter::default()
+                })
+                .unwrap();
+            paged.push((ids(&page.items), page.total));
+            cursor = page.next;
+            if cursor.is_none() {
+                break;
+            }
+        }
         format!(
-            "{:?}\n{:?}\n{:?} {}\n{:?} {}\n{:?}",
+            "{:?}\n{:?}\n{:?} {}\n{:?} {}\n{:?}\n{:?}",
             calls
                 .items
                 .iter()
@@ -1035,6 +1054,7 @@ fn partitions_with_the_earlier_session_index_answer_the_same() {
             ids(&by_corr.items),
             by_corr.total,
             ids(&flow),
+            paged,
         )
     };
     let current = {
@@ -1044,14 +1064,113 @@ fn partitions_with_the_earlier_session_index_answer_the_same() {
     };
     // What the queries must find, whatever the index layout.
     assert!(current.contains("(\"a-0\", 7,"), "{current}");
-    assert_eq!(current.lines().count(), 5);
+    assert_eq!(current.lines().count(), 6);
+    // 15 rows in the window, five pages of three.
+    assert_eq!(
+        current.lines().last().unwrap().matches(", 15)").count(),
+        5,
+        "{current}"
+    );
     let file = dir.path().join("2026-11-23T00.r7.db");
-    let conn = rusqlite::Connection::open(&file).unwrap();
-    conn.execute_batch("DROP INDEX ix_sid; CREATE INDEX ix_sid ON msg(sid, is_sip, time_us);")
-        .unwrap();
-    drop(conn);
+    // The layout of the previous version (time index led by the time), then of the one before
+    // (the session index led by the session id too).
+    for ddl in [
+        "DROP INDEX ix_time; CREATE INDEX ix_time ON msg(time_us);",
+        "DROP INDEX ix_sid; CREATE INDEX ix_sid ON msg(sid, is_sip, time_us);",
+    ] {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        conn.execute_batch(ddl).unwrap();
+        drop(conn);
+        let store = SqliteStore::open(config.clone()).unwrap();
+        assert_eq!(answers(&store), current, "after {ddl}");
+    }
+}
+
+/// Newest-first pages read without a narrowing index merge the time index's segments. Capture
+/// times arriving out of order make segments overlap; pages must still come out in exact
+/// `(time, id)` order, every row once, with exact totals, whatever the window and page size.
+#[test]
+fn newest_first_pages_merge_overlapping_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        data_dir: dir.path().into(),
+        index_segment_rows: 4,
+        write_shards: 1,
+        ..SqliteConfig::default()
+    };
     let store = SqliteStore::open(config).unwrap();
-    assert_eq!(answers(&store), current);
+    // 200 rows whose times are a permutation of 100 instants (two rows each), so segments
+    // span most of the range and ties are broken by id; a third are logs.
+    let mut rows = Vec::new();
+    for i in 0..200i64 {
+        let t = T0 + ((i * 37) % 200) / 2 * 1_000;
+        let r = if i % 3 == 0 {
+            event_record(t, 100, &format!("m-{i}"), r#"{"text":"x"}"#)
+        } else {
+            sip_record(t, &format!("m-{i}"), "INVITE", None, "INVITE")
+        };
+        rows.push(r);
+    }
+    for chunk in rows.chunks(9) {
+        assert_eq!(store.insert_batch(chunk).unwrap().stored, chunk.len());
+    }
+    for (from, to) in [
+        (None, None),
+        (Some(10), Some(90)),
+        (Some(0), Some(1)),
+        (Some(55), None),
+    ] {
+        for hep_type in [None, Some(100u8), Some(1)] {
+            let mut want: Vec<(i64, String)> = rows
+                .iter()
+                .filter(|r| from.map_or(true, |f| r.time_us >= T0 + f * 1_000))
+                .filter(|r| to.map_or(true, |t| r.time_us < T0 + t * 1_000))
+                .filter(|r| hep_type.map_or(true, |h| r.hep_type == h))
+                .map(|r| (r.time_us, r.sid.clone()))
+                .collect();
+            want.sort();
+            for limit in [1usize, 7, 50] {
+                let mut got: Vec<StoredMessage> = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = store
+                        .messages(&MessageFilter {
+                            from_us: from.map(|f| T0 + f * 1_000),
+                            to_us: to.map(|t| T0 + t * 1_000),
+                            hep_type,
+                            limit,
+                            cursor,
+                            ..MessageFilter::default()
+                        })
+                        .unwrap();
+                    assert_eq!(page.total, want.len() as u64);
+                    assert!(page.items.len() <= limit);
+                    got.extend(page.items);
+                    cursor = page.next;
+                    if cursor.is_none() {
+                        break;
+                    }
+                }
+                let order: Vec<(i64, i64)> = got.iter().map(|m| (m.record.time_us, m.id)).collect();
+                let mut sorted = order.clone();
+                sorted.sort_by(|a, b| b.cmp(a));
+                sorted.dedup();
+                assert_eq!(
+                    order, sorted,
+                    "{from:?}..{to:?} type {hep_type:?} limit {limit}"
+                );
+                let mut seen: Vec<(i64, String)> = got
+                    .iter()
+                    .map(|m| (m.record.time_us, m.record.sid.clone()))
+                    .collect();
+                seen.sort();
+                assert_eq!(
+                    seen, want,
+                    "{from:?}..{to:?} type {hep_type:?} limit {limit}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -166,7 +166,7 @@ pub struct SqliteConfig {
     pub write_shards: u8,
     /// Optional secondary indexes built in new partitions (time and Call-ID are always built).
     pub indexes: Vec<IndexKind>,
-    /// Rows per index segment. The user, IP, method and node indexes lead with the segment
+    /// Rows per index segment. The time, session, user, IP, method and node indexes lead with the segment
     /// number, so an insert only touches the pages of the newest segment, and a query probes
     /// each segment whose time span meets its window (one seek per this many rows of the
     /// window). Why 8,192, the writer's batch size: every commit rewrites, in the WAL, each
@@ -179,7 +179,7 @@ pub struct SqliteConfig {
     pub index_segment_rows: u32,
     /// Page cache of each writer connection in KiB (one per write shard of a recently written
     /// partition). With segmented indexes (the session index too) the pages an insert touches
-    /// are the newest segment's and the right edges of the table and time index; pages that
+    /// are the newest segment's and the right edge of the table; pages that
     /// do not fit are read back from the OS page cache. 16 MiB: 6 M messages end to end ran
     /// as fast as with 32 MiB (101.0k against 101.7k/s) and peaked ~35 MiB lower; 8 MiB cost
     /// 4 %. Default: 16384.

@@ -27,12 +27,13 @@
 //!
 //! # Indexes and query cost
 //!
-//! Every partition indexes time and `sid` (Call-ID); the optional indexes
+//! Every partition indexes time and `sid` (Call-ID); these and the optional indexes
 //! ([`SqliteConfig::indexes`]) on users, IPs, method and node lead with an index *segment*
 //! number (a run of consecutive rows; table `seg_span` keeps each
-//! segment's time span) so that inserts touch only the newest segment's pages; a query probes
-//! every segment whose span meets its window (one probe per
-//! [`SqliteConfig::index_segment_rows`] rows of the window).
+//! segment's time span) so that inserts touch only the newest segment's pages, however out of
+//! order capture times arrive; a query probes every segment whose span meets its window (one
+//! probe per [`SqliteConfig::index_segment_rows`] rows of the window), and a newest-first page
+//! that no other index narrows merges the time index's segments, newest segment end first.
 //! Time-bounded queries — the API defaults to the last hour — are therefore cheap, while an
 //! unbounded user or IP search pays a probe per segment of the whole store. Correlation and A-leg ids use small partial
 //! indexes (only rows pointing at another session are in them).
@@ -111,15 +112,14 @@ struct Partition {
     /// Set (under the writer lock) when retention deleted the file: writers holding this
     /// handle must reopen the partition instead of writing into an unlinked file.
     dropped: AtomicBool,
-    /// Whether the file's session index leads with the segment (see
-    /// [`schema::sid_index_is_segmented`]); read by the first reader.
-    sid_segmented: OnceLock<bool>,
+    /// Which of the file's base indexes lead with the segment; read by the first reader.
+    layout: OnceLock<schema::IndexLayout>,
 }
 
 impl Partition {
-    /// Whether the session index leads with the segment (false until a reader looked).
-    fn sid_segmented(&self) -> bool {
-        self.sid_segmented.get().copied().unwrap_or(false)
+    /// The file's index layout (that of the oldest files until a reader looked).
+    fn layout(&self) -> schema::IndexLayout {
+        self.layout.get().copied().unwrap_or_default()
     }
 }
 
@@ -385,7 +385,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             dropped: AtomicBool::new(false),
-            sid_segmented: OnceLock::new(),
+            layout: OnceLock::new(),
         });
         while open.map.len() >= self.config.max_open_partitions {
             let Some(oldest) = open
@@ -433,9 +433,9 @@ impl SqliteStore {
                 }
             },
         };
-        if part.sid_segmented.get().is_none() {
-            if let Ok(segmented) = schema::sid_index_is_segmented(&conn) {
-                let _ = part.sid_segmented.set(segmented);
+        if part.layout.get().is_none() {
+            if let Ok(Some(layout)) = schema::IndexLayout::of(&conn) {
+                let _ = part.layout.set(layout);
             }
         }
         let result = f(&conn);

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::codec;
 use super::partition::PartKey;
-use super::schema;
+use super::schema::{self, IndexLayout};
 use super::SqliteStore;
 pub use crate::calls::MAX_CALL_IDS;
 use crate::calls::{check_flow_request, CallAgg, CallFold, CALL_CONTEXT_US, FLOW_ROUNDS};
@@ -91,6 +91,9 @@ struct Compiled {
     to_us: Option<i64>,
     conds: Vec<String>,
     params: Vec<Param>,
+    /// Some condition is served by an index, so that a page is best read with one statement
+    /// per partition rather than by merging the time index's segments.
+    indexed: bool,
 }
 
 impl Compiled {
@@ -115,8 +118,21 @@ impl Compiled {
 
     /// The WHERE clause for one partition: the filter, the time bounds unless the partition
     /// lies inside them, and `extra` conditions with their parameters.
-    fn where_for(&self, key: &PartKey, extra: &[(&str, Vec<Value>)]) -> (String, Vec<Value>) {
-        let mut conds: Vec<String> = Vec::with_capacity(self.conds.len() + 3);
+    ///
+    /// `layout` is the partition's. Where its time index leads with the segment, the bounds
+    /// are written for one of two plans: `by_time` names the window's segments so that the
+    /// time index serves the bounds (the plan when nothing narrower applies); otherwise the
+    /// bounds are only checked (`+time_us`, which no index serves), because SQLite's planner,
+    /// which has no statistics, would rather range-scan the time index than look a user or a
+    /// Call-ID up in its own index (273 ms instead of 0.3 ms for a user's messages in an hour).
+    fn where_for(
+        &self,
+        key: &PartKey,
+        layout: IndexLayout,
+        by_time: bool,
+        extra: &[(&str, Vec<Value>)],
+    ) -> (String, Vec<Value>) {
+        let mut conds: Vec<String> = Vec::with_capacity(self.conds.len() + 4);
         let [first, last] = self.window_in(key);
         let mut params: Vec<Value> = self
             .params
@@ -128,7 +144,23 @@ impl Compiled {
             })
             .collect();
         conds.extend(self.conds.iter().cloned());
-        time_conds(key, self.from_us, self.to_us, &mut conds, &mut params);
+        let column = if layout.time_segmented && !by_time {
+            "+time_us"
+        } else {
+            "time_us"
+        };
+        let bounded = time_conds(
+            key,
+            self.from_us,
+            self.to_us,
+            column,
+            &mut conds,
+            &mut params,
+        );
+        if bounded && layout.time_segmented && by_time {
+            conds.push(format!("seg IN {SEGMENTS}"));
+            params.extend([first, last]);
+        }
         for (cond, values) in extra {
             conds.push((*cond).to_string());
             params.extend(values.iter().cloned());
@@ -142,23 +174,29 @@ impl Compiled {
     }
 }
 
-/// Adds the time-window conditions a partition needs (none when it lies inside the window,
-/// which lets the planner pick the filter's index rather than the time index).
+/// Adds the time-window conditions on `column` (`time_us` or `+time_us`) a partition needs:
+/// none when it lies inside the window, which lets the planner pick the filter's index rather
+/// than the time index. Returns whether it added any.
 fn time_conds(
     key: &PartKey,
     from_us: Option<i64>,
     to_us: Option<i64>,
+    column: &str,
     conds: &mut Vec<String>,
     params: &mut Vec<Value>,
-) {
+) -> bool {
+    let mut bounded = false;
     if let Some(f) = from_us.filter(|f| key.start_us < *f) {
-        conds.push("time_us >= ?".into());
+        conds.push(format!("{column} >= ?"));
         params.push(Value::Integer(f));
+        bounded = true;
     }
     if let Some(t) = to_us.filter(|t| key.end_us() > *t) {
-        conds.push("time_us < ?".into());
+        conds.push(format!("{column} < ?"));
         params.push(Value::Integer(t));
+        bounded = true;
     }
+    bounded
 }
 
 fn placeholders(n: usize) -> String {
@@ -385,11 +423,15 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
             v(Value::Text(value.clone())),
         ]);
     }
+    // Every condition an index serves names the window's segments (all of those indexes lead
+    // with the segment).
+    let indexed = conds.iter().any(|c| c.contains("seg IN"));
     Ok(Compiled {
         from_us: filter.from_us,
         to_us: filter.to_us,
         conds,
         params,
+        indexed,
     })
 }
 
@@ -453,7 +495,8 @@ impl SqliteStore {
                     .is_some_and(|last| key.end_us() <= last.record.time_us);
             let newer_than_cursor = cursor.is_some_and(|(t, _)| key.start_us > t);
             let fetched = self.with_reader(&part, |conn| {
-                let (clause, params) = compiled.where_for(&key, &[]);
+                let layout = part.layout();
+                let (clause, params) = compiled.where_for(&key, layout, !compiled.indexed, &[]);
                 let n = count(conn, &clause, &params)?;
                 if n == 0 || page_full_before || newer_than_cursor {
                     return Ok((n, Vec::new()));
@@ -469,25 +512,58 @@ impl SqliteStore {
                     )],
                     None => Vec::new(),
                 };
-                let (clause, mut params) = compiled.where_for(&key, &extra);
-                params.push(Value::Integer(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
-                let sql = format!(
-                    "SELECT {} FROM msg{clause} ORDER BY time_us DESC, id DESC LIMIT ?",
-                    schema::SELECT_COLUMNS
-                );
-                let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-                let rows = stmt
-                    .query_map(rusqlite::params_from_iter(params.iter()), |row| {
-                        schema::read_message(
-                            row,
-                            |rowid| key.global_id(rowid),
-                            max_raw,
-                            &part.dictionaries,
-                        )
+                let read = |index: &str, extra: &[(&str, Vec<Value>)]| {
+                    let (clause, mut params) =
+                        compiled.where_for(&key, layout, !compiled.indexed, extra);
+                    params.push(Value::Integer(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
+                    let sql = format!(
+                        "SELECT {} FROM msg{index}{clause} ORDER BY time_us DESC, id DESC LIMIT ?",
+                        schema::SELECT_COLUMNS
+                    );
+                    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+                    let rows = stmt
+                        .query_map(rusqlite::params_from_iter(params.iter()), |row| {
+                            schema::read_message(
+                                row,
+                                |rowid| key.global_id(rowid),
+                                max_raw,
+                                &part.dictionaries,
+                            )
+                        })
+                        .map_err(db_err)?;
+                    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+                };
+                if compiled.indexed || !layout.time_segmented {
+                    return Ok((n, read("", &extra)?));
+                }
+                // No index narrows the filter: walk the time index newest first, one segment
+                // at a time, newest segment end first, until no further segment can hold a row
+                // of the page (capture times may arrive out of order, so segments overlap).
+                let [first, mut last] = compiled.window_in(&key);
+                if let (Some((t, _)), Value::Integer(l)) = (cursor, &last) {
+                    last = Value::Integer(t.min(*l));
+                }
+                let segments: Vec<(i64, i64)> = conn
+                    .prepare_cached(
+                        "SELECT seg, max_us FROM seg_span WHERE max_us >= ? AND min_us <= ? \
+                         ORDER BY max_us DESC, seg DESC",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map([first, last], |r| Ok((r.get(0)?, r.get(1)?)))?
+                            .collect()
                     })
-                    .map_err(db_err)?
-                    .collect::<Result<Vec<_>, _>>()
                     .map_err(db_err)?;
+                let mut rows: Vec<StoredMessage> = Vec::new();
+                for (segment, max_us) in segments {
+                    if rows.get(limit).is_some_and(|m| m.record.time_us > max_us) {
+                        break;
+                    }
+                    let mut in_segment = extra.clone();
+                    in_segment.push(("seg = ?", vec![Value::Integer(segment)]));
+                    rows.extend(read(" INDEXED BY ix_time", &in_segment)?);
+                    rows.sort_by_key(|m| std::cmp::Reverse((m.record.time_us, m.id)));
+                    rows.truncate(limit + 1);
+                }
                 Ok((n, rows))
             })?;
             let Some((n, rows)) = fetched else { continue };
@@ -535,6 +611,7 @@ impl SqliteStore {
             to_us: compiled.to_us,
             conds: vec!["is_sip = 1".into()],
             params: Vec::new(),
+            indexed: false,
         };
         // The same window as a range of the segment-led session index.
         let segment_window = Compiled {
@@ -553,11 +630,11 @@ impl SqliteStore {
                 if unfiltered {
                     // Segment-led session index: read the window's segments of it alone, in
                     // index order (one group per segment a call has messages in; merged below).
-                    let (clause, params, index, group) = if part.sid_segmented() {
-                        let (clause, params) = segment_window.where_for(key, &[]);
+                    let (clause, params, index, group) = if part.layout().sid_segmented {
+                        let (clause, params) = segment_window.where_for(key, part.layout(), false, &[]);
                         (clause, params, "ix_sid", "seg, sid")
                     } else {
-                        let (clause, params) = window.where_for(key, &[]);
+                        let (clause, params) = window.where_for(key, part.layout(), true, &[]);
                         (clause, params, aggregate_index(key, compiled.from_us, compiled.to_us), "sid")
                     };
                     let sql = format!("SELECT sid, min(time_us), max(time_us), count(*) FROM msg INDEXED BY {index}{clause} GROUP BY {group}");
@@ -576,7 +653,7 @@ impl SqliteStore {
                         }
                     }
                 } else {
-                    let (clause, params) = compiled.where_for(key, &[("is_sip = 1", Vec::new())]);
+                    let (clause, params) = compiled.where_for(key, part.layout(), !compiled.indexed, &[("is_sip = 1", Vec::new())]);
                     let sql = format!("SELECT DISTINCT sid FROM msg{clause}");
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
@@ -604,7 +681,7 @@ impl SqliteStore {
                 self.with_reader(&part, |conn| {
                     for chunk in sids.chunks(CHUNK) {
                         let (cond, values) = window.sid_in(key, chunk);
-                        let (clause, params) = window.where_for(key, &[(&cond, values)]);
+                        let (clause, params) = window.where_for(key, part.layout(), false, &[(&cond, values)]);
                         let sql = format!("SELECT sid, min(time_us), max(time_us), count(*) FROM msg{clause} GROUP BY sid");
                         let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                         let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
@@ -638,6 +715,7 @@ impl SqliteStore {
             to_us: compiled.to_us.map(|t| t.saturating_add(CALL_CONTEXT_US)),
             conds: vec!["is_sip = 1".into()],
             params: Vec::new(),
+            indexed: false,
         };
         let context_keys = self.partitions_in(context.from_us, context.to_us);
         let mut folds: HashMap<String, CallFold> = ordered
@@ -655,7 +733,8 @@ impl SqliteStore {
             self.with_reader(&part, |conn| {
                 for chunk in page_sids.chunks(CHUNK) {
                     let (cond, values) = context.sid_in(key, chunk);
-                    let (clause, params) = context.where_for(key, &[(&cond, values)]);
+                    let (clause, params) =
+                        context.where_for(key, part.layout(), false, &[(&cond, values)]);
                     let sql = format!("SELECT {} FROM msg{clause}", schema::CALL_COLUMNS);
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                     let mut rows = stmt
@@ -703,6 +782,7 @@ impl SqliteStore {
             to_us,
             conds: Vec::new(),
             params: Vec::new(),
+            indexed: false,
         };
         let keys = self.partitions_in(from_us, to_us);
         let mut set: HashSet<String> = HashSet::new();
@@ -731,7 +811,8 @@ impl SqliteStore {
                         );
                         let mut values = text_values(chunk);
                         values.extend(text_values(chunk));
-                        let (clause, params) = window.where_for(key, &[(&cond, values)]);
+                        let (clause, params) =
+                            window.where_for(key, part.layout(), false, &[(&cond, values)]);
                         let sql = format!("SELECT DISTINCT sid FROM msg{clause}");
                         let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                         let sids = stmt
@@ -747,7 +828,8 @@ impl SqliteStore {
                         let cond = format!(
                             "{sid_in} AND (correlation_id IS NOT NULL OR aleg_id IS NOT NULL)"
                         );
-                        let (clause, params) = window.where_for(key, &[(&cond, values)]);
+                        let (clause, params) =
+                            window.where_for(key, part.layout(), false, &[(&cond, values)]);
                         let sql =
                             format!("SELECT DISTINCT correlation_id, aleg_id FROM msg{clause}");
                         let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
@@ -794,7 +876,7 @@ impl SqliteStore {
                     let (sid_in, mut values) = window.sid_in(key, chunk);
                     let cond = format!("({sid_in} OR correlation_id IN ({list}))");
                     values.extend(text_values(chunk));
-                    let (clause, params) = window.where_for(key, &[(&cond, values)]);
+                    let (clause, params) = window.where_for(key, part.layout(), false, &[(&cond, values)]);
                     let sql = format!("SELECT {} FROM msg{clause}", schema::SELECT_COLUMNS);
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
                     let rows = stmt

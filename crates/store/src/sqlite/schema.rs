@@ -72,36 +72,67 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS msg (
     raw BLOB NOT NULL
 )";
 
-/// Indexes every partition has: time order for paging (the rowid is appended by SQLite, which
-/// gives the `(time_us, id)` order of the cursor) and the session id for calls and flows. The
-/// session index also holds `is_sip` and the time so that the call list's aggregate (every SIP
-/// message of the window grouped by session: first, last, count) reads the index alone instead
-/// of one table row per message: 1.7× faster for 9 more bytes per row.
+/// Indexes every partition has: time order for paging and the session id for calls and flows.
+/// Both lead with the index segment like the optional indexes below (see [`CREATE_SEGMENTS`]).
 ///
-/// The session index leads with the index segment like the optional indexes below (see
-/// [`CREATE_SEGMENTS`]): Call-IDs are random, so once the index outgrew a batch every insert
-/// dirtied one of its pages, and each commit rewrote most of the index into the WAL. End to
-/// end that wrote ~570 MB/s to disk for 6 M messages and held 61k messages/s; led by the
-/// segment, 101k/s at half the disk writes. Lookups by session probe each segment of the
-/// window (`seg IN (…) AND sid IN (…)`), and the call-list aggregate groups by `(seg, sid)`
-/// and merges the segments' parts. Partitions written by earlier versions keep `(sid, is_sip,
-/// time_us)`; [`sid_index_is_segmented`] tells them apart.
+/// The time index: SQLite appends the rowid, so within a segment it gives the `(time_us, id)`
+/// order of the cursor, and newest-first pages merge the segments of their window
+/// (`query.rs`). Led by the time alone it was the costliest index to write whenever capture
+/// times arrive out of order: a batch whose times spread over a few minutes (a capture agent
+/// that flushes whole calls, clocks that disagree, the load generator) dirtied every page of
+/// that span at each commit. On 4 M synthesized messages it was 70 % of the WAL frames, each
+/// of its pages written 16 times, and its insert cost 14 % of the ingest rate.
+///
+/// The session index also holds `is_sip` and the time so that the call list's aggregate
+/// (every SIP message of the window grouped by session: first, last, count) reads the index
+/// alone instead of one table row per message: 1.7× faster for 9 more bytes per row. Led by
+/// the session id it dirtied one page per insert (Call-IDs are random), and each commit
+/// rewrote most of the index into the WAL: ~570 MB/s to disk for 6 M messages at 61k
+/// messages/s; led by the segment, 101k/s at half the disk writes. Lookups by session probe
+/// each segment of the window (`seg IN (…) AND sid IN (…)`), and the call-list aggregate
+/// groups by `(seg, sid)` and merges the segments' parts.
+///
+/// Partitions written by earlier versions keep `(time_us)` and `(sid, is_sip, time_us)`;
+/// [`IndexLayout::of`] tells them apart.
 const BASE_INDEXES: [&str; 2] = [
-    "CREATE INDEX IF NOT EXISTS ix_time ON msg(time_us)",
+    "CREATE INDEX IF NOT EXISTS ix_time ON msg(seg, time_us)",
     "CREATE INDEX IF NOT EXISTS ix_sid ON msg(seg, sid, is_sip, time_us)",
 ];
 
-/// Whether the partition's session index leads with the segment (files created by this
-/// version) rather than with the session id (earlier files).
-pub(crate) fn sid_index_is_segmented(conn: &Connection) -> rusqlite::Result<bool> {
-    let sql: Option<String> = conn
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'ix_sid'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(sql.is_some_and(|s| s.replace(' ', "").contains("(seg,sid")))
+/// Which base indexes of a partition file lead with the segment (files created by this
+/// version: both; earlier files: the session index only, or neither).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IndexLayout {
+    /// `ix_sid` is `(seg, sid, …)` rather than `(sid, …)`.
+    pub sid_segmented: bool,
+    /// `ix_time` is `(seg, time_us)` rather than `(time_us)`.
+    pub time_segmented: bool,
+}
+
+impl IndexLayout {
+    /// Reads the layout from the file's schema; None while the writer that creates the file
+    /// has not created its indexes yet (the layout is then not known, nor to be remembered).
+    pub(crate) fn of(conn: &Connection) -> rusqlite::Result<Option<IndexLayout>> {
+        // Some(whether it leads with the segment), None when the index does not exist.
+        let leads_with_seg = |index: &str| -> rusqlite::Result<Option<bool>> {
+            let sql: Option<String> = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                    [index],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(sql.map(|s| s.replace(' ', "").contains("(seg,")))
+        };
+        // The writer creates ix_time before ix_sid.
+        let Some(sid_segmented) = leads_with_seg("ix_sid")? else {
+            return Ok(None);
+        };
+        Ok(Some(IndexLayout {
+            sid_segmented,
+            time_segmented: leads_with_seg("ix_time")?.unwrap_or(false),
+        }))
+    }
 }
 
 /// Why the user, IP, method and node indexes lead with an index segment (`seg`): an index on
