@@ -469,6 +469,30 @@ fn count(conn: &Connection, clause: &str, params: &[Value]) -> Result<u64, Store
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// The rows of a partition whose time is in `[first, last]` (the values of
+/// [`Compiled::window_in`]), without a filter. Segments inside the window count by their
+/// `seg_span.rows`, which is exact: it is written in the transaction of its rows, and rows are
+/// never deleted (retention removes whole files). Only the segments that the window's ends cut
+/// are counted in the time index. This way the total of the search screen's opening page costs
+/// a read of `seg_span` and not a walk over every row of the window.
+fn count_window(conn: &Connection, window: &[Value; 2]) -> Result<u64, StoreError> {
+    let whole: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(rows), 0) FROM seg_span WHERE min_us >= ?1 AND max_us <= ?2",
+        )
+        .and_then(|mut s| s.query_row(rusqlite::params_from_iter(window.iter()), |r| r.get(0)))
+        .map_err(db_err)?;
+    let cut: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM msg INDEXED BY ix_time WHERE seg IN (SELECT seg FROM seg_span \
+             WHERE max_us >= ?1 AND min_us <= ?2 AND (min_us < ?1 OR max_us > ?2)) \
+             AND time_us >= ?1 AND time_us <= ?2",
+        )
+        .and_then(|mut s| s.query_row(rusqlite::params_from_iter(window.iter()), |r| r.get(0)))
+        .map_err(db_err)?;
+    Ok(u64::try_from(whole.saturating_add(cut)).unwrap_or(0))
+}
+
 impl SqliteStore {
     pub(super) fn query_messages(
         &self,
@@ -496,8 +520,12 @@ impl SqliteStore {
             let newer_than_cursor = cursor.is_some_and(|(t, _)| key.start_us > t);
             let fetched = self.with_reader(&part, |conn| {
                 let layout = part.layout();
-                let (clause, params) = compiled.where_for(&key, layout, !compiled.indexed, &[]);
-                let n = count(conn, &clause, &params)?;
+                let n = if compiled.conds.is_empty() && layout.time_segmented {
+                    count_window(conn, &compiled.window_in(&key))?
+                } else {
+                    let (clause, params) = compiled.where_for(&key, layout, !compiled.indexed, &[]);
+                    count(conn, &clause, &params)?
+                };
                 if n == 0 || page_full_before || newer_than_cursor {
                     return Ok((n, Vec::new()));
                 }
