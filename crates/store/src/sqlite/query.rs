@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::codec;
 use super::partition::PartKey;
 use super::schema::{self, IndexLayout};
-use super::SqliteStore;
+use super::{Partition, SqliteStore};
 pub use crate::calls::MAX_CALL_IDS;
 use crate::calls::{check_flow_request, CallAgg, CallFold, CALL_CONTEXT_US, FLOW_ROUNDS};
 use crate::{CallSummary, MessageFilter, Page, StoreError, StoredMessage, MAX_PAGE};
@@ -493,6 +493,34 @@ fn count_window(conn: &Connection, window: &[Value; 2]) -> Result<u64, StoreErro
     Ok(u64::try_from(whole.saturating_add(cut)).unwrap_or(0))
 }
 
+/// Runs a `SELECT {SELECT_COLUMNS} …` on one partition and hands each message to `each`, in
+/// the statement's order, stopping at the first error.
+fn for_each_message(
+    conn: &Connection,
+    part: &Partition,
+    max_raw: usize,
+    sql: &str,
+    params: &[Value],
+    mut each: impl FnMut(StoredMessage) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let key = part.key;
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params.iter()), |row| {
+            schema::read_message(
+                row,
+                |rowid| key.global_id(rowid),
+                max_raw,
+                &part.dictionaries,
+            )
+        })
+        .map_err(db_err)?;
+    for row in rows {
+        each(row.map_err(db_err)?)?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     pub(super) fn query_messages(
         &self,
@@ -548,18 +576,12 @@ impl SqliteStore {
                         "SELECT {} FROM msg{index}{clause} ORDER BY time_us DESC, id DESC LIMIT ?",
                         schema::SELECT_COLUMNS
                     );
-                    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-                    let rows = stmt
-                        .query_map(rusqlite::params_from_iter(params.iter()), |row| {
-                            schema::read_message(
-                                row,
-                                |rowid| key.global_id(rowid),
-                                max_raw,
-                                &part.dictionaries,
-                            )
-                        })
-                        .map_err(db_err)?;
-                    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+                    let mut rows = Vec::new();
+                    for_each_message(conn, &part, max_raw, &sql, &params, |m| {
+                        rows.push(m);
+                        Ok(())
+                    })?;
+                    Ok::<_, StoreError>(rows)
                 };
                 if compiled.indexed || !layout.time_segmented {
                     return Ok((n, read("", &extra)?));
@@ -906,26 +928,15 @@ impl SqliteStore {
                     values.extend(text_values(chunk));
                     let (clause, params) = window.where_for(key, part.layout(), false, &[(&cond, values)]);
                     let sql = format!("SELECT {} FROM msg{clause}", schema::SELECT_COLUMNS);
-                    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-                    let rows = stmt
-                        .query_map(rusqlite::params_from_iter(params.iter()), |row| {
-                            schema::read_message(
-                            row,
-                            |rowid| key.global_id(rowid),
-                            max_raw,
-                            &part.dictionaries,
-                        )
-                        })
-                        .map_err(db_err)?;
-                    for row in rows {
-                        let msg = row.map_err(db_err)?;
+                    for_each_message(conn, &part, max_raw, &sql, &params, |msg| {
                         if seen.insert((msg.record.time_us, msg.id)) {
                             if out.len() >= cap {
                                 return Err(invalid(format!("call flow has more than {cap} messages: narrow the time window")));
                             }
                             out.push(msg);
                         }
-                    }
+                        Ok(())
+                    })?;
                 }
                 Ok(())
             })?;
