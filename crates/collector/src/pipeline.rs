@@ -143,12 +143,15 @@ impl Enricher {
             (None, json, Profile::Default, rtcp)
         };
 
-        let call_id = sip.as_ref().and_then(|s| s.call_id.clone());
+        let call_id = sip.as_ref().and_then(|s| s.call_id.as_deref());
         let correlation_id = hep_correlation
-            .or_else(|| sip.as_ref().and_then(|s| s.aleg_id.clone()))
-            .or_else(|| call_id.clone());
-        let sid = match (&call_id, &correlation_id) {
-            (Some(c), _) => c.clone(),
+            .or_else(|| {
+                sip.as_ref()
+                    .and_then(|s| s.aleg_id.as_deref().map(String::from))
+            })
+            .or_else(|| call_id.map(String::from));
+        let sid = match (call_id, &correlation_id) {
+            (Some(c), _) => c.to_string(),
             (None, Some(c)) => c.clone(),
             (None, None) => String::new(),
         };

@@ -81,7 +81,11 @@ fn record_key(r: &Record) -> Key {
         r.src_port,
         r.dst_port,
         r.sid.clone(),
-        r.sip.as_ref().map(|s| s.method.clone()).unwrap_or_default(),
+        r.sip
+            .as_ref()
+            .map(|s| s.method.clone())
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 

@@ -113,12 +113,12 @@ fn sip_record(i: u32, method: &str, status: Option<u16>) -> Record {
         sid: format!("c{i}"),
         profile: Profile::Call,
         sip: Some(SipFields {
-            method: status.map_or(method.to_string(), |s| s.to_string()),
+            method: status.map_or(method.to_string(), |s| s.to_string()).into(),
             is_request: status.is_none(),
             status,
-            cseq: Some(format!("1 {method}")),
+            cseq: Some(format!("1 {method}").into()),
             cseq_method: Some(method.into()),
-            call_id: Some(format!("c{i}")),
+            call_id: Some(format!("c{i}").into()),
             ..SipFields::default()
         }),
         payload_json: None,

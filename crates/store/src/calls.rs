@@ -68,17 +68,17 @@ impl CallRow {
             time_us: r.time_us,
             sid: r.sid,
             correlation_id: r.correlation_id,
-            aleg_id: sip.aleg_id,
+            aleg_id: sip.aleg_id.map(String::from),
             node: r.node,
             src_ip: r.src_ip,
             dst_ip: r.dst_ip,
-            method: Some(sip.method),
+            method: Some(sip.method.into()),
             is_request: sip.is_request,
             status: sip.status,
-            cseq_method: sip.cseq_method,
-            from_user: sip.from_user,
-            to_user: sip.to_user,
-            ruri_user: sip.ruri_user,
+            cseq_method: sip.cseq_method.map(String::from),
+            from_user: sip.from_user.map(String::from),
+            to_user: sip.to_user.map(String::from),
+            ruri_user: sip.ruri_user.map(String::from),
         }
     }
 }

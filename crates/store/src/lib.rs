@@ -22,5 +22,6 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use self::postgres::{PgConfig, PgStore};
+pub use compact_str::CompactString;
 pub use model::*;
 pub use sqlite::{SqliteConfig, SqliteStore};

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use compact_str::{format_compact, CompactString, ToCompactString};
 use serde::{Deserialize, Serialize};
 
 /// heplify-server's profile split, decided by the SIP CSeq method: `REGISTER` → `registration`;
@@ -45,56 +46,60 @@ impl Profile {
 }
 
 /// The SIP fields indexed for search (HOMER's `data_header` set). Empty for non-SIP records.
-/// Every field is owned text copied out of the indexer's zero-copy view.
+/// Every field is owned text copied out of the indexer's zero-copy view, as a
+/// [`CompactString`]: text up to 24 bytes (methods, CSeqs, users, domains, most tags and
+/// branches) is kept inline. Why: a SIP record carries ~20 such fields, allocated on a receive
+/// thread and freed on a writer thread; as `String`s their allocations and cross-thread frees
+/// were ≈ 8 % of the collector's CPU.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SipFields {
     /// Request method (`INVITE`) for requests, status code as text (`200`) for replies, as
     /// HOMER's `method` key does.
-    pub method: String,
+    pub method: CompactString,
     /// True for requests, false for replies.
     pub is_request: bool,
     /// Status code of a reply.
     pub status: Option<u16>,
     /// The CSeq header value, e.g. `1 INVITE`.
-    pub cseq: Option<String>,
+    pub cseq: Option<CompactString>,
     /// The CSeq method (decides the profile; tells what a reply answers).
-    pub cseq_method: Option<String>,
+    pub cseq_method: Option<CompactString>,
     /// Call-ID.
-    pub call_id: Option<String>,
+    pub call_id: Option<CompactString>,
     /// Request-URI user and host.
-    pub ruri_user: Option<String>,
+    pub ruri_user: Option<CompactString>,
     /// Request-URI host.
-    pub ruri_domain: Option<String>,
+    pub ruri_domain: Option<CompactString>,
     /// From URI user.
-    pub from_user: Option<String>,
+    pub from_user: Option<CompactString>,
     /// From URI host.
-    pub from_domain: Option<String>,
+    pub from_domain: Option<CompactString>,
     /// From tag.
-    pub from_tag: Option<String>,
+    pub from_tag: Option<CompactString>,
     /// To URI user.
-    pub to_user: Option<String>,
+    pub to_user: Option<CompactString>,
     /// To URI host.
-    pub to_domain: Option<String>,
+    pub to_domain: Option<CompactString>,
     /// To tag.
-    pub to_tag: Option<String>,
+    pub to_tag: Option<CompactString>,
     /// Contact URI user.
-    pub contact_user: Option<String>,
+    pub contact_user: Option<CompactString>,
     /// P-Asserted-Identity user (Remote-Party-ID as fallback).
-    pub pid_user: Option<String>,
+    pub pid_user: Option<CompactString>,
     /// Authorization / Proxy-Authorization username.
-    pub auth_user: Option<String>,
+    pub auth_user: Option<CompactString>,
     /// User-Agent header.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<CompactString>,
     /// Server header.
-    pub server: Option<String>,
+    pub server: Option<CompactString>,
     /// Reason header value.
-    pub reason: Option<String>,
+    pub reason: Option<CompactString>,
     /// Content-Type.
-    pub content_type: Option<String>,
+    pub content_type: Option<CompactString>,
     /// Branch of the top Via.
-    pub via_branch: Option<String>,
+    pub via_branch: Option<CompactString>,
     /// A-leg Call-ID from the configured A-leg headers (X-CID …).
-    pub aleg_id: Option<String>,
+    pub aleg_id: Option<CompactString>,
     /// Configured custom headers, name and value, in configuration order.
     pub custom_headers: Vec<(String, String)>,
     /// SDP media addresses `ip:port` (RTP) found in the body, for media correlation.
@@ -345,7 +350,7 @@ impl MessageFilter {
             return false;
         }
         let sip = r.sip.as_ref();
-        let field = |f: fn(&SipFields) -> &Option<String>| sip.and_then(|s| f(s).as_deref());
+        let field = |f: fn(&SipFields) -> &Option<CompactString>| sip.and_then(|s| f(s).as_deref());
         if !text_matches(&self.from_user, field(|s| &s.from_user), false)
             || !text_matches(&self.to_user, field(|s| &s.to_user), false)
             || !text_matches(&self.ruri_user, field(|s| &s.ruri_user), false)
@@ -611,8 +616,8 @@ pub trait Store: Send + Sync {
     fn settings(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
-fn own(t: Option<sip::Text<'_>>) -> Option<String> {
-    t.map(|t| t.normalized().into_owned())
+fn own(t: Option<sip::Text<'_>>) -> Option<CompactString> {
+    t.map(|t| t.normalized().into())
 }
 
 impl SipFields {
@@ -621,9 +626,9 @@ impl SipFields {
     pub fn from_message(msg: &sip::SipMessage<'_>, with_sdp_media: bool) -> SipFields {
         let status = msg.status_code();
         let method = match (msg.method(), status) {
-            (Some(m), _) => m.normalized().into_owned(),
-            (None, Some(code)) => code.to_string(),
-            (None, None) => String::new(),
+            (Some(m), _) => m.normalized().into(),
+            (None, Some(code)) => code.to_compact_string(),
+            (None, None) => CompactString::default(),
         };
         let sdp_media = match (&msg.sdp, with_sdp_media) {
             (Some(sdp), true) => sdp
@@ -644,7 +649,7 @@ impl SipFields {
             cseq: msg
                 .cseq
                 .as_ref()
-                .map(|c| format!("{} {}", c.number, c.method.normalized())),
+                .map(|c| format_compact!("{} {}", c.number, c.method.normalized())),
             cseq_method: own(msg.cseq_method()),
             call_id: own(msg.call_id),
             ruri_user: own(msg.ruri_user()),
@@ -660,7 +665,7 @@ impl SipFields {
             auth_user: own(msg.auth_user),
             user_agent: own(msg.user_agent),
             server: own(msg.server),
-            reason: msg.reason.as_ref().map(|r| r.raw.normalized().into_owned()),
+            reason: msg.reason.as_ref().map(|r| r.raw.normalized().into()),
             content_type: own(msg.content_type),
             via_branch: own(msg.via_branch()),
             aleg_id: own(msg.aleg_id),

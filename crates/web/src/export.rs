@@ -334,7 +334,7 @@ fn label(r: &Record) -> String {
                 None => status.to_string(),
             }
         }
-        None => sip.method.clone(),
+        None => sip.method.to_string(),
     };
     if let Some(cseq) = &sip.cseq {
         if sip.status.is_some() {

@@ -99,10 +99,12 @@ pub fn message_json(m: &StoredMessage) -> Map<String, Value> {
     o.insert("profile".into(), r.profile.as_str().into());
 
     let sip = r.sip.as_ref();
-    let text = |f: fn(&store::SipFields) -> &Option<String>| opt(sip.and_then(|s| f(s).clone()));
+    let text = |f: fn(&store::SipFields) -> &Option<store::CompactString>| {
+        opt(sip.and_then(|s| f(s).as_deref()))
+    };
     o.insert(
         "method".into(),
-        opt(sip.map(|s| s.method.clone()).filter(|m| !m.is_empty())),
+        opt(sip.map(|s| s.method.as_str()).filter(|m| !m.is_empty())),
     );
     o.insert("is_request".into(), opt(sip.map(|s| s.is_request)));
     o.insert("status".into(), opt(sip.and_then(|s| s.status)));
@@ -364,8 +366,8 @@ pub fn flow_json_with(
         let call_id = r
             .sip
             .as_ref()
-            .and_then(|s| s.call_id.clone())
-            .unwrap_or_else(|| r.sid.clone());
+            .and_then(|s| s.call_id.as_deref())
+            .map_or_else(|| r.sid.clone(), String::from);
         let leg = *leg_by_call.entry(call_id.clone()).or_insert_with(|| {
             legs.push(LegAcc {
                 call_id,
@@ -390,7 +392,11 @@ pub fn flow_json_with(
         }
         if let Some(sip) = &r.sip {
             if acc.aleg_id.is_none() {
-                acc.aleg_id = sip.aleg_id.clone().filter(|a| !a.is_empty());
+                acc.aleg_id = sip
+                    .aleg_id
+                    .as_deref()
+                    .filter(|a| !a.is_empty())
+                    .map(String::from);
             }
             if sip.is_request && acc.first_request.is_none() {
                 acc.first_request = Some(i);
@@ -410,7 +416,7 @@ pub fn flow_json_with(
         let Some(status) = sip.status.filter(|s| *s >= 200) else {
             continue;
         };
-        let Some(&leg) = sip.call_id.as_ref().and_then(|c| leg_by_call.get(c)) else {
+        let Some(&leg) = sip.call_id.as_deref().and_then(|c| leg_by_call.get(c)) else {
             continue;
         };
         let Some(acc) = legs.get_mut(leg) else {

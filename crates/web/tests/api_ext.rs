@@ -548,9 +548,9 @@ fn search_dataset(t0: i64) -> Vec<Record> {
         if let Some(sip) = r.sip.as_mut() {
             if i % 5 == 0 {
                 sip.user_agent = None;
-                sip.server = Some(agents[i % agents.len()].to_string());
+                sip.server = Some(agents[i % agents.len()].into());
             } else {
-                sip.user_agent = Some(agents[i % agents.len()].to_string());
+                sip.user_agent = Some(agents[i % agents.len()].into());
             }
         }
         v.push(r);

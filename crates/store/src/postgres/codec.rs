@@ -20,7 +20,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::schema::{Table, PG_EPOCH_US};
-use crate::{Profile, Record, SipFields, StoredMessage};
+use crate::{CompactString, Profile, Record, SipFields, StoredMessage};
 
 /// heplify-server's default `SIPHeader` list: always written, `""` when absent.
 pub(crate) const DEFAULT_SIP_HEADER: [&str; 9] = [
@@ -113,12 +113,12 @@ pub(crate) struct Row {
 /// The SIP fields as a compact JSON object (absent fields left out).
 fn sip_json(s: &SipFields) -> Value {
     let mut m = Map::new();
-    m.insert("method".into(), s.method.clone().into());
+    m.insert("method".into(), s.method.as_str().into());
     m.insert("is_request".into(), s.is_request.into());
     if let Some(st) = s.status {
         m.insert("status".into(), st.into());
     }
-    let fields: [(&str, &Option<String>); 20] = [
+    let fields: [(&str, &Option<CompactString>); 20] = [
         ("cseq", &s.cseq),
         ("cseq_method", &s.cseq_method),
         ("call_id", &s.call_id),
@@ -142,7 +142,7 @@ fn sip_json(s: &SipFields) -> Value {
     ];
     for (k, v) in fields {
         if let Some(v) = v {
-            m.insert(k.into(), v.clone().into());
+            m.insert(k.into(), v.as_str().into());
         }
     }
     if !s.custom_headers.is_empty() {
@@ -189,7 +189,7 @@ fn pairs_of(m: &Map<String, Value>, k: &str) -> Vec<(String, String)> {
 /// configuration added: the A-leg id from `data_header`, custom headers from the extension.
 fn sip_from_raw(raw: &[u8], dh: &Map<String, Value>, ext: &Map<String, Value>) -> SipFields {
     let mut s = SipFields::from_message(&sip::index(raw), true);
-    s.aleg_id = get_str(dh, "callid_aleg");
+    s.aleg_id = get_str(dh, "callid_aleg").map(CompactString::from);
     s.custom_headers = pairs_of(ext, "ch");
     s
 }
@@ -198,10 +198,14 @@ fn get_str(m: &Map<String, Value>, k: &str) -> Option<String> {
     m.get(k).and_then(Value::as_str).map(str::to_string)
 }
 
+fn compact(m: &Map<String, Value>, k: &str) -> Option<CompactString> {
+    m.get(k).and_then(Value::as_str).map(CompactString::from)
+}
+
 fn sip_from_json(m: &Map<String, Value>) -> SipFields {
     let pairs = |k: &str| pairs_of(m, k);
     SipFields {
-        method: get_str(m, "method").unwrap_or_default(),
+        method: compact(m, "method").unwrap_or_default(),
         is_request: m
             .get("is_request")
             .and_then(Value::as_bool)
@@ -210,26 +214,26 @@ fn sip_from_json(m: &Map<String, Value>) -> SipFields {
             .get("status")
             .and_then(Value::as_u64)
             .and_then(|s| u16::try_from(s).ok()),
-        cseq: get_str(m, "cseq"),
-        cseq_method: get_str(m, "cseq_method"),
-        call_id: get_str(m, "call_id"),
-        ruri_user: get_str(m, "ruri_user"),
-        ruri_domain: get_str(m, "ruri_domain"),
-        from_user: get_str(m, "from_user"),
-        from_domain: get_str(m, "from_domain"),
-        from_tag: get_str(m, "from_tag"),
-        to_user: get_str(m, "to_user"),
-        to_domain: get_str(m, "to_domain"),
-        to_tag: get_str(m, "to_tag"),
-        contact_user: get_str(m, "contact_user"),
-        pid_user: get_str(m, "pid_user"),
-        auth_user: get_str(m, "auth_user"),
-        user_agent: get_str(m, "user_agent"),
-        server: get_str(m, "server"),
-        reason: get_str(m, "reason"),
-        content_type: get_str(m, "content_type"),
-        via_branch: get_str(m, "via_branch"),
-        aleg_id: get_str(m, "aleg_id"),
+        cseq: compact(m, "cseq"),
+        cseq_method: compact(m, "cseq_method"),
+        call_id: compact(m, "call_id"),
+        ruri_user: compact(m, "ruri_user"),
+        ruri_domain: compact(m, "ruri_domain"),
+        from_user: compact(m, "from_user"),
+        from_domain: compact(m, "from_domain"),
+        from_tag: compact(m, "from_tag"),
+        to_user: compact(m, "to_user"),
+        to_domain: compact(m, "to_domain"),
+        to_tag: compact(m, "to_tag"),
+        contact_user: compact(m, "contact_user"),
+        pid_user: compact(m, "pid_user"),
+        auth_user: compact(m, "auth_user"),
+        user_agent: compact(m, "user_agent"),
+        server: compact(m, "server"),
+        reason: compact(m, "reason"),
+        content_type: compact(m, "content_type"),
+        via_branch: compact(m, "via_branch"),
+        aleg_id: compact(m, "aleg_id"),
         custom_headers: pairs("custom_headers"),
         sdp_media: m
             .get("sdp_media")
@@ -310,7 +314,7 @@ pub(crate) fn encode(r: &Record, table: &Table, sip_header: &[String]) -> Row {
                 dh.insert(key.clone(), sip_key(s, key).unwrap_or("").into());
             }
             if let Some(a) = &s.aleg_id {
-                dh.insert("callid_aleg".into(), a.clone().into());
+                dh.insert("callid_aleg".into(), a.as_str().into());
             }
             for (k, v) in &s.custom_headers {
                 dh.entry(k.clone()).or_insert_with(|| v.clone().into());
@@ -580,8 +584,8 @@ pub(crate) fn decode(
 
 /// SIP fields from a heplify-server `data_header` (no hepstack extension).
 fn heplify_sip(dh: &Map<String, Value>) -> SipFields {
-    let s = |k: &str| get_str(dh, k).filter(|v| !v.is_empty());
-    let method = get_str(dh, "method").unwrap_or_default();
+    let s = |k: &str| compact(dh, k).filter(|v| !v.is_empty());
+    let method = compact(dh, "method").unwrap_or_default();
     let status = method.parse::<u16>().ok();
     let cseq = s("cseq");
     SipFields {
@@ -590,7 +594,7 @@ fn heplify_sip(dh: &Map<String, Value>) -> SipFields {
         cseq_method: cseq
             .as_deref()
             .and_then(|c| c.split_whitespace().nth(1))
-            .map(str::to_string),
+            .map(CompactString::from),
         cseq,
         call_id: s("callid"),
         ruri_user: s("ruri_user"),

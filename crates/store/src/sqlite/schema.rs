@@ -12,7 +12,7 @@ use super::codec;
 use super::config::{IndexKind, RawCompression, SqliteConfig};
 use super::dictionary::{self, PartitionDictionaries, RawDictionary};
 use super::row_insert::RowInsert;
-use crate::{Profile, Record, SipFields, StoredMessage};
+use crate::{CompactString, Profile, Record, SipFields, StoredMessage};
 
 /// One table per partition file. Every [`Record`] field is a flat typed column (the SIP fields
 /// too; their two lists as JSON text) so that filters are plain column comparisons. `is_sip`
@@ -507,7 +507,7 @@ impl<'a> PreparedRow<'a> {
             | if json_is_raw { SAME_RAW_JSON } else { 0 }
             | if self.sip_from_raw { SIP_FROM_RAW } else { 0 };
         // A detail column left NULL when the raw message yields it on read.
-        fn stored(from_raw: bool, value: &Option<String>) -> Option<&str> {
+        fn stored(from_raw: bool, value: &Option<CompactString>) -> Option<&str> {
             if from_raw {
                 None
             } else {
@@ -542,29 +542,29 @@ impl<'a> PreparedRow<'a> {
             is_sip.then_some(sip.is_request),
             sip.status,
             detail(&sip.cseq),
-            sip.cseq_method,
+            sip.cseq_method.as_deref(),
             if same_call_id {
                 None
             } else {
                 sip.call_id.as_deref()
             },
-            sip.ruri_user,
+            sip.ruri_user.as_deref(),
             detail(&sip.ruri_domain),
-            sip.from_user,
+            sip.from_user.as_deref(),
             detail(&sip.from_domain),
             detail(&sip.from_tag),
-            sip.to_user,
+            sip.to_user.as_deref(),
             detail(&sip.to_domain),
             detail(&sip.to_tag),
             detail(&sip.contact_user),
             detail(&sip.pid_user),
             detail(&sip.auth_user),
-            sip.user_agent,
-            sip.server,
+            sip.user_agent.as_deref(),
+            sip.server.as_deref(),
             detail(&sip.reason),
             detail(&sip.content_type),
             detail(&sip.via_branch),
-            sip.aleg_id,
+            sip.aleg_id.as_deref(),
             self.custom_headers,
             if self.sip_from_raw {
                 None
@@ -680,6 +680,11 @@ fn json_list<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// A nullable text column, read without an intermediate `String`.
+fn text(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<CompactString>> {
+    Ok(row.get_ref(i)?.as_str_or_null()?.map(CompactString::from))
+}
+
 /// Reads a row selected with [`SELECT_COLUMNS`] into a message with its global id.
 pub(crate) fn read_message(
     row: &Row<'_>,
@@ -693,31 +698,31 @@ pub(crate) fn read_message(
     let is_sip: bool = row.get(16)?;
     let sip = if is_sip {
         let stored = SipFields {
-            method: row.get::<_, Option<String>>(17)?.unwrap_or_default(),
+            method: text(row, 17)?.unwrap_or_default(),
             is_request: row.get::<_, Option<bool>>(18)?.unwrap_or(false),
             status: row
                 .get::<_, Option<i64>>(19)?
                 .and_then(|s| u16::try_from(s).ok()),
-            cseq: row.get(20)?,
-            cseq_method: row.get(21)?,
-            call_id: row.get(22)?,
-            ruri_user: row.get(23)?,
-            ruri_domain: row.get(24)?,
-            from_user: row.get(25)?,
-            from_domain: row.get(26)?,
-            from_tag: row.get(27)?,
-            to_user: row.get(28)?,
-            to_domain: row.get(29)?,
-            to_tag: row.get(30)?,
-            contact_user: row.get(31)?,
-            pid_user: row.get(32)?,
-            auth_user: row.get(33)?,
-            user_agent: row.get(34)?,
-            server: row.get(35)?,
-            reason: row.get(36)?,
-            content_type: row.get(37)?,
-            via_branch: row.get(38)?,
-            aleg_id: row.get(39)?,
+            cseq: text(row, 20)?,
+            cseq_method: text(row, 21)?,
+            call_id: text(row, 22)?,
+            ruri_user: text(row, 23)?,
+            ruri_domain: text(row, 24)?,
+            from_user: text(row, 25)?,
+            from_domain: text(row, 26)?,
+            from_tag: text(row, 27)?,
+            to_user: text(row, 28)?,
+            to_domain: text(row, 29)?,
+            to_tag: text(row, 30)?,
+            contact_user: text(row, 31)?,
+            pid_user: text(row, 32)?,
+            auth_user: text(row, 33)?,
+            user_agent: text(row, 34)?,
+            server: text(row, 35)?,
+            reason: text(row, 36)?,
+            content_type: text(row, 37)?,
+            via_branch: text(row, 38)?,
+            aleg_id: text(row, 39)?,
             custom_headers: json_list(row, 40)?,
             sdp_media: json_list(row, 41)?,
         };

@@ -26,8 +26,8 @@ pub fn open(dir: &Path) -> SqliteStore {
     .unwrap()
 }
 
-fn text(t: Option<sip::Text<'_>>) -> Option<String> {
-    t.map(|t| t.normalized().into_owned())
+fn text(t: Option<sip::Text<'_>>) -> Option<store::CompactString> {
+    t.map(|t| t.normalized().into())
 }
 
 /// A record built from one HEP datagram the way the collector does: HEP fields, the SIP index
@@ -53,7 +53,7 @@ pub fn record_from_hep(bytes: &[u8]) -> Record {
         let cseq_method = text(msg.cseq_method());
         let fields = SipFields {
             method: match msg.status_code() {
-                Some(code) => code.to_string(),
+                Some(code) => code.to_string().into(),
                 None => text(msg.method()).unwrap_or_default(),
             },
             is_request: msg.is_request(),
@@ -61,7 +61,7 @@ pub fn record_from_hep(bytes: &[u8]) -> Record {
             cseq: msg
                 .cseq
                 .as_ref()
-                .map(|c| format!("{} {}", c.number, c.method.normalized())),
+                .map(|c| format!("{} {}", c.number, c.method.normalized()).into()),
             cseq_method: cseq_method.clone(),
             call_id: Some(call_id.clone()),
             ruri_user: text(msg.ruri_user()),
@@ -77,7 +77,7 @@ pub fn record_from_hep(bytes: &[u8]) -> Record {
             auth_user: text(msg.auth_user),
             user_agent: text(msg.user_agent),
             server: text(msg.server),
-            reason: msg.reason.as_ref().map(|r| r.raw.normalized().into_owned()),
+            reason: msg.reason.as_ref().map(|r| r.raw.normalized().into()),
             content_type: text(msg.content_type),
             via_branch: text(msg.via_branch()),
             aleg_id: text(msg.aleg_id),
@@ -101,8 +101,16 @@ pub fn record_from_hep(bytes: &[u8]) -> Record {
                 .unwrap_or_default(),
         };
         let profile = Profile::from_cseq_method(cseq_method.as_deref().unwrap_or(""));
-        let correlation = hep_correlation.clone().unwrap_or_else(|| call_id.clone());
-        (Some(fields), call_id, Some(correlation), profile, None)
+        let correlation = hep_correlation
+            .clone()
+            .unwrap_or_else(|| call_id.to_string());
+        (
+            Some(fields),
+            call_id.to_string(),
+            Some(correlation),
+            profile,
+            None,
+        )
     } else {
         let json = serde_json::from_slice::<serde_json::Value>(&payload)
             .ok()
@@ -181,13 +189,14 @@ pub fn sip_record(
         sip: Some(SipFields {
             method: status
                 .map(|s| s.to_string())
-                .unwrap_or_else(|| method.to_string()),
+                .unwrap_or_else(|| method.to_string())
+                .into(),
             is_request,
             status,
-            cseq: Some(format!("1 {cseq_method}")),
+            cseq: Some(format!("1 {cseq_method}").into()),
             cseq_method: Some(cseq_method.into()),
             call_id: Some(call_id.into()),
-            ruri_user: is_request.then(|| "bob".to_string()),
+            ruri_user: is_request.then(|| "bob".into()),
             from_user: Some("alice".into()),
             to_user: Some("bob".into()),
             ..SipFields::default()

@@ -143,26 +143,27 @@ impl Sip<'_> {
         let sip = SipFields {
             method: self
                 .status
-                .map_or(self.method.to_string(), |s| s.to_string()),
+                .map_or(self.method.to_string(), |s| s.to_string())
+                .into(),
             is_request,
             status: self.status,
-            cseq: Some(format!("1 {}", self.cseq_method)),
-            cseq_method: Some(self.cseq_method.to_string()),
-            call_id: Some(self.call_id.to_string()),
+            cseq: Some(format!("1 {}", self.cseq_method).into()),
+            cseq_method: Some(self.cseq_method.into()),
+            call_id: Some(self.call_id.into()),
             ruri_user: if is_request {
-                Some(self.ruri_user.unwrap_or(self.to_user).to_string())
+                Some(self.ruri_user.unwrap_or(self.to_user).into())
             } else {
                 None
             },
-            ruri_domain: is_request.then(|| "example.com".to_string()),
-            from_user: Some(self.from_user.to_string()),
+            ruri_domain: is_request.then(|| "example.com".into()),
+            from_user: Some(self.from_user.into()),
             from_domain: Some("example.com".into()),
-            from_tag: Some(format!("ft-{}", self.call_id)),
-            to_user: Some(self.to_user.to_string()),
+            from_tag: Some(format!("ft-{}", self.call_id).into()),
+            to_user: Some(self.to_user.into()),
             to_domain: Some("example.com".into()),
             user_agent: Some("test-agent".into()),
-            via_branch: Some(format!("z9hG4bK-{}", self.time_us)),
-            aleg_id: self.aleg_id.map(str::to_string),
+            via_branch: Some(format!("z9hG4bK-{}", self.time_us).into()),
+            aleg_id: self.aleg_id.map(Into::into),
             custom_headers: self
                 .aleg_id
                 .map(|a| vec![("X-CID".to_string(), a.to_string())])
