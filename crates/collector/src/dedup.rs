@@ -23,6 +23,8 @@
 //! a slot whose horizon is over is free for the next insert, and the table is rebuilt from its
 //! live slots only when too many slots have been used, instead of a sweep at every horizon.
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -97,14 +99,19 @@ struct FingerprintTable {
     used: usize,
     /// The horizon of the last rebuild.
     rebuilt_at: u64,
+    /// Random per table: fingerprints are hashes anyone can compute (the seed of
+    /// [`fingerprint`] is fixed), so the bucket is taken from a salted mix of them, lest
+    /// crafted packets pile up in one probe path.
+    salt: u64,
 }
 
 impl FingerprintTable {
-    fn new(horizon: u64) -> FingerprintTable {
+    fn new(horizon: u64, salt: u64) -> FingerprintTable {
         FingerprintTable {
             buckets: vec![Bucket::default(); MIN_BUCKETS],
             used: 0,
             rebuilt_at: horizon,
+            salt,
         }
     }
 
@@ -115,8 +122,10 @@ impl FingerprintTable {
     }
 
     fn home(&self, fingerprint: u64) -> usize {
-        // The low bits pick the shard: start from the high ones.
-        (fingerprint >> 32) as usize & (self.buckets.len() - 1)
+        // Multiply-shift of the salted fingerprint: the high bits of the product depend on
+        // every bit of its input (the low ones, which pick the shard, are all alike here).
+        let mixed = (fingerprint ^ self.salt).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> 32) as usize & (self.buckets.len() - 1)
     }
 
     fn probe(&self, fingerprint: u64, horizon: u64) -> Probe {
@@ -208,7 +217,7 @@ impl Shard {
         if idle {
             // Nothing recorded in the last horizon: every sighting is stale, and the memory
             // of a burst is given back.
-            self.seen = FingerprintTable::new(self.horizon);
+            self.seen = FingerprintTable::new(self.horizon, self.seen.salt);
         } else if self.horizon - self.seen.rebuilt_at >= REBUILD_EVERY_HORIZONS {
             self.seen.rebuild(self.horizon);
         }
@@ -259,6 +268,15 @@ impl Deduplicator {
     /// at most `max_entries` fingerprints per horizon. A zero window disables it
     /// ([`Deduplicator::is_duplicate`] is always false).
     pub fn new(window: Duration, max_entries: usize) -> Deduplicator {
+        Deduplicator::with_salt(
+            window,
+            max_entries,
+            RandomState::new().hash_one(0x6465_6475_70u64),
+        )
+    }
+
+    /// [`Deduplicator::new`] with a given bucket salt (tests choose where fingerprints land).
+    fn with_salt(window: Duration, max_entries: usize, salt: u64) -> Deduplicator {
         let now = Instant::now();
         let max_per_shard = max_entries.div_ceil(SHARDS).max(1);
         let shards = (0..if window.is_zero() { 0 } else { SHARDS })
@@ -267,7 +285,7 @@ impl Deduplicator {
                     started: now,
                     horizon: 0,
                     recorded_now: 0,
-                    seen: FingerprintTable::new(0),
+                    seen: FingerprintTable::new(0, salt),
                 })
             })
             .collect();
@@ -457,6 +475,24 @@ mod tests {
         assert!(!off.is_duplicate(1, 0, now));
     }
 
+    /// `n` fingerprints of shard 0 whose home is `bucket` in a smallest table with salt 0.
+    fn in_bucket(bucket: usize, n: usize) -> Vec<u64> {
+        let table = FingerprintTable::new(0, 0);
+        (1u64..)
+            .map(|k| k.wrapping_mul(0x2545_f491_4f6c_dd1d) << 4)
+            .filter(|&f| table.home(f) == bucket)
+            .take(n)
+            .collect()
+    }
+
+    /// Recurring fingerprints of the generated sequences: all in shard 0, half of them in
+    /// bucket 0 and half in bucket 1 of a smallest table, so that probe paths cross.
+    static RECURRING: std::sync::LazyLock<Vec<u64>> = std::sync::LazyLock::new(|| {
+        let mut f = in_bucket(0, 12);
+        f.extend(in_bucket(1, 12));
+        f
+    });
+
     /// The semantics the table must keep: one `HashMap` per shard, swept at every rotation
     /// (the implementation before [`FingerprintTable`]).
     struct ModelShard {
@@ -543,9 +579,8 @@ mod tests {
     fn step() -> impl Strategy<Value = Step> {
         (
             prop_oneof![
-                // Recurring fingerprints, all in shard 0 and most in one bucket, so that probe
-                // paths cross each other, plus fingerprint 0.
-                (0u64..24).prop_map(|k| k << 36),
+                // Recurring fingerprints (see `RECURRING`).
+                (0usize..24).prop_map(|i| RECURRING[i]),
                 // Fresh ones in shard 0 (fill the table and force rebuilds) or anywhere.
                 any::<u64>().prop_map(|f| f << 4),
                 any::<u64>(),
@@ -575,7 +610,7 @@ mod tests {
         ) {
             let t0 = Instant::now();
             let window = Duration::from_millis(50);
-            let table = Deduplicator::new(window, cap);
+            let table = Deduplicator::with_salt(window, cap, 0);
             let mut model = Model::new(window, cap, t0);
             let mut now = t0;
             let c0 = 1_700_000_000_000_000u64;
@@ -595,16 +630,17 @@ mod tests {
     fn tags_never_alias_across_many_horizons() {
         // One packet per horizon for more horizons than the tag holds: the periodic rebuild
         // keeps a fingerprint from 4,096 horizons ago from passing for a live one.
-        let d = Deduplicator::new(Duration::from_millis(50), 1000);
+        let d = Deduplicator::with_salt(Duration::from_millis(50), 1000, 0);
         let mut now = Instant::now();
-        let old = 7u64 << 40;
+        let old = in_bucket(0, 1)[0];
+        let others = in_bucket(1, TAG_MASK as usize + 1);
         let c0 = 1_700_000_000_000_000u64;
         assert!(!d.is_duplicate(old, c0, now));
         // At horizon 4,096 the tag of horizon 0 comes round again.
         for h in 1..=(TAG_MASK + 1) {
             now += MEMORY_HORIZON + Duration::from_millis(1);
             // Another bucket than `old`'s, so that nothing overwrites its slot.
-            assert!(!d.is_duplicate(h << 40 | 1 << 32, c0 + h, now), "{h}");
+            assert!(!d.is_duplicate(others[h as usize - 1], c0 + h, now), "{h}");
         }
         assert!(!d.is_duplicate(old, c0, now));
         assert!(d.is_duplicate(old, c0, now));

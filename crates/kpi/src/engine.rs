@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use xxhash_rust::xxh3::Xxh3;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
 use crate::config::{KpiConfig, KpiConfigError};
 use crate::qos::{QosSample, QosSource};
@@ -162,17 +164,19 @@ pub(crate) struct State {
     pub(crate) nodes: Vec<String>,
     node_index: HashMap<String, u16>,
     pub(crate) scopes: HashMap<ScopeKey, ScopeStats>,
-    txns: HashMap<u64, Txn>,
-    sessions: HashMap<u64, Session>,
+    txns: KeyMap<Txn>,
+    sessions: KeyMap<Session>,
     /// Sessions by node, Call-ID and the pair of IP addresses without ports: finds the dialog
     /// of an in-dialog request sent over a new TCP connection (the callee's BYE from an
     /// ephemeral port to the caller's listening port shares no socket address with the
     /// INVITE). Entries are checked against `sessions` when used and pruned by the sweep.
-    sessions_by_ips: HashMap<u64, IpPairEntry>,
-    regs: HashMap<u64, Registration>,
+    sessions_by_ips: KeyMap<IpPairEntry>,
+    regs: KeyMap<Registration>,
     /// Per-stream last cumulative loss, for loss increments.
-    streams: HashMap<u64, i64>,
+    streams: KeyMap<i64>,
     pub(crate) hep_types: HashMap<(u16, u8), u64>,
+    /// Seed of [`key`], random per process.
+    key_seed: u64,
     pub(crate) counters: TrackerCounters,
     /// Packet-time clock: the latest capture time seen …
     pub(crate) now_us: i64,
@@ -200,14 +204,50 @@ const MAX_STREAMS: usize = 100_000;
 /// Most distinct status codes remembered per transaction.
 const MAX_CODES: usize = 8;
 
-fn key(parts: &[&[u8]]) -> u64 {
-    let mut h = Xxh3::new();
+/// The map key of a transaction, session, registration or stream: a hash of its parts, each
+/// prefixed with its length, seeded per process so that keys cannot be chosen to collide.
+/// The parts are copied into a stack buffer and hashed in one call: streaming `Xxh3` set up
+/// ~450 bytes of state per key, and this runs a few times per SIP message. (Streaming and
+/// one-shot XXH3 give the same digest, so the fallback for long parts changes nothing.)
+fn key(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut buf = [0u8; 512];
+    let mut len = 0;
     for p in parts {
-        h.update(&(p.len() as u32).to_le_bytes());
-        h.update(p);
+        let Some(chunk) = buf.get_mut(len..len + 4 + p.len()) else {
+            let mut h = Xxh3::with_seed(seed);
+            for p in parts {
+                h.update(&(p.len() as u32).to_le_bytes());
+                h.update(p);
+            }
+            return h.digest();
+        };
+        chunk[..4].copy_from_slice(&(p.len() as u32).to_le_bytes());
+        chunk[4..].copy_from_slice(p);
+        len += 4 + p.len();
     }
-    h.digest()
+    xxh3_64_with_seed(&buf[..len], seed)
 }
+
+/// Maps keyed by [`key`] hashes: the key is already a seeded hash, so it is used as is
+/// instead of being hashed again with SipHash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
 
 fn addr_bytes(a: SocketAddr) -> [u8; 18] {
     let mut out = [0u8; 18];
@@ -234,12 +274,13 @@ impl State {
             nodes: Vec::new(),
             node_index: HashMap::new(),
             scopes: HashMap::new(),
-            txns: HashMap::new(),
-            sessions: HashMap::new(),
-            sessions_by_ips: HashMap::new(),
-            regs: HashMap::new(),
-            streams: HashMap::new(),
+            txns: KeyMap::default(),
+            sessions: KeyMap::default(),
+            sessions_by_ips: KeyMap::default(),
+            regs: KeyMap::default(),
+            streams: KeyMap::default(),
             hep_types: HashMap::new(),
+            key_seed: std::collections::hash_map::RandomState::new().hash_one(0x6b70_69u64),
             counters: TrackerCounters::default(),
             now_us: i64::MIN,
             wall_at_now_us: 0,
@@ -467,15 +508,18 @@ impl State {
         let method = method_index(ev.method.unwrap_or(ev.cseq_method));
         let cseq_m = method_index(ev.cseq_method);
         let node_b = node.to_le_bytes();
-        let tkey = key(&[
-            &node_b,
-            ev.call_id.as_bytes(),
-            ev.via_branch.unwrap_or("").as_bytes(),
-            &ev.cseq_num.to_le_bytes(),
-            ev.cseq_method.as_bytes(),
-            &ua,
-            &ub,
-        ]);
+        let tkey = key(
+            self.key_seed,
+            &[
+                &node_b,
+                ev.call_id.as_bytes(),
+                ev.via_branch.unwrap_or("").as_bytes(),
+                &ev.cseq_num.to_le_bytes(),
+                ev.cseq_method.as_bytes(),
+                &ua,
+                &ub,
+            ],
+        );
         let dup_us = self
             .cfg
             .duplicate_window_ms
@@ -503,8 +547,11 @@ impl State {
                 b.requests += 1;
             });
             let (lo, hi) = if ua <= ub { (ua, ub) } else { (ub, ua) };
-            let skey = key(&[&node_b, ev.call_id.as_bytes(), &lo, &hi]);
-            let ikey = key(&[&node_b, ev.call_id.as_bytes(), &lo[..16], &hi[..16]]);
+            let skey = key(self.key_seed, &[&node_b, ev.call_id.as_bytes(), &lo, &hi]);
+            let ikey = key(
+                self.key_seed,
+                &[&node_b, ev.call_id.as_bytes(), &lo[..16], &hi[..16]],
+            );
             let kind = match method_name {
                 "INVITE" if ev.to_tag.is_none() => TxnKind::InitialInvite,
                 "REGISTER" => TxnKind::Register,
@@ -520,7 +567,7 @@ impl State {
                     }
                 }
                 TxnKind::Register => {
-                    let rkey = key(&[&node_b, ev.call_id.as_bytes(), &ua, &ub]);
+                    let rkey = key(self.key_seed, &[&node_b, ev.call_id.as_bytes(), &ua, &ub]);
                     if self.reg_register(rkey, t, &scopes) {
                         link = rkey;
                     }
@@ -993,7 +1040,10 @@ impl State {
                     if self.streams.len() >= MAX_STREAMS {
                         self.streams.clear();
                     }
-                    let sk = key(&[&n.to_le_bytes(), &rep.to_le_bytes(), &source.to_le_bytes()]);
+                    let sk = key(
+                        self.key_seed,
+                        &[&n.to_le_bytes(), &rep.to_le_bytes(), &source.to_le_bytes()],
+                    );
                     let prev = self.streams.insert(sk, cum).unwrap_or(0);
                     cum.saturating_sub(prev).max(0) as u64
                 }
@@ -1154,5 +1204,36 @@ impl Kpi {
             state: self.lock(),
             wall_us,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The length-prefixed concatenation that [`key`] hashes.
+    fn framed(parts: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in parts {
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    #[test]
+    fn keys_hash_the_framed_parts_whatever_their_length() {
+        let long = vec![b'x'; 600];
+        for parts in [
+            &[&b"node"[..], b"call-id@host", b"z9hG4bK1", b"1"][..],
+            &[&b""[..], b""],
+            &[&long[..], b"tail"],
+            &[&long[..250], &long[..250], &long[..20]],
+        ] {
+            assert_eq!(key(7, parts), xxh3_64_with_seed(&framed(parts), 7));
+        }
+        // The framing keeps part boundaries: "ab"+"c" is not "a"+"bc".
+        assert_ne!(key(7, &[b"ab", b"c"]), key(7, &[b"a", b"bc"]));
+        assert_ne!(key(7, &[b"ab"]), key(8, &[b"ab"]));
     }
 }
