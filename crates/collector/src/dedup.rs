@@ -271,7 +271,7 @@ impl Deduplicator {
         Deduplicator::with_salt(
             window,
             max_entries,
-            RandomState::new().hash_one(0x6465_6475_70u64),
+            RandomState::new().hash_one(0x0064_6564_7570_u64),
         )
     }
 

@@ -280,7 +280,7 @@ impl State {
             regs: KeyMap::default(),
             streams: KeyMap::default(),
             hep_types: HashMap::new(),
-            key_seed: std::collections::hash_map::RandomState::new().hash_one(0x6b70_69u64),
+            key_seed: std::collections::hash_map::RandomState::new().hash_one(0x006b_7069_u64),
             counters: TrackerCounters::default(),
             now_us: i64::MIN,
             wall_at_now_us: 0,
