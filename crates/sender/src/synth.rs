@@ -30,7 +30,7 @@
 //! give byte-identical output. The PRNG is a SplitMix64 written here, so output does not change
 //! with dependency versions.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
@@ -79,14 +79,92 @@ impl Rng {
 
     /// `len` lowercase hex digits.
     fn hex(&mut self, len: usize) -> String {
-        let mut s = String::with_capacity(len);
+        let mut s = String::with_capacity(len.next_multiple_of(16));
         while s.len() < len {
-            let _ = write!(s, "{:016x}", self.next_u64());
+            s.hex16(self.next_u64());
         }
         s.truncate(len);
         s
     }
 }
+
+/// Where message text is appended: the SIP and JSON payloads are built as bytes, the few
+/// generated identifiers as strings.
+trait Sink {
+    /// Appends `s`.
+    fn put(&mut self, s: &str);
+}
+
+impl Sink for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// Appends message text without `core::fmt`.
+///
+/// Why: a load generator shares the machine with what it loads (the collector's own host, in
+/// `scripts/bench-ingest.sh`), so every CPU cycle it spends is taken from the collector under
+/// test. Built with `write!`, the SIP text (and `Ipv4Addr`'s `Display` in particular) was
+/// ≈ 40 % of `hepstack send`'s CPU.
+trait Append: Sink {
+    /// Appends `s`.
+    fn s(&mut self, s: &str) -> &mut Self {
+        self.put(s);
+        self
+    }
+
+    /// Appends `n` in decimal.
+    fn n(&mut self, n: u64) -> &mut Self {
+        self.put(itoa::Buffer::new().format(n));
+        self
+    }
+
+    /// Appends `ip` in dotted decimal.
+    fn ip(&mut self, ip: Ipv4Addr) -> &mut Self {
+        let mut digits = itoa::Buffer::new();
+        let [a, b, c, d] = ip.octets();
+        self.put(digits.format(a));
+        for octet in [b, c, d] {
+            self.put(".");
+            self.put(digits.format(octet));
+        }
+        self
+    }
+
+    /// Appends `v` as 16 lowercase hex digits, leading zeros included.
+    fn hex16(&mut self, v: u64) -> &mut Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        // Hex digits are ASCII: this never falls back.
+        self.put(std::str::from_utf8(&out).unwrap_or_default());
+        self
+    }
+
+    /// Appends `v` in lowercase hex without leading zeros (`0` for zero).
+    fn hex(&mut self, v: u64) -> &mut Self {
+        let mut full = String::with_capacity(16);
+        full.hex16(v);
+        let significant = full.trim_start_matches('0');
+        self.put(if significant.is_empty() {
+            "0"
+        } else {
+            significant
+        });
+        self
+    }
+}
+
+impl<T: Sink> Append for T {}
 
 /// The kinds of scenario the generator can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -506,13 +584,14 @@ impl Synth {
     }
 
     fn call_id(&mut self, host: Ipv4Addr) -> String {
-        format!(
-            "{}-{}-{:x}@{}",
-            self.rng.hex(12),
-            self.run_id,
-            self.sequence,
-            host
-        )
+        let mut id = self.rng.hex(12);
+        id.s("-")
+            .s(&self.run_id)
+            .s("-")
+            .hex(self.sequence)
+            .s("@")
+            .ip(host);
+        id
     }
 
     fn party(&mut self, port: u16) -> Party {
@@ -523,7 +602,11 @@ impl Synth {
             self.rng.range(1, 254) as u8,
         );
         Party {
-            user: format!("{}", self.rng.range(100_000, 999_999)),
+            user: {
+                let mut user = String::with_capacity(6);
+                user.n(self.rng.range(100_000, 999_999));
+                user
+            },
             display: self.rng.pick(&NAMES),
             domain: self.rng.pick(&DOMAINS),
             ip,
@@ -545,7 +628,9 @@ impl Synth {
     }
 
     fn branch(&mut self) -> String {
-        format!("z9hG4bK{}", self.rng.hex(16))
+        let mut branch = String::with_capacity(23);
+        branch.s("z9hG4bK").hex16(self.rng.next_u64());
+        branch
     }
 
     fn media_port(&mut self) -> u16 {
@@ -863,7 +948,7 @@ impl Synth {
                     (from.0, from.1 + 1),
                     (to.0, to.1 + 1),
                     Some(&a.call_id),
-                    json.into_bytes(),
+                    json,
                 );
             }
         }
@@ -1022,13 +1107,26 @@ impl Synth {
         self.sip_request(leg, "ACK", cseq, branch, false, Some(&leg.to_tag))
     }
 
-    fn sdp(&mut self, user: &str, media: (Ipv4Addr, u16)) -> String {
+    fn sdp(&mut self, user: &str, media: (Ipv4Addr, u16)) -> Vec<u8> {
         let session = self.rng.range(1_000_000, 9_999_999);
-        format!(
-            "v=0\r\no={user} {session} {session} IN IP4 {ip}\r\ns=Talk\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
-            ip = media.0,
-            port = media.1,
-        )
+        let (ip, port) = media;
+        let mut sdp = Vec::with_capacity(320);
+        sdp.s("v=0\r\no=")
+            .s(user)
+            .s(" ")
+            .n(session)
+            .s(" ")
+            .n(session)
+            .s(" IN IP4 ")
+            .ip(ip);
+        sdp.s("\r\ns=Talk\r\nc=IN IP4 ")
+            .ip(ip)
+            .s("\r\nt=0 0\r\nm=audio ")
+            .n(port.into());
+        sdp.s(" RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n")
+            .s("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n")
+            .s("a=sendrecv\r\n");
+        sdp
     }
 
     /// A request from the leg's UAC. `to_tag` is set for in-dialog requests.
@@ -1044,45 +1142,62 @@ impl Synth {
         let body = if with_sdp {
             self.sdp(&leg.uac.user, leg.uac_media)
         } else {
-            String::new()
+            Vec::new()
         };
         let (uac, callee) = (&leg.uac, &leg.callee);
-        let mut m = String::with_capacity(900);
-        let ruri = if method == "REGISTER" {
-            format!("sip:{}", callee.domain)
-        } else {
-            format!("sip:{}@{}", callee.user, callee.domain)
-        };
-        let _ = write!(
-            m,
-            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {}:{};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: \"{}\" <sip:{}@{}>;tag={}\r\nTo: <sip:{}@{}>",
-            uac.ip, uac.port, uac.display, uac.user, uac.domain, leg.from_tag, callee.user, callee.domain
-        );
+        let mut m = Vec::with_capacity(900);
+        m.s(method).s(" sip:");
+        if method != "REGISTER" {
+            m.s(&callee.user).s("@");
+        }
+        m.s(callee.domain)
+            .s(" SIP/2.0\r\nVia: SIP/2.0/UDP ")
+            .ip(uac.ip)
+            .s(":");
+        m.n(uac.port.into())
+            .s(";branch=")
+            .s(branch)
+            .s(";rport\r\nMax-Forwards: 70\r\n");
+        m.s("From: \"")
+            .s(uac.display)
+            .s("\" <sip:")
+            .s(&uac.user)
+            .s("@")
+            .s(uac.domain);
+        m.s(">;tag=")
+            .s(&leg.from_tag)
+            .s("\r\nTo: <sip:")
+            .s(&callee.user)
+            .s("@");
+        m.s(callee.domain).s(">");
         if let Some(tag) = to_tag {
-            let _ = write!(m, ";tag={tag}");
+            m.s(";tag=").s(tag);
         }
-        let _ = write!(
-            m,
-            "\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n",
-            leg.call_id
-        );
+        m.s("\r\nCall-ID: ")
+            .s(&leg.call_id)
+            .s("\r\nCSeq: ")
+            .n(cseq.into())
+            .s(" ");
+        m.s(method).s("\r\n");
         if matches!(method, "INVITE" | "REGISTER" | "OPTIONS") {
-            let _ = write!(m, "Contact: <sip:{}@{}:{}>\r\n", uac.user, uac.ip, uac.port);
+            m.s("Contact: <sip:").s(&uac.user).s("@").ip(uac.ip).s(":");
+            m.n(uac.port.into()).s(">\r\n");
         }
-        let _ = write!(m, "User-Agent: {}\r\n", uac.agent);
+        m.s("User-Agent: ").s(uac.agent).s("\r\n");
         if method == "INVITE" || method == "REGISTER" {
             for (name, value) in &leg.extra {
-                let _ = write!(m, "{name}: {value}\r\n");
+                m.s(name).s(": ").s(value).s("\r\n");
             }
         }
         if method == "INVITE" {
-            m.push_str("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY\r\n");
+            m.s("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY\r\n");
         }
         if !body.is_empty() {
-            m.push_str("Content-Type: application/sdp\r\n");
+            m.s("Content-Type: application/sdp\r\n");
         }
-        let _ = write!(m, "Content-Length: {}\r\n\r\n{body}", body.len());
-        m.into_bytes()
+        m.s("Content-Length: ").n(body.len() as u64).s("\r\n\r\n");
+        m.extend_from_slice(&body);
+        m
     }
 
     /// A response from the leg's UAS. `contact`: `Some(true)` adds Contact and SDP (2xx to
@@ -1102,44 +1217,63 @@ impl Synth {
         let body = if contact == Some(true) {
             self.sdp(&leg.callee.user, leg.uas_media)
         } else {
-            String::new()
+            Vec::new()
         };
         let (uac, uas, callee) = (&leg.uac, &leg.uas, &leg.callee);
-        let mut m = String::with_capacity(800);
-        let _ = write!(
-            m,
-            "SIP/2.0 {code} {reason}\r\nVia: SIP/2.0/UDP {}:{};branch={branch};rport={};received={}\r\nFrom: \"{}\" <sip:{}@{}>;tag={}\r\nTo: <sip:{}@{}>",
-            uac.ip, uac.port, uac.port, uac.ip, uac.display, uac.user, uac.domain, leg.from_tag, callee.user, callee.domain
-        );
+        let mut m = Vec::with_capacity(800);
+        m.s("SIP/2.0 ")
+            .n(code.into())
+            .s(" ")
+            .s(reason)
+            .s("\r\nVia: SIP/2.0/UDP ")
+            .ip(uac.ip);
+        m.s(":")
+            .n(uac.port.into())
+            .s(";branch=")
+            .s(branch)
+            .s(";rport=")
+            .n(uac.port.into());
+        m.s(";received=")
+            .ip(uac.ip)
+            .s("\r\nFrom: \"")
+            .s(uac.display)
+            .s("\" <sip:");
+        m.s(&uac.user)
+            .s("@")
+            .s(uac.domain)
+            .s(">;tag=")
+            .s(&leg.from_tag)
+            .s("\r\nTo: <sip:");
+        m.s(&callee.user).s("@").s(callee.domain).s(">");
         if with_to_tag {
-            let _ = write!(m, ";tag={}", leg.to_tag);
+            m.s(";tag=").s(&leg.to_tag);
         }
-        let _ = write!(
-            m,
-            "\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n",
-            leg.call_id
-        );
+        m.s("\r\nCall-ID: ")
+            .s(&leg.call_id)
+            .s("\r\nCSeq: ")
+            .n(cseq.into())
+            .s(" ");
+        m.s(method).s("\r\n");
         if contact.is_some() {
             if method == "REGISTER" {
-                let _ = write!(
-                    m,
-                    "Contact: <sip:{}@{}:{}>;expires=3600\r\n",
-                    uac.user, uac.ip, uac.port
-                );
+                m.s("Contact: <sip:").s(&uac.user).s("@").ip(uac.ip).s(":");
+                m.n(uac.port.into()).s(">;expires=3600\r\n");
             } else {
-                let _ = write!(
-                    m,
-                    "Contact: <sip:{}@{}:{}>\r\n",
-                    callee.user, uas.ip, uas.port
-                );
+                m.s("Contact: <sip:")
+                    .s(&callee.user)
+                    .s("@")
+                    .ip(uas.ip)
+                    .s(":");
+                m.n(uas.port.into()).s(">\r\n");
             }
         }
-        let _ = write!(m, "Server: {}\r\n", uas.agent);
+        m.s("Server: ").s(uas.agent).s("\r\n");
         if !body.is_empty() {
-            m.push_str("Content-Type: application/sdp\r\n");
+            m.s("Content-Type: application/sdp\r\n");
         }
-        let _ = write!(m, "Content-Length: {}\r\n\r\n{body}", body.len());
-        m.into_bytes()
+        m.s("Content-Length: ").n(body.len() as u64).s("\r\n\r\n");
+        m.extend_from_slice(&body);
+        m
     }
 
     /// An RTCP sender report in the JSON shape rtpengine and heplify send as HEP type 5.
@@ -1151,20 +1285,45 @@ impl Synth {
         source_ssrc: u32,
         user: &str,
         ip: Ipv4Addr,
-    ) -> String {
+    ) -> Vec<u8> {
         // NTP time: seconds since 1900.
         let ntp_sec = at_micros / 1_000_000 + 2_208_988_800;
         let ntp_frac = ((at_micros % 1_000_000) << 32) / 1_000_000;
         let packets = seconds * 50;
         let fraction_lost = self.rng.range(0, 6);
         let lost = packets * fraction_lost / 256;
-        format!(
-            "{{\"sender_information\":{{\"ntp_timestamp_sec\":{ntp_sec},\"ntp_timestamp_usec\":{ntp_frac},\"octets\":{},\"rtp_timestamp\":{},\"packets\":{packets}}},\"ssrc\":{ssrc},\"type\":200,\"report_count\":1,\"report_blocks\":[{{\"source_ssrc\":{source_ssrc},\"highest_seq_no\":{},\"fraction_lost\":{fraction_lost},\"ia_jitter\":{},\"packets_lost\":{lost},\"lsr\":0,\"dlsr\":0}}],\"sdes_report_count\":1,\"sdes_information\":[{{\"sdes_chunk_ssrc\":{ssrc},\"type\":1,\"text\":\"{user}@{ip}\"}}]}}",
-            packets * 160,
-            packets * 160,
-            1000 + packets,
-            self.rng.range(2, 60),
-        )
+        let jitter = self.rng.range(2, 60);
+        let mut j = Vec::with_capacity(460);
+        j.s("{\"sender_information\":{\"ntp_timestamp_sec\":")
+            .n(ntp_sec);
+        j.s(",\"ntp_timestamp_usec\":")
+            .n(ntp_frac)
+            .s(",\"octets\":")
+            .n(packets * 160);
+        j.s(",\"rtp_timestamp\":")
+            .n(packets * 160)
+            .s(",\"packets\":")
+            .n(packets);
+        j.s("},\"ssrc\":")
+            .n(ssrc.into())
+            .s(",\"type\":200,\"report_count\":1,");
+        j.s("\"report_blocks\":[{\"source_ssrc\":")
+            .n(source_ssrc.into());
+        j.s(",\"highest_seq_no\":")
+            .n(1000 + packets)
+            .s(",\"fraction_lost\":");
+        j.n(fraction_lost)
+            .s(",\"ia_jitter\":")
+            .n(jitter)
+            .s(",\"packets_lost\":")
+            .n(lost);
+        j.s(",\"lsr\":0,\"dlsr\":0}],\"sdes_report_count\":1,\"sdes_information\":[{");
+        j.s("\"sdes_chunk_ssrc\":")
+            .n(ssrc.into())
+            .s(",\"type\":1,\"text\":\"")
+            .s(user);
+        j.s("@").ip(ip).s("\"}]}");
+        j
     }
 }
 
