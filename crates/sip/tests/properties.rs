@@ -275,3 +275,49 @@ proptest! {
         framing_never_panics(&raw, 1 << 16);
     }
 }
+
+/// `Text::normalized` as specified: invalid UTF-8 replaced by U+FFFD, then every line break
+/// with the spaces and tabs after it replaced by one space, unless a space or tab precedes it.
+fn normalized_by_spec(bytes: &[u8]) -> String {
+    let chars: Vec<char> = String::from_utf8_lossy(bytes).chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if matches!(chars[i], '\r' | '\n') {
+            // A fold: the line breaks and the blanks after them, up to the next text.
+            let text = (i..chars.len())
+                .find(|&j| !matches!(chars[j], '\r' | '\n' | ' ' | '\t'))
+                .unwrap_or(chars.len());
+            if text < chars.len() && !out.ends_with([' ', '\t']) {
+                out.push(' ');
+            }
+            i = text;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+proptest! {
+    /// The plain-ASCII fast path and the general path agree with the specification, on spans
+    /// of every length around the 8-byte word size, with line breaks, tabs and non-ASCII bytes
+    /// anywhere.
+    #[test]
+    fn normalized_matches_its_specification(
+        bytes in prop::collection::vec(
+            prop_oneof![
+                8 => 0x21u8..0x7f,
+                1 => Just(b'\r'),
+                1 => Just(b'\n'),
+                1 => Just(b' '),
+                1 => Just(b'\t'),
+                1 => 0x80u8..=0xff,
+            ],
+            0..40,
+        )
+    ) {
+        prop_assert_eq!(Text::new(&bytes).normalized(), normalized_by_spec(&bytes));
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use compact_str::{format_compact, CompactString, ToCompactString};
+use compact_str::{CompactString, ToCompactString};
 use serde::{Deserialize, Serialize};
 
 /// heplify-server's profile split, decided by the SIP CSeq method: `REGISTER` → `registration`;
@@ -636,8 +636,16 @@ impl SipFields {
                 .iter()
                 .filter(|m| m.port != 0)
                 .filter_map(|m| {
-                    m.connection
-                        .map(|c| format!("{}:{}", c.normalized(), m.port))
+                    m.connection.map(|c| {
+                        let ip = c.normalized();
+                        let mut digits = itoa::Buffer::new();
+                        let port = digits.format(m.port);
+                        let mut media = String::with_capacity(ip.len() + 1 + port.len());
+                        media.push_str(&ip);
+                        media.push(':');
+                        media.push_str(port);
+                        media
+                    })
                 })
                 .collect(),
             _ => Vec::new(),
@@ -646,10 +654,14 @@ impl SipFields {
             method,
             is_request: msg.is_request(),
             status,
-            cseq: msg
-                .cseq
-                .as_ref()
-                .map(|c| format_compact!("{} {}", c.number, c.method.normalized())),
+            cseq: msg.cseq.as_ref().map(|c| {
+                // Built by hand: `format_compact!` goes through `core::fmt`, a cost on
+                // every message the collector stores.
+                let mut cseq = CompactString::new(itoa::Buffer::new().format(c.number));
+                cseq.push(' ');
+                cseq.push_str(&c.method.normalized());
+                cseq
+            }),
             cseq_method: own(msg.cseq_method()),
             call_id: own(msg.call_id),
             ruri_user: own(msg.ruri_user()),
