@@ -138,29 +138,27 @@ trait Append: Sink {
         self
     }
 
-    /// Appends `v` as 16 lowercase hex digits, leading zeros included.
-    fn hex16(&mut self, v: u64) -> &mut Self {
+    /// Appends the low `count` (1..=16) hex digits of `v`, lowercase.
+    fn hex_digits(&mut self, v: u64, count: usize) -> &mut Self {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 16];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+        let count = count.clamp(1, 16);
+        for (i, o) in out[..count].iter_mut().enumerate() {
+            *o = DIGITS[((v >> (4 * (count - 1 - i))) & 0xf) as usize];
         }
         // Hex digits are ASCII: this never falls back.
-        self.put(std::str::from_utf8(&out).unwrap_or_default());
+        self.put(std::str::from_utf8(&out[..count]).unwrap_or_default());
         self
+    }
+
+    /// Appends `v` as 16 lowercase hex digits, leading zeros included.
+    fn hex16(&mut self, v: u64) -> &mut Self {
+        self.hex_digits(v, 16)
     }
 
     /// Appends `v` in lowercase hex without leading zeros (`0` for zero).
     fn hex(&mut self, v: u64) -> &mut Self {
-        let mut full = String::with_capacity(16);
-        full.hex16(v);
-        let significant = full.trim_start_matches('0');
-        self.put(if significant.is_empty() {
-            "0"
-        } else {
-            significant
-        });
-        self
+        self.hex_digits(v, (64 - v.leading_zeros()).div_ceil(4) as usize)
     }
 }
 
@@ -1158,30 +1156,9 @@ impl Synth {
             .s(";branch=")
             .s(branch)
             .s(";rport\r\nMax-Forwards: 70\r\n");
-        m.s("From: \"")
-            .s(uac.display)
-            .s("\" <sip:")
-            .s(&uac.user)
-            .s("@")
-            .s(uac.domain);
-        m.s(">;tag=")
-            .s(&leg.from_tag)
-            .s("\r\nTo: <sip:")
-            .s(&callee.user)
-            .s("@");
-        m.s(callee.domain).s(">");
-        if let Some(tag) = to_tag {
-            m.s(";tag=").s(tag);
-        }
-        m.s("\r\nCall-ID: ")
-            .s(&leg.call_id)
-            .s("\r\nCSeq: ")
-            .n(cseq.into())
-            .s(" ");
-        m.s(method).s("\r\n");
+        dialog_headers(&mut m, leg, to_tag, cseq, method);
         if matches!(method, "INVITE" | "REGISTER" | "OPTIONS") {
-            m.s("Contact: <sip:").s(&uac.user).s("@").ip(uac.ip).s(":");
-            m.n(uac.port.into()).s(">\r\n");
+            contact(&mut m, &uac.user, peer(uac), "");
         }
         m.s("User-Agent: ").s(uac.agent).s("\r\n");
         if method == "INVITE" || method == "REGISTER" {
@@ -1192,11 +1169,7 @@ impl Synth {
         if method == "INVITE" {
             m.s("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY\r\n");
         }
-        if !body.is_empty() {
-            m.s("Content-Type: application/sdp\r\n");
-        }
-        m.s("Content-Length: ").n(body.len() as u64).s("\r\n\r\n");
-        m.extend_from_slice(&body);
+        sdp_body(&mut m, &body);
         m
     }
 
@@ -1233,46 +1206,18 @@ impl Synth {
             .s(branch)
             .s(";rport=")
             .n(uac.port.into());
-        m.s(";received=")
-            .ip(uac.ip)
-            .s("\r\nFrom: \"")
-            .s(uac.display)
-            .s("\" <sip:");
-        m.s(&uac.user)
-            .s("@")
-            .s(uac.domain)
-            .s(">;tag=")
-            .s(&leg.from_tag)
-            .s("\r\nTo: <sip:");
-        m.s(&callee.user).s("@").s(callee.domain).s(">");
-        if with_to_tag {
-            m.s(";tag=").s(&leg.to_tag);
-        }
-        m.s("\r\nCall-ID: ")
-            .s(&leg.call_id)
-            .s("\r\nCSeq: ")
-            .n(cseq.into())
-            .s(" ");
-        m.s(method).s("\r\n");
+        m.s(";received=").ip(uac.ip).s("\r\n");
+        let to_tag = with_to_tag.then_some(leg.to_tag.as_str());
+        dialog_headers(&mut m, leg, to_tag, cseq, method);
         if contact.is_some() {
             if method == "REGISTER" {
-                m.s("Contact: <sip:").s(&uac.user).s("@").ip(uac.ip).s(":");
-                m.n(uac.port.into()).s(">;expires=3600\r\n");
+                self::contact(&mut m, &uac.user, peer(uac), ";expires=3600");
             } else {
-                m.s("Contact: <sip:")
-                    .s(&callee.user)
-                    .s("@")
-                    .ip(uas.ip)
-                    .s(":");
-                m.n(uas.port.into()).s(">\r\n");
+                self::contact(&mut m, &callee.user, peer(uas), "");
             }
         }
         m.s("Server: ").s(uas.agent).s("\r\n");
-        if !body.is_empty() {
-            m.s("Content-Type: application/sdp\r\n");
-        }
-        m.s("Content-Length: ").n(body.len() as u64).s("\r\n\r\n");
-        m.extend_from_slice(&body);
+        sdp_body(&mut m, &body);
         m
     }
 
@@ -1336,6 +1281,49 @@ enum BMsg<'a> {
 
 fn peer(p: &Party) -> (Ipv4Addr, u16) {
     (p.ip, p.port)
+}
+
+/// The headers every request and response of a leg carries after its Via: From, To (with the
+/// callee's tag once it set one), Call-ID and CSeq.
+fn dialog_headers(m: &mut Vec<u8>, leg: &Leg, to_tag: Option<&str>, cseq: u32, method: &str) {
+    let (uac, callee) = (&leg.uac, &leg.callee);
+    m.s("From: \"")
+        .s(uac.display)
+        .s("\" <sip:")
+        .s(&uac.user)
+        .s("@")
+        .s(uac.domain);
+    m.s(">;tag=").s(&leg.from_tag);
+    m.s("\r\nTo: <sip:")
+        .s(&callee.user)
+        .s("@")
+        .s(callee.domain)
+        .s(">");
+    if let Some(tag) = to_tag {
+        m.s(";tag=").s(tag);
+    }
+    m.s("\r\nCall-ID: ").s(&leg.call_id);
+    m.s("\r\nCSeq: ").n(cseq.into()).s(" ").s(method).s("\r\n");
+}
+
+/// A Contact header for `user` at `addr`, with `params` after the URI.
+fn contact(m: &mut Vec<u8>, user: &str, addr: (Ipv4Addr, u16), params: &str) {
+    m.s("Contact: <sip:")
+        .s(user)
+        .s("@")
+        .ip(addr.0)
+        .s(":")
+        .n(addr.1.into());
+    m.s(">").s(params).s("\r\n");
+}
+
+/// The body headers, the empty line and the body (SDP when there is one).
+fn sdp_body(m: &mut Vec<u8>, body: &[u8]) {
+    if !body.is_empty() {
+        m.s("Content-Type: application/sdp\r\n");
+    }
+    m.s("Content-Length: ").n(body.len() as u64).s("\r\n\r\n");
+    m.extend_from_slice(body);
 }
 
 /// Summary label of a SIP status code.
