@@ -20,6 +20,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again.packets.len(), report.packets.len());
         }
     }
+    // The RTCP reader's fast JSON path reads what serde_json reads, or leaves it to serde_json.
+    assert!(payload::fast_reader_agrees(data), "fast JSON reader disagrees");
     if let Ok(report) = rtcp::from_json(data) {
         // The RTCP reader's borrowed JSON tree accepts only what serde_json's `Value` accepts.
         assert!(payload::json::parse_value(data).is_ok(), "accepted invalid JSON");

@@ -163,6 +163,9 @@ pub(crate) struct State {
     pub(crate) targets: Vec<(String, Vec<AddrPattern>)>,
     pub(crate) nodes: Vec<String>,
     node_index: HashMap<String, u16>,
+    /// The node looked up last and its index: records come in runs from one node, and this
+    /// spares hashing its name for each.
+    last_node: Option<(String, u16)>,
     pub(crate) scopes: HashMap<ScopeKey, ScopeStats>,
     txns: KeyMap<Txn>,
     sessions: KeyMap<Session>,
@@ -174,7 +177,9 @@ pub(crate) struct State {
     regs: KeyMap<Registration>,
     /// Per-stream last cumulative loss, for loss increments.
     streams: KeyMap<i64>,
-    pub(crate) hep_types: HashMap<(u16, u8), u64>,
+    /// Records by (node index, HEP type). Keyed with [`KeyHasher`]: the keys are two small
+    /// integers, and SipHash on every record was measurable.
+    pub(crate) hep_types: HashMap<(u16, u8), u64, BuildHasherDefault<KeyHasher>>,
     /// Seed of [`key`], random per process.
     key_seed: u64,
     pub(crate) counters: TrackerCounters,
@@ -229,9 +234,10 @@ fn key(seed: u64, parts: &[&[u8]]) -> u64 {
 }
 
 /// Maps keyed by [`key`] hashes: the key is already a seeded hash, so it is used as is
-/// instead of being hashed again with SipHash.
+/// instead of being hashed again with SipHash. Also hashes the few small integers of
+/// `State::hep_types` (the bytes of node index and HEP type, folded).
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -273,13 +279,14 @@ impl State {
             targets,
             nodes: Vec::new(),
             node_index: HashMap::new(),
+            last_node: None,
             scopes: HashMap::new(),
             txns: KeyMap::default(),
             sessions: KeyMap::default(),
             sessions_by_ips: KeyMap::default(),
             regs: KeyMap::default(),
             streams: KeyMap::default(),
-            hep_types: HashMap::new(),
+            hep_types: HashMap::default(),
             key_seed: std::collections::hash_map::RandomState::new().hash_one(0x006b_7069_u64),
             counters: TrackerCounters::default(),
             now_us: i64::MIN,
@@ -314,8 +321,14 @@ impl State {
     }
 
     fn node_idx(&mut self, node: &str) -> u16 {
-        if let Some(i) = self.node_index.get(node) {
-            return *i;
+        if let Some((name, i)) = &self.last_node {
+            if name == node {
+                return *i;
+            }
+        }
+        if let Some(&i) = self.node_index.get(node) {
+            self.last_node = Some((node.to_owned(), i));
+            return i;
         }
         if self.nodes.len() >= self.cfg.max_nodes.min(usize::from(NODE_OTHER)) {
             return NODE_OTHER;

@@ -19,8 +19,7 @@
 //! was already released (a batch replayed from the spool after an overload) cannot be put back
 //! in place: it is fed at once and counted as late.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::engine::SipEvent;
@@ -124,18 +123,37 @@ impl PendingSip {
     }
 }
 
+/// Width of a bucket of receive times, µs.
+const BUCKET_US: i64 = 1_000;
+
+/// The ordering keys, (receive time, feed sequence), of the items received within one
+/// [`BUCKET_US`].
+#[derive(Debug, Default)]
+struct Bucket {
+    keys: Vec<(i64, u64)>,
+    /// `keys[..next]` were released.
+    next: usize,
+    /// Whether `keys[next..]` is in order. Items arrive in order per writer batch, so a bucket
+    /// is sorted (once, when it is first released from) only where batches interleave.
+    sorted: bool,
+}
+
 /// The reorder buffer; see the module documentation.
 ///
-/// The heap holds only the ordering keys, (receive time, feed sequence), 16 bytes each; the
-/// items wait in `items`, indexed by their feed sequence. Why: at 100k+ messages/s the heap
-/// holds 100k+ entries, and every pop moves log2(n) of them; moving 150-byte items made
-/// the heap a tenth of the collector's writer time. Items are released nearly in feed order
-/// (receive times are stamped in order per receiver), so the front of `items` empties
-/// soon after a release and the deque stays about as long as the heap.
+/// The ordering keys, (receive time, feed sequence), 16 bytes each, wait in buckets of
+/// [`BUCKET_US`] of receive time; the items wait in `items`, indexed by their feed sequence.
+/// Why buckets rather than a binary heap: at 100k+ messages/s the buffer holds 100k+ keys,
+/// more than the CPU caches, and each heap pop moved log2(n) of them with a cache miss at
+/// nearly every level: 2.5 % of the collector's CPU. A bucket is appended to in receive order,
+/// released front to back, and sorted at most once. Items are released nearly in feed order
+/// (receive times are stamped in order per receiver), so the front of `items` empties soon
+/// after a release and the deque stays about as long as the buffer.
 #[derive(Debug)]
 pub(crate) struct ReorderBuffer {
-    /// `(received_us, seq)` of every waiting item, smallest first.
-    pending: BinaryHeap<Reverse<(i64, u64)>>,
+    /// The keys of every waiting item, by bucket (receive time / [`BUCKET_US`]).
+    pending: BTreeMap<i64, Bucket>,
+    /// Keys waiting in `pending`.
+    waiting: usize,
     /// The item of feed sequence `first_seq + i` at index `i`; `None` once released.
     items: VecDeque<Option<PendingItem>>,
     /// Feed sequence of `items[0]`.
@@ -150,7 +168,8 @@ pub(crate) struct ReorderBuffer {
 impl ReorderBuffer {
     pub(crate) fn new(window_ms: u64, max_events: usize) -> ReorderBuffer {
         ReorderBuffer {
-            pending: BinaryHeap::new(),
+            pending: BTreeMap::new(),
+            waiting: 0,
             items: VecDeque::new(),
             first_seq: 0,
             window_us: i64::try_from(window_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
@@ -167,7 +186,7 @@ impl ReorderBuffer {
 
     /// Items waiting now.
     pub(crate) fn len(&self) -> usize {
-        self.pending.len()
+        self.waiting
     }
 
     /// Takes one message in; `false` when it is late (received before a message already
@@ -185,8 +204,25 @@ impl ReorderBuffer {
         if received_us < self.released_up_to_us {
             return false;
         }
-        // `seq` is the next feed sequence: `items` always ends just before it.
-        self.pending.push(Reverse((received_us, self.seq)));
+        let key = received_us.div_euclid(BUCKET_US);
+        // Nearly every item goes to the newest bucket.
+        let bucket = match self.pending.last_entry() {
+            Some(last) if *last.key() == key => last.into_mut(),
+            _ => self.pending.entry(key).or_insert_with(|| Bucket {
+                sorted: true,
+                ..Bucket::default()
+            }),
+        };
+        // `seq` is the next feed sequence, larger than any key's: only the time can be out of
+        // order.
+        if bucket.keys.len() > bucket.next
+            && bucket.keys.last().is_some_and(|last| received_us < last.0)
+        {
+            bucket.sorted = false;
+        }
+        bucket.keys.push((received_us, self.seq));
+        self.waiting += 1;
+        // `items` always ends just before `seq`.
         self.items.push_back(Some(item()));
         self.seq += 1;
         true
@@ -196,29 +232,36 @@ impl ReorderBuffer {
     /// and the oldest ones beyond `max_events`; `None` for `wall_us` releases everything.
     pub(crate) fn release(&mut self, wall_us: Option<i64>, mut feed: impl FnMut(Released<'_>)) {
         let horizon = wall_us.map(|w| w.saturating_sub(self.window_us));
-        while let Some(&Reverse((received_us, _))) = self.pending.peek() {
-            let due = horizon.map_or(true, |h| received_us <= h);
-            if !due && self.pending.len() <= self.max_events {
-                break;
+        while let Some(mut first) = self.pending.first_entry() {
+            let bucket = first.get_mut();
+            if !bucket.sorted {
+                bucket.keys[bucket.next..].sort_unstable();
+                bucket.sorted = true;
             }
-            let Some(Reverse((received_us, seq))) = self.pending.pop() else {
-                break;
-            };
-            self.released_up_to_us = self.released_up_to_us.max(received_us);
-            let slot = seq
-                .checked_sub(self.first_seq)
-                .and_then(|i| usize::try_from(i).ok())
-                .and_then(|i| self.items.get_mut(i));
-            if let Some(item) = slot.and_then(Option::take) {
-                match &item {
-                    PendingItem::Sip(sip) => feed(Released::Sip(sip.event())),
-                    PendingItem::Qos(qos) => feed(Released::Qos(qos)),
+            while let Some(&(received_us, seq)) = bucket.keys.get(bucket.next) {
+                let due = horizon.map_or(true, |h| received_us <= h);
+                if !due && self.waiting <= self.max_events {
+                    return;
+                }
+                bucket.next += 1;
+                self.waiting -= 1;
+                self.released_up_to_us = self.released_up_to_us.max(received_us);
+                let slot = seq
+                    .checked_sub(self.first_seq)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| self.items.get_mut(i));
+                if let Some(item) = slot.and_then(Option::take) {
+                    match &item {
+                        PendingItem::Sip(sip) => feed(Released::Sip(sip.event())),
+                        PendingItem::Qos(qos) => feed(Released::Qos(qos)),
+                    }
+                }
+                while let Some(None) = self.items.front() {
+                    self.items.pop_front();
+                    self.first_seq += 1;
                 }
             }
-            while let Some(None) = self.items.front() {
-                self.items.pop_front();
-                self.first_seq += 1;
-            }
+            first.remove();
         }
     }
 }
@@ -299,10 +342,17 @@ mod tests {
     proptest::proptest! {
         /// Whatever order the items come in and however releases interleave with pushes,
         /// every admitted item comes out exactly once, in (receive time, feed order), and the
-        /// item store empties with the heap.
+        /// item store empties with the buckets.
         #[test]
         fn every_item_comes_out_once_in_key_order(
-            steps in proptest::collection::vec((0i64..50, proptest::option::of(0i64..60)), 1..200),
+            // Receive times within one bucket and over several, ties included.
+            steps in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![0i64..50, 0i64..5_000],
+                    proptest::option::of(proptest::prop_oneof![0i64..60, 0i64..6_000]),
+                ),
+                1..200,
+            ),
         ) {
             let mut buf = ReorderBuffer::new(0, 1_000);
             let names: Vec<String> = (0..steps.len()).map(|i| format!("c{i}")).collect();

@@ -97,6 +97,8 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 pub use json::{json_path, JsonReport};
+#[doc(hidden)]
+pub use json_tree::fast_reader_agrees;
 
 /// HEP proto type numbers this crate dispatches on.
 pub mod proto {

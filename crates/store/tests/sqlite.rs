@@ -402,6 +402,73 @@ fn a_bad_row_is_rejected_alone() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
 }
 
+/// Rows go in as multi-row statements (`INSERT OR FAIL`, 32 rows each): a row the database
+/// refuses in the middle of one is rejected alone, the rows before it in that statement stay
+/// stored once, and the rows after it are still stored, in order.
+#[test]
+fn a_row_the_database_refuses_inside_a_multi_row_insert_is_rejected_alone() {
+    let (dir, store) = suite_store(100_000);
+    store
+        .insert_batch(&[sip_record(T0, "first", "INVITE", None, "INVITE")])
+        .unwrap();
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.ends_with(".db") && name != "catalog.db"
+        })
+        .expect("the partition file");
+    // A refusal only this database can make: a trigger that fails the insert of some rows.
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON msg WHEN NEW.sid LIKE 'refused-%' \
+             BEGIN SELECT RAISE(FAIL, 'refused by the trigger'); END;",
+        )
+        .unwrap();
+    let refused = [40, 70, 99];
+    let batch: Vec<Record> = (0..100)
+        .map(|i| {
+            let sid = if refused.contains(&i) {
+                format!("refused-{i}")
+            } else {
+                format!("row-{i}")
+            };
+            sip_record(T0 + 1 + i as i64, &sid, "INVITE", None, "INVITE")
+        })
+        .collect();
+    let outcome = store.insert_batch(&batch).unwrap();
+    assert_eq!(outcome.stored, 97);
+    let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(rejected, refused);
+    assert!(
+        outcome
+            .rejected
+            .iter()
+            .all(|(_, why)| why.contains("refused by the trigger")),
+        "{:?}",
+        outcome.rejected
+    );
+    // Every other row once, in batch order (ids follow insertion order).
+    let mut stored: Vec<(i64, String)> = all_messages(&store)
+        .into_iter()
+        .map(|m| (m.id, m.record.sid))
+        .collect();
+    stored.sort();
+    let expected: Vec<String> = std::iter::once("first".to_string())
+        .chain(
+            (0..100)
+                .filter(|i| !refused.contains(i))
+                .map(|i| format!("row-{i}")),
+        )
+        .collect();
+    assert_eq!(
+        stored.into_iter().map(|(_, s)| s).collect::<Vec<_>>(),
+        expected
+    );
+}
+
 #[test]
 fn users_and_settings_list_delete_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();

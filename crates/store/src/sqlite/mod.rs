@@ -140,8 +140,8 @@ enum GroupError {
 /// The embedded SQLite [`Store`]. See the module documentation for layout and guarantees.
 pub struct SqliteStore {
     config: SqliteConfig,
-    /// `retention_by_hep_type` with parsed keys.
-    type_retention: HashMap<u8, u32>,
+    /// Retention days by HEP type, where configured (an array: looked up for every row).
+    type_retention: Box<[Option<u32>; 256]>,
     catalog: Mutex<Connection>,
     /// Every partition file in the data directory.
     known: RwLock<BTreeSet<PartKey>>,
@@ -191,17 +191,17 @@ impl SqliteStore {
     /// Opens (creating when missing) the store in `config.data_dir`: creates the directory and
     /// the catalog, and lists the partition files already there.
     pub fn open(config: SqliteConfig) -> Result<SqliteStore, StoreError> {
-        let mut type_retention = HashMap::new();
+        let mut type_retention = Box::new([None; 256]);
         for (key, days) in &config.retention_by_hep_type {
             let t: u8 = key.trim().parse().map_err(|_| {
                 StoreError::Setup(format!(
                     "retention_by_hep_type: `{key}` is not a HEP type (0–255)"
                 ))
             })?;
-            type_retention.insert(t, *days);
+            type_retention[usize::from(t)] = Some(*days);
         }
         let all_days = std::iter::once(config.retention_days)
-            .chain(type_retention.values().copied())
+            .chain(type_retention.iter().flatten().copied())
             .chain(
                 [Profile::Call, Profile::Registration, Profile::Default]
                     .iter()
@@ -337,9 +337,7 @@ impl SqliteStore {
 
     /// Retention (days) of a record: HEP type override, else profile override, else default.
     fn retention_for(&self, record: &Record) -> u32 {
-        self.type_retention
-            .get(&record.hep_type)
-            .copied()
+        self.type_retention[usize::from(record.hep_type)]
             .or_else(|| self.config.retention_by_profile.get(record.profile))
             .unwrap_or(self.config.retention_days)
     }
@@ -554,22 +552,53 @@ impl SqliteStore {
         // (segment, min time, max time, rows) of the segments this batch writes into.
         let mut spans: Vec<(i64, i64, i64, i64)> = Vec::new();
         {
-            for (index, row) in rows {
-                let segment = plan.next_segment();
-                match row.insert(&mut writer.insert, segment) {
-                    Ok(()) => {
-                        stored += 1;
-                        let t = row.record.time_us;
-                        match spans.last_mut() {
-                            Some(s) if s.0 == segment => {
-                                s.1 = s.1.min(t);
-                                s.2 = s.2.max(t);
-                                s.3 += 1;
-                            }
-                            _ => spans.push((segment, t, t, 1)),
+            let mut stored_row = |segment: i64, t: i64| {
+                stored += 1;
+                match spans.last_mut() {
+                    Some(s) if s.0 == segment => {
+                        s.1 = s.1.min(t);
+                        s.2 = s.2.max(t);
+                        s.3 += 1;
+                    }
+                    _ => spans.push((segment, t, t, 1)),
+                }
+            };
+            let mut values = Vec::with_capacity(schema::ROWS_PER_INSERT * schema::INSERT_VALUES);
+            let mut segments = Vec::with_capacity(schema::ROWS_PER_INSERT);
+            for chunk in rows.chunks(schema::ROWS_PER_INSERT) {
+                values.clear();
+                segments.clear();
+                for (_, row) in chunk {
+                    let segment = plan.next_segment();
+                    segments.push(segment);
+                    values.extend(row.values(segment));
+                }
+                // Rows already in the file; the rest go in one at a time, so that a row the
+                // database refuses is rejected alone.
+                let mut done = 0;
+                if chunk.len() == schema::ROWS_PER_INSERT {
+                    match writer.insert_many.execute(&values) {
+                        Ok(()) => done = chunk.len(),
+                        Err(failure) => {
+                            done = usize::try_from(failure.rows_kept)
+                                .unwrap_or(0)
+                                .min(chunk.len());
                         }
                     }
-                    Err(e) => rejected.push((*index, e.to_string())),
+                    for ((_, row), segment) in chunk.iter().zip(&segments).take(done) {
+                        stored_row(*segment, row.record.time_us);
+                    }
+                }
+                let one_by_one = chunk
+                    .iter()
+                    .zip(&segments)
+                    .zip(values.chunks(schema::INSERT_VALUES))
+                    .skip(done);
+                for (((index, row), segment), row_values) in one_by_one {
+                    match writer.insert.execute(row_values) {
+                        Ok(()) => stored_row(*segment, row.record.time_us),
+                        Err(failure) => rejected.push((*index, failure.error.to_string())),
+                    }
                 }
             }
             let mut upsert = tx.prepare_cached(schema::UPSERT_SEGMENT).map_err(fail)?;

@@ -1,32 +1,47 @@
-//! The row insert statement of a partition writer, bound without copying the row's text and
-//! blobs.
+//! The row insert statements of a partition writer, bound without copying the rows' text and
+//! blobs, one row or many rows per statement.
 //!
-//! Why: rusqlite binds every text and blob with `SQLITE_TRANSIENT`, so SQLite copies each one
-//! into a buffer of its own before the insert and frees it after: the raw message, the
-//! addresses, a dozen header values per row. In the ingest profile that was ≈ 5 % of the
-//! writers' time (`memmove`, `malloc`, `free`). Values that rusqlite hands out borrowed are bound
-//! here with `SQLITE_STATIC` instead, which is sound because they outlive the statement's use:
-//! they are borrowed for the whole of [`RowInsert::execute`], and the bindings are cleared
-//! before it returns.
+//! Why static binding: rusqlite binds every text and blob with `SQLITE_TRANSIENT`, so SQLite
+//! copies each one into a buffer of its own before the insert and frees it after: the raw
+//! message, the addresses, a dozen header values per row. In the ingest profile that was ≈ 5 %
+//! of the writers' time (`memmove`, `malloc`, `free`). Here every value is a [`ValueRef`]
+//! borrowed for the whole of [`RowInsert::execute`] and bound with `SQLITE_STATIC`, which is
+//! sound because the bindings are cleared before it returns.
+//!
+//! Why many rows per statement: each run of a one-row `INSERT` opens a cursor on the table and
+//! on every index, descends each B-tree from its root and closes them again. A multi-row
+//! `VALUES` keeps the cursors open across its rows, so the table's append and the time index's
+//! near-append positions are found without a descent (see `schema::ROWS_PER_INSERT`).
 
 use std::ffi::{c_int, CStr};
 use std::ptr;
 
 use rusqlite::ffi;
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ToSql};
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
 
 /// A prepared statement on a writer connection. Must be dropped before that connection (the
 /// owner declares it first: fields drop in declaration order).
 pub(crate) struct RowInsert {
     stmt: *mut ffi::sqlite3_stmt,
     db: *mut ffi::sqlite3,
+    /// The statement's parameter count.
+    parameters: usize,
 }
 
 // SAFETY: like rusqlite's `Connection` (which is `Send`), the statement may move to another
 // thread; it is only ever used through `&mut self`, by one thread at a time, and the writer
 // connection it belongs to travels with it inside the same `PartitionWriter`.
 unsafe impl Send for RowInsert {}
+
+/// Why a run of the statement failed, and what it left behind.
+#[derive(Debug)]
+pub(crate) struct InsertFailure {
+    pub error: rusqlite::Error,
+    /// Rows the statement inserted before the failing one. An `INSERT OR FAIL` keeps them
+    /// (a constraint failure does not roll the statement back); 0 when nothing ran.
+    pub rows_kept: u64,
+}
 
 impl RowInsert {
     /// Prepares `sql` on `conn`.
@@ -52,16 +67,22 @@ impl RowInsert {
             if stmt.is_null() {
                 return Err(error(ffi::SQLITE_MISUSE, "empty statement".into()));
             }
-            Ok(RowInsert { stmt, db })
+            let parameters = usize::try_from(ffi::sqlite3_bind_parameter_count(stmt)).unwrap_or(0);
+            Ok(RowInsert {
+                stmt,
+                db,
+                parameters,
+            })
         }
     }
 
-    /// Binds `params` (1-based, in order), runs the statement once, and resets it. An error
-    /// (a constraint, a value SQLite refuses) leaves the statement ready for the next row.
-    pub(crate) fn execute(&mut self, params: &[&dyn ToSql]) -> rusqlite::Result<()> {
-        let result = self.bind_and_step(params);
+    /// Binds `values` to the parameters (1-based, in order; all of them), runs the statement
+    /// once, and resets it. A failure (a constraint, a value SQLite refuses) leaves the
+    /// statement ready for the next run.
+    pub(crate) fn execute(&mut self, values: &[ValueRef<'_>]) -> Result<(), InsertFailure> {
+        let result = self.bind_and_step(values);
         // SAFETY: `stmt` is a live statement of this connection. Clearing the bindings drops
-        // SQLite's pointers into `params` before the borrow ends.
+        // SQLite's pointers into `values` before the borrow ends.
         unsafe {
             ffi::sqlite3_reset(self.stmt);
             ffi::sqlite3_clear_bindings(self.stmt);
@@ -69,53 +90,56 @@ impl RowInsert {
         result
     }
 
-    fn bind_and_step(&mut self, params: &[&dyn ToSql]) -> rusqlite::Result<()> {
-        // SAFETY: `stmt` is live; the count is read-only.
-        let expected = unsafe { ffi::sqlite3_bind_parameter_count(self.stmt) };
-        if usize::try_from(expected).ok() != Some(params.len()) {
-            return Err(rusqlite::Error::InvalidParameterCount(
-                params.len(),
-                usize::try_from(expected).unwrap_or(0),
-            ));
+    fn bind_and_step(&mut self, values: &[ValueRef<'_>]) -> Result<(), InsertFailure> {
+        let unrun = |error| InsertFailure {
+            error,
+            rows_kept: 0,
+        };
+        if values.len() != self.parameters {
+            return Err(unrun(rusqlite::Error::InvalidParameterCount(
+                values.len(),
+                self.parameters,
+            )));
         }
-        for (index, param) in (1..).zip(params) {
-            let value = param.to_sql()?;
+        for (index, value) in (1..).zip(values) {
             // SAFETY: see `bind`.
-            let rc = unsafe { self.bind(index, &value) };
+            let rc = unsafe { self.bind(index, *value) };
             if rc != ffi::SQLITE_OK {
-                return Err(error_from(self.db, rc));
+                return Err(unrun(error_from(self.db, rc)));
             }
         }
         // SAFETY: `stmt` is live and every parameter is bound.
         match unsafe { ffi::sqlite3_step(self.stmt) } {
             ffi::SQLITE_DONE => Ok(()),
-            ffi::SQLITE_ROW => Err(rusqlite::Error::ExecuteReturnedResults),
-            rc => Err(error_from(self.db, rc)),
+            ffi::SQLITE_ROW => Err(unrun(rusqlite::Error::ExecuteReturnedResults)),
+            rc => Err(InsertFailure {
+                error: error_from(self.db, rc),
+                // SAFETY: `db` is live. The failed run set the connection's change count
+                // when it halted: the rows it kept, or 0 when it rolled back.
+                rows_kept: u64::try_from(unsafe { ffi::sqlite3_changes64(self.db) }).unwrap_or(0),
+            }),
         }
     }
 
     /// Binds one value.
     ///
     /// # Safety
-    /// Borrowed text and blobs are bound with `SQLITE_STATIC`: they must stay valid until the
-    /// bindings are cleared. They are borrowed from `execute`'s `params`, which outlive the
-    /// call, and `execute` clears the bindings before returning. Owned values (rusqlite makes
-    /// them for integers and conversions) die with this call, so SQLite copies them.
-    unsafe fn bind(&mut self, index: c_int, value: &ToSqlOutput<'_>) -> c_int {
-        let (value, destructor) = match value {
-            ToSqlOutput::Borrowed(v) => (*v, ffi::SQLITE_STATIC()),
-            ToSqlOutput::Owned(v) => (ValueRef::from(v), ffi::SQLITE_TRANSIENT()),
-            // Zero-blobs, function arguments, arrays: not used by the row insert.
-            _ => return ffi::SQLITE_MISMATCH,
-        };
+    /// Text and blobs are bound with `SQLITE_STATIC`: they must stay valid until the bindings
+    /// are cleared. They are borrowed for the whole of `execute`, which clears the bindings
+    /// before returning.
+    unsafe fn bind(&mut self, index: c_int, value: ValueRef<'_>) -> c_int {
         match value {
             ValueRef::Null => ffi::sqlite3_bind_null(self.stmt, index),
             ValueRef::Integer(i) => ffi::sqlite3_bind_int64(self.stmt, index, i),
             ValueRef::Real(r) => ffi::sqlite3_bind_double(self.stmt, index, r),
             ValueRef::Text(t) => match c_int::try_from(t.len()) {
-                Ok(len) if len > 0 => {
-                    ffi::sqlite3_bind_text(self.stmt, index, t.as_ptr().cast(), len, destructor)
-                }
+                Ok(len) if len > 0 => ffi::sqlite3_bind_text(
+                    self.stmt,
+                    index,
+                    t.as_ptr().cast(),
+                    len,
+                    ffi::SQLITE_STATIC(),
+                ),
                 // An empty string needs a valid pointer that lives forever.
                 Ok(_) => {
                     ffi::sqlite3_bind_text(self.stmt, index, c"".as_ptr(), 0, ffi::SQLITE_STATIC())
@@ -123,9 +147,13 @@ impl RowInsert {
                 Err(_) => ffi::SQLITE_TOOBIG,
             },
             ValueRef::Blob(b) => match c_int::try_from(b.len()) {
-                Ok(len) if len > 0 => {
-                    ffi::sqlite3_bind_blob(self.stmt, index, b.as_ptr().cast(), len, destructor)
-                }
+                Ok(len) if len > 0 => ffi::sqlite3_bind_blob(
+                    self.stmt,
+                    index,
+                    b.as_ptr().cast(),
+                    len,
+                    ffi::SQLITE_STATIC(),
+                ),
                 Ok(_) => ffi::sqlite3_bind_zeroblob(self.stmt, index, 0),
                 Err(_) => ffi::SQLITE_TOOBIG,
             },
@@ -160,7 +188,7 @@ fn error(rc: c_int, message: String) -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::params;
+    use rusqlite::types::ValueRef::{Blob, Integer, Null, Real, Text};
 
     fn table() -> Connection {
         let conn = Connection::open_in_memory().expect("open");
@@ -179,62 +207,65 @@ mod tests {
         Option<String>,
     );
 
-    #[test]
-    fn binds_every_kind_and_reports_errors_per_row() {
-        let conn = table();
-        let mut insert = RowInsert::prepare(
-            &conn,
-            "INSERT INTO t (a, b, c, d, e) VALUES (?, ?, ?, ?, ?)",
-        )
-        .expect("prepare");
-        let text = String::from("héllo");
-        let blob = vec![0u8, 1, 2, 255];
-        insert
-            .execute(params![7u8, text, blob, 1.5f64, "k1"])
-            .expect("row 1");
-        insert
-            .execute(params![
-                -3i64,
-                "",
-                Vec::<u8>::new(),
-                None::<f64>,
-                None::<&str>
-            ])
-            .expect("row 2");
-        // A constraint failure is this row's error only.
-        let err = insert
-            .execute(params![1, None::<&str>, None::<Vec<u8>>, 0.0, "k1"])
-            .expect_err("unique");
-        assert!(err.to_string().contains("UNIQUE"), "{err}");
-        let err = insert
-            .execute(params![None::<i64>, "x", None::<Vec<u8>>, 0.0, "k2"])
-            .expect_err("not null");
-        assert!(err.to_string().contains("NOT NULL"), "{err}");
-        assert!(matches!(
-            insert.execute(params![1]),
-            Err(rusqlite::Error::InvalidParameterCount(1, 5))
-        ));
-        insert
-            .execute(params![
-                9,
-                String::from("owned"),
-                [5u8; 3].to_vec(),
-                2.0,
-                "k3"
-            ])
-            .expect("row 3");
-        drop(insert);
-        let rows: Vec<TestRow> = conn
-            .prepare("SELECT a, b, c, d, e FROM t ORDER BY rowid")
+    fn rows(conn: &Connection) -> Vec<TestRow> {
+        conn.prepare("SELECT a, b, c, d, e FROM t ORDER BY rowid")
             .expect("select")
             .query_map([], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .expect("query")
             .collect::<Result<_, _>>()
-            .expect("rows");
+            .expect("rows")
+    }
+
+    #[test]
+    fn binds_every_kind_and_reports_errors_per_row() {
+        let conn = table();
+        let mut insert = RowInsert::prepare(
+            &conn,
+            "INSERT OR FAIL INTO t (a, b, c, d, e) VALUES (?, ?, ?, ?, ?)",
+        )
+        .expect("prepare");
+        let text = String::from("héllo");
+        let blob = vec![0u8, 1, 2, 255];
+        insert
+            .execute(&[
+                Integer(7),
+                Text(text.as_bytes()),
+                Blob(&blob),
+                Real(1.5),
+                Text(b"k1"),
+            ])
+            .expect("row 1");
+        insert
+            .execute(&[Integer(-3), Text(b""), Blob(&[]), Null, Null])
+            .expect("row 2");
+        // A constraint failure is this row's error only.
+        let err = insert
+            .execute(&[Integer(1), Null, Null, Real(0.0), Text(b"k1")])
+            .expect_err("unique");
+        assert!(err.error.to_string().contains("UNIQUE"), "{}", err.error);
+        assert_eq!(err.rows_kept, 0);
+        let err = insert
+            .execute(&[Null, Text(b"x"), Null, Real(0.0), Text(b"k2")])
+            .expect_err("not null");
+        assert!(err.error.to_string().contains("NOT NULL"), "{}", err.error);
+        assert!(matches!(
+            insert.execute(&[Integer(1)]).map_err(|f| f.error),
+            Err(rusqlite::Error::InvalidParameterCount(1, 5))
+        ));
+        insert
+            .execute(&[
+                Integer(9),
+                Text(b"owned"),
+                Blob(&[5; 3]),
+                Real(2.0),
+                Text(b"k3"),
+            ])
+            .expect("row 3");
+        drop(insert);
         assert_eq!(
-            rows,
+            rows(&conn),
             vec![
                 (
                     7,
@@ -256,16 +287,89 @@ mod tests {
     }
 
     #[test]
+    fn a_multi_row_insert_keeps_the_rows_before_a_failing_one_and_says_how_many() {
+        let conn = table();
+        let mut insert = RowInsert::prepare(
+            &conn,
+            "INSERT OR FAIL INTO t (a, e) VALUES (?, ?), (?, ?), (?, ?), (?, ?)",
+        )
+        .expect("prepare");
+        insert
+            .execute(&[
+                Integer(1),
+                Null,
+                Integer(2),
+                Null,
+                Integer(3),
+                Null,
+                Integer(4),
+                Null,
+            ])
+            .expect("four rows");
+        // The third row breaks NOT NULL: the first two stay, the fourth is not reached.
+        let err = insert
+            .execute(&[
+                Integer(5),
+                Null,
+                Integer(6),
+                Null,
+                Null,
+                Null,
+                Integer(8),
+                Null,
+            ])
+            .expect_err("not null");
+        assert!(err.error.to_string().contains("NOT NULL"), "{}", err.error);
+        assert_eq!(err.rows_kept, 2);
+        // Nothing ran: nothing kept, whatever the previous run left in the change count.
+        let err = insert.execute(&[Integer(1)]).expect_err("count");
+        assert_eq!(err.rows_kept, 0);
+        // The first row fails: nothing kept.
+        let err = insert
+            .execute(&[
+                Null,
+                Null,
+                Integer(6),
+                Null,
+                Integer(7),
+                Null,
+                Integer(8),
+                Null,
+            ])
+            .expect_err("not null");
+        assert_eq!(err.rows_kept, 0);
+        insert
+            .execute(&[
+                Integer(9),
+                Null,
+                Integer(10),
+                Null,
+                Integer(11),
+                Null,
+                Integer(12),
+                Null,
+            ])
+            .expect("four more");
+        drop(insert);
+        let a: Vec<i64> = rows(&conn).into_iter().map(|r| r.0).collect();
+        assert_eq!(a, [1, 2, 3, 4, 5, 6, 9, 10, 11, 12]);
+    }
+
+    #[test]
     fn values_are_read_at_step_time_not_later() {
         // The statically bound buffers may be reused by the caller as soon as execute returns.
         let conn = table();
         let mut insert =
             RowInsert::prepare(&conn, "INSERT INTO t (a, b) VALUES (?, ?)").expect("prepare");
         let mut buffer = String::from("first");
-        insert.execute(params![1, buffer]).expect("row");
+        insert
+            .execute(&[Integer(1), Text(buffer.as_bytes())])
+            .expect("row");
         buffer.clear();
         buffer.push_str("XXXXX");
-        insert.execute(params![2, buffer]).expect("row");
+        insert
+            .execute(&[Integer(2), Text(buffer.as_bytes())])
+            .expect("row");
         drop(insert);
         let texts: Vec<String> = conn
             .prepare("SELECT b FROM t ORDER BY a")

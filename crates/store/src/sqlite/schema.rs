@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
 use super::codec;
 use super::config::{IndexKind, RawCompression, SqliteConfig};
@@ -178,14 +179,31 @@ fn index_ddl(kind: IndexKind) -> &'static str {
     }
 }
 
-/// The insert statement; parameter order is the column order of [`CREATE_TABLE`] minus `id`.
-pub(crate) const INSERT: &str = "INSERT INTO msg (time_us, seg, received_us, hep_type, hep_version, ip_family, \
+/// The inserted columns: those of [`CREATE_TABLE`] minus `id`, in order.
+const INSERT_COLUMNS: &str = "time_us, seg, received_us, hep_type, hep_version, ip_family, \
     ip_proto, src_ip, src_port, dst_ip, dst_port, capture_id, node, correlation_id, sid, same_ids, profile, \
     is_sip, method, is_request, status, cseq, cseq_method, call_id, ruri_user, ruri_domain, from_user, from_domain, \
     from_tag, to_user, to_domain, to_tag, contact_user, pid_user, auth_user, user_agent, server, reason, \
-    content_type, via_branch, aleg_id, custom_headers, sdp_media, payload_json, raw_len, raw) VALUES \
-    (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
-    ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46)";
+    content_type, via_branch, aleg_id, custom_headers, sdp_media, payload_json, raw_len, raw";
+
+/// Values per inserted row: the count of [`INSERT_COLUMNS`].
+pub(crate) const INSERT_VALUES: usize = 46;
+
+/// Rows per multi-row insert statement (see `row_insert`'s module documentation): a writer
+/// batch goes in as statements of this many rows, its remainder one row at a time.
+/// 32 rows × 46 values stays far below SQLite's limit of 32,766 parameters.
+pub(crate) const ROWS_PER_INSERT: usize = 32;
+
+/// The insert statement for `rows` rows. `OR FAIL` so that a row refused by a constraint
+/// leaves the rows before it in place (an `ABORT` would undo the whole statement, and SQLite
+/// would keep a statement journal to be able to).
+pub(crate) fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; INSERT_VALUES].join(", "));
+    format!(
+        "INSERT OR FAIL INTO msg ({INSERT_COLUMNS}) VALUES {}",
+        vec![row; rows.max(1)].join(", ")
+    )
+}
 
 /// Every column, in the order [`read_message`] expects.
 pub(crate) const SELECT_COLUMNS: &str = "id, time_us, received_us, hep_type, hep_version, ip_family, ip_proto, \
@@ -269,7 +287,8 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
         .query_map([], |r| r.get::<_, u32>(0))?
         .collect::<rusqlite::Result<HashSet<u32>>>()?;
     Ok(PartitionWriter {
-        insert: RowInsert::prepare(&conn, INSERT)?,
+        insert: RowInsert::prepare(&conn, &insert_sql(1))?,
+        insert_many: RowInsert::prepare(&conn, &insert_sql(ROWS_PER_INSERT))?,
         conn,
         segment,
         segment_rows,
@@ -282,9 +301,11 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
 
 /// The write connection of a partition and the index segment its next rows go to.
 pub(crate) struct PartitionWriter {
-    /// The row insert, prepared once. Declared before `conn` so that it is dropped (finalized)
-    /// before the connection closes.
+    /// The one-row insert, prepared once. The statements are declared before `conn` so that
+    /// they are dropped (finalized) before the connection closes.
     pub insert: RowInsert,
+    /// The insert of [`ROWS_PER_INSERT`] rows.
+    pub insert_many: RowInsert,
     pub conn: Connection,
     /// The newest segment.
     segment: i64,
@@ -489,15 +510,15 @@ impl<'a> PreparedRow<'a> {
         })
     }
 
-    /// Runs the insert statement for this row.
-    pub fn insert(&self, stmt: &mut RowInsert, segment: i64) -> rusqlite::Result<()> {
+    /// The row's values for the insert statement, in the order of [`INSERT_COLUMNS`], borrowed
+    /// from the row and its record.
+    pub fn values(&self, segment: i64) -> [ValueRef<'_>; INSERT_VALUES] {
         let r = self.record;
-        let empty = SipFields::default();
-        // Non-SIP rows leave every SIP column NULL (the empty default has only None fields).
-        let sip = r.sip.as_ref().unwrap_or(&empty);
-        let is_sip = r.sip.is_some();
+        // Non-SIP rows leave every SIP column NULL.
+        let sip = r.sip.as_ref();
+        let is_sip = sip.is_some();
         let same_correlation = r.correlation_id.as_deref() == Some(r.sid.as_str());
-        let same_call_id = is_sip && sip.call_id.as_deref() == Some(r.sid.as_str());
+        let same_call_id = sip.is_some_and(|s| s.call_id.as_deref() == Some(r.sid.as_str()));
         let json_is_raw = json_is_raw(r);
         let same_ids = if same_correlation {
             SAME_CORRELATION
@@ -506,80 +527,77 @@ impl<'a> PreparedRow<'a> {
         } | if same_call_id { SAME_CALL_ID } else { 0 }
             | if json_is_raw { SAME_RAW_JSON } else { 0 }
             | if self.sip_from_raw { SIP_FROM_RAW } else { 0 };
-        // A detail column left NULL when the raw message yields it on read.
-        fn stored(from_raw: bool, value: &Option<CompactString>) -> Option<&str> {
-            if from_raw {
-                None
-            } else {
-                value.as_deref()
-            }
+        fn int(v: i64) -> ValueRef<'static> {
+            ValueRef::Integer(v)
         }
-        let detail = |value| stored(self.sip_from_raw, value);
-        stmt.execute(params![
-            r.time_us,
-            segment,
-            r.received_us,
-            r.hep_type,
-            r.hep_version,
-            r.ip_family,
-            r.ip_proto,
-            self.src_ip,
-            r.src_port,
-            self.dst_ip,
-            r.dst_port,
-            r.capture_id,
-            r.node,
-            if same_correlation {
-                None
-            } else {
-                r.correlation_id.as_deref()
-            },
-            r.sid,
-            same_ids,
-            profile_code(r.profile),
-            is_sip,
-            is_sip.then_some(sip.method.as_str()),
-            is_sip.then_some(sip.is_request),
-            sip.status,
-            detail(&sip.cseq),
-            sip.cseq_method.as_deref(),
-            if same_call_id {
-                None
-            } else {
-                sip.call_id.as_deref()
-            },
-            sip.ruri_user.as_deref(),
-            detail(&sip.ruri_domain),
-            sip.from_user.as_deref(),
-            detail(&sip.from_domain),
-            detail(&sip.from_tag),
-            sip.to_user.as_deref(),
-            detail(&sip.to_domain),
-            detail(&sip.to_tag),
-            detail(&sip.contact_user),
-            detail(&sip.pid_user),
-            detail(&sip.auth_user),
-            sip.user_agent.as_deref(),
-            sip.server.as_deref(),
-            detail(&sip.reason),
-            detail(&sip.content_type),
-            detail(&sip.via_branch),
-            sip.aleg_id.as_deref(),
-            self.custom_headers,
+        fn text(v: Option<&str>) -> ValueRef<'_> {
+            v.map_or(ValueRef::Null, |t| ValueRef::Text(t.as_bytes()))
+        }
+        // A SIP column: NULL for other rows.
+        let field = |get: fn(&SipFields) -> &Option<CompactString>| {
+            text(sip.and_then(|s| get(s).as_deref()))
+        };
+        // A detail column: also NULL when the raw message yields it on read.
+        let detail = |get: fn(&SipFields) -> &Option<CompactString>| {
             if self.sip_from_raw {
-                None
+                ValueRef::Null
             } else {
-                self.sdp_media.as_deref()
-            },
-            if json_is_raw {
-                None
+                field(get)
+            }
+        };
+        [
+            int(r.time_us),
+            int(segment),
+            int(r.received_us),
+            int(r.hep_type.into()),
+            int(r.hep_version.into()),
+            int(r.ip_family.into()),
+            int(r.ip_proto.into()),
+            ValueRef::Blob(&self.src_ip),
+            int(r.src_port.into()),
+            ValueRef::Blob(&self.dst_ip),
+            int(r.dst_port.into()),
+            int(r.capture_id.into()),
+            text(r.node.as_deref()),
+            text(r.correlation_id.as_deref().filter(|_| !same_correlation)),
+            text(Some(&r.sid)),
+            int(same_ids),
+            int(profile_code(r.profile)),
+            int(is_sip.into()),
+            text(sip.map(|s| s.method.as_str())),
+            sip.map_or(ValueRef::Null, |s| int(s.is_request.into())),
+            sip.and_then(|s| s.status)
+                .map_or(ValueRef::Null, |v| int(v.into())),
+            detail(|s| &s.cseq),
+            field(|s| &s.cseq_method),
+            if same_call_id {
+                ValueRef::Null
             } else {
-                r.payload_json.as_deref()
+                field(|s| &s.call_id)
             },
-            i64::try_from(r.raw.len()).unwrap_or(i64::MAX),
-            self.raw,
-        ])?;
-        Ok(())
+            field(|s| &s.ruri_user),
+            detail(|s| &s.ruri_domain),
+            field(|s| &s.from_user),
+            detail(|s| &s.from_domain),
+            detail(|s| &s.from_tag),
+            field(|s| &s.to_user),
+            detail(|s| &s.to_domain),
+            detail(|s| &s.to_tag),
+            detail(|s| &s.contact_user),
+            detail(|s| &s.pid_user),
+            detail(|s| &s.auth_user),
+            field(|s| &s.user_agent),
+            field(|s| &s.server),
+            detail(|s| &s.reason),
+            detail(|s| &s.content_type),
+            detail(|s| &s.via_branch),
+            field(|s| &s.aleg_id),
+            text(self.custom_headers.as_deref()),
+            text(self.sdp_media.as_deref().filter(|_| !self.sip_from_raw)),
+            text(r.payload_json.as_deref().filter(|_| !json_is_raw)),
+            int(i64::try_from(r.raw.len()).unwrap_or(i64::MAX)),
+            ValueRef::Blob(&self.raw),
+        ]
     }
 }
 
