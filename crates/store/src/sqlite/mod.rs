@@ -573,8 +573,10 @@ impl SqliteStore {
                     segments.push(segment);
                     values.extend(row.values(segment));
                 }
-                // Rows already in the file; the rest go in one at a time, so that a row the
-                // database refuses is rejected alone.
+                // `done`: rows of this chunk already in the file. A full chunk goes in as one
+                // statement; when the database refuses one of its rows, the rows before it stay
+                // and count as done. The rest (the refused row first), and a batch's short last
+                // chunk, go in one row at a time, so that only a refused row is rejected.
                 let mut done = 0;
                 if chunk.len() == schema::ROWS_PER_INSERT {
                     match writer.insert_many.execute(&values) {
