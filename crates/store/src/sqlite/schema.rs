@@ -805,3 +805,24 @@ pub(crate) fn read_call_row(
         ruri_user: row.get(14)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_insert_binds_one_value_per_column_of_the_table_but_id() {
+        let columns: Vec<&str> = INSERT_COLUMNS.split(',').map(str::trim).collect();
+        assert_eq!(columns.len(), INSERT_VALUES);
+        let table: Vec<&str> = CREATE_TABLE
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| *c != ")" && *c != "id")
+            .collect();
+        assert_eq!(columns, table);
+        let sql = insert_sql(3);
+        assert_eq!(sql.matches('?').count(), 3 * INSERT_VALUES);
+        assert!(sql.starts_with("INSERT OR FAIL INTO msg ("));
+    }
+}
