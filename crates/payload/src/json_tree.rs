@@ -312,18 +312,12 @@ impl<'a> FastParser<'a> {
             return None;
         }
         self.pos += 1;
-        let start = self.pos;
-        let rest = self.bytes.get(start..)?;
-        let end = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        let run = std::str::from_utf8(&rest[..end]).ok()?;
-        self.pos = start + end;
-        if rest[end] == b'"' {
+        let first = self.plain_run()?;
+        if self.peek() == Some(b'"') {
             self.pos += 1;
-            return Some(Cow::Borrowed(run));
+            return Some(Cow::Borrowed(first));
         }
-        let mut owned = String::from(run);
+        let mut owned = String::from(first);
         loop {
             match self.peek()? {
                 b'"' => {
@@ -356,17 +350,22 @@ impl<'a> FastParser<'a> {
                     owned.push(escaped);
                     self.pos += 2;
                 }
-                b if b < 0x20 => return None,
-                _ => {
-                    let rest = self.bytes.get(self.pos..)?;
-                    let end = rest
-                        .iter()
-                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-                    owned.push_str(std::str::from_utf8(&rest[..end]).ok()?);
-                    self.pos += end;
-                }
+                // A control character, which JSON strings may not hold.
+                _ => return None,
             }
+            owned.push_str(self.plain_run()?);
         }
+    }
+
+    /// The string text from the position up to the next quote, backslash or control byte
+    /// (possibly empty), which must exist; it must be UTF-8.
+    fn plain_run(&mut self) -> Option<&'a str> {
+        let rest = self.bytes.get(self.pos..)?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        self.pos += end;
+        std::str::from_utf8(&rest[..end]).ok()
     }
 }
 
