@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use collector::{BoundListeners, CollectorConfig};
+use collector::{BoundListeners, Collector, CollectorConfig, CollectorHandle};
 use store::{
     BatchOutcome, CallSummary, MessageFilter, Page, Record, RetentionReport, Store, StoreError,
     StoreStats, StoredMessage, User,
 };
+use tokio_util::sync::CancellationToken;
 
 /// A Store around a Vec that can be told to fail, to be slow, or to reject a sid.
 #[derive(Default)]
@@ -195,6 +196,37 @@ pub fn send_udp(to: SocketAddr, datagrams: &[Vec<u8>]) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
+
+/// Starts a collector on `listeners` that stores into `store`; cancelling the token stops it.
+pub fn start_collector(
+    cfg: CollectorConfig,
+    listeners: BoundListeners,
+    store: Arc<VecStore>,
+) -> (CollectorHandle, CancellationToken) {
+    let token = CancellationToken::new();
+    let handle = Collector::new(cfg, store)
+        .expect("config")
+        .start(listeners, token.clone())
+        .expect("start");
+    (handle, token)
+}
+
+/// Waits (up to 20 s) until `total` packets were received and none is in flight, then stops
+/// the collector and waits for it to drain; fails with the accounting if they never were.
+pub async fn settle_and_stop(handle: CollectorHandle, token: CancellationToken, total: u64) {
+    let metrics = handle.metrics();
+    assert!(
+        wait_for_async(Duration::from_secs(20), || {
+            let a = metrics.accounting();
+            a.received == total && a.in_flight() == 0
+        })
+        .await,
+        "{:?}",
+        metrics.accounting()
+    );
+    token.cancel();
+    handle.join().await;
 }
 
 pub fn shared<T>(v: T) -> Arc<T> {
