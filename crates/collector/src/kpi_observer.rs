@@ -88,11 +88,13 @@ impl KpiObserver {
                             }
                         }
                     }
-                    let vq = sip
-                        .content_type
-                        .as_deref()
-                        .is_some_and(|c| c.to_ascii_lowercase().contains("vq-rtcpxr"));
-                    if method == Some("PUBLISH") && vq {
+                    // PUBLISH first: most messages carry a Content-Type, few are PUBLISH.
+                    let vq = || {
+                        sip.content_type
+                            .as_deref()
+                            .is_some_and(|c| contains_ignore_ascii_case(c, "vq-rtcpxr"))
+                    };
+                    if method == Some("PUBLISH") && vq() {
                         if let Some(s) = qos::body(&r.raw).and_then(qos::parse_vq_rtcpxr) {
                             samples.push((QosSource::VqRtcpxr, s));
                         }
@@ -112,9 +114,98 @@ impl KpiObserver {
     }
 }
 
+/// Whether `needle` (lower case) occurs in `haystack`, ignoring ASCII case.
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored SIP record of `method` with `content_type` and `body`.
+    fn sip_record(method: &str, content_type: Option<&str>, body: &str) -> Record {
+        let raw = format!(
+            "{method} sip:collector@example.com SIP/2.0\r\nCall-ID: vq-1\r\nCSeq: 1 {method}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Record {
+            time_us: 1_700_000_000_000_000,
+            received_us: 1_700_000_000_000_000,
+            hep_type: 1,
+            hep_version: 3,
+            ip_family: 2,
+            ip_proto: 17,
+            src_ip: [10, 0, 0, 1].into(),
+            src_port: 5060,
+            dst_ip: [10, 0, 0, 2].into(),
+            dst_port: 5060,
+            capture_id: 1,
+            node: Some("n1".into()),
+            correlation_id: None,
+            sid: "vq-1".into(),
+            profile: store::Profile::Default,
+            sip: Some(store::SipFields {
+                method: method.into(),
+                is_request: true,
+                call_id: Some("vq-1".into()),
+                cseq: Some(format!("1 {method}").into()),
+                cseq_method: Some(method.into()),
+                content_type: content_type.map(Into::into),
+                ..Default::default()
+            }),
+            payload_json: None,
+            raw: raw.into_bytes(),
+        }
+    }
+
+    #[test]
+    fn vq_rtcpxr_reports_in_publish_are_counted_whatever_the_content_type_case() {
+        let body = "VQSessionReport: CallTerm\r\nLocalMetrics:\r\n\
+            PacketLoss:NLR=5.0 JDR=2.0\r\nDelay:RTD=200 ESD=140 IAJ=2\r\n\
+            QualityEst:MOSLQ=3.4 MOSCQ=3.3\r\n";
+        let kpi = Arc::new(
+            Kpi::new(kpi::KpiConfig {
+                reorder_window_ms: 0,
+                ..Default::default()
+            })
+            .expect("config"),
+        );
+        let observer = KpiObserver::new(kpi.clone());
+        observer.on_stored(&[
+            sip_record("PUBLISH", Some("Application/VQ-RTCPXR"), body),
+            // Not PUBLISH, or not vq-rtcpxr: not a report.
+            sip_record("MESSAGE", Some("application/vq-rtcpxr"), body),
+            sip_record("PUBLISH", Some("application/pidf+xml"), body),
+        ]);
+        kpi.flush();
+        let mut text = String::new();
+        kpi.render_prometheus(crate::pipeline::now_us(), &mut text);
+        let reports: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("hepstack_qos_reports_total{") && l.contains("vq_rtcpxr"))
+            .collect();
+        assert!(!reports.is_empty(), "{text}");
+        assert!(reports.iter().all(|l| l.ends_with(" 1")), "{reports:?}");
+    }
+
+    #[test]
+    fn content_types_match_whatever_their_case() {
+        assert!(contains_ignore_ascii_case(
+            "application/VQ-RTCPXR",
+            "vq-rtcpxr"
+        ));
+        assert!(contains_ignore_ascii_case(
+            "application/vq-rtcpxr; x=1",
+            "vq-rtcpxr"
+        ));
+        assert!(!contains_ignore_ascii_case("application/sdp", "vq-rtcpxr"));
+        assert!(!contains_ignore_ascii_case("vq", "vq-rtcpxr"));
+    }
 
     #[test]
     fn cseq_numbers() {

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
+use smallvec::{smallvec, SmallVec};
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
 use crate::config::{KpiConfig, KpiConfigError};
@@ -81,6 +82,11 @@ pub struct ScopeKey {
 
 const NODE_OTHER: u16 = u16::MAX;
 
+/// The scopes one message, transaction, session or report counts in: the node's, plus one per
+/// matching target group and direction. Inline up to four (a node and one or two groups, the
+/// usual case), so tracking a transaction allocates nothing for them.
+type Scopes = SmallVec<[ScopeKey; 4]>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TxnKind {
     InitialInvite,
@@ -91,13 +97,14 @@ enum TxnKind {
 
 #[derive(Debug)]
 struct Txn {
-    scopes: Vec<ScopeKey>,
+    scopes: Scopes,
     kind: TxnKind,
     link: u64,
     last_us: i64,
     last_req_us: i64,
     last_resp_us: i64,
-    codes: Vec<u16>,
+    /// The response codes seen (retransmissions are told apart by them); few per transaction.
+    codes: SmallVec<[u16; 4]>,
     provisional: bool,
     final_code: Option<u16>,
 }
@@ -112,7 +119,7 @@ enum SessionState {
 
 #[derive(Debug)]
 struct Session {
-    scopes: Vec<ScopeKey>,
+    scopes: Scopes,
     state: SessionState,
     invite_us: i64,
     first_response: bool,
@@ -130,7 +137,7 @@ enum RegState {
 
 #[derive(Debug)]
 struct Registration {
-    scopes: Vec<ScopeKey>,
+    scopes: Scopes,
     state: RegState,
     start_us: i64,
     last_us: i64,
@@ -340,8 +347,8 @@ impl State {
     }
 
     /// Scopes of a transaction between `uac` and `uas` seen at `node`.
-    fn scopes_for(&self, node: u16, uac: SocketAddr, uas: SocketAddr) -> Vec<ScopeKey> {
-        let mut out = vec![ScopeKey {
+    fn scopes_for(&self, node: u16, uac: SocketAddr, uas: SocketAddr) -> Scopes {
+        let mut out: Scopes = smallvec![ScopeKey {
             node,
             target: 0,
             direction: Direction::Any,
@@ -367,8 +374,8 @@ impl State {
     }
 
     /// Scopes of a QoS report between `a` and `b` (no direction).
-    fn qos_scopes(&self, node: u16, a: SocketAddr, b: SocketAddr) -> Vec<ScopeKey> {
-        let mut out = vec![ScopeKey {
+    fn qos_scopes(&self, node: u16, a: SocketAddr, b: SocketAddr) -> Scopes {
+        let mut out: Scopes = smallvec![ScopeKey {
             node,
             target: 0,
             direction: Direction::Any,
@@ -614,7 +621,7 @@ impl State {
                     last_us: t,
                     last_req_us: t,
                     last_resp_us: i64::MIN,
-                    codes: Vec::new(),
+                    codes: SmallVec::new(),
                     provisional: false,
                     final_code: None,
                 },
@@ -738,7 +745,7 @@ impl State {
         self.sessions.insert(
             skey,
             Session {
-                scopes: scopes.to_vec(),
+                scopes: Scopes::from_slice(scopes),
                 state: SessionState::Setup,
                 invite_us: t,
                 first_response: false,
@@ -864,7 +871,7 @@ impl State {
         self.regs.insert(
             rkey,
             Registration {
-                scopes: scopes.to_vec(),
+                scopes: Scopes::from_slice(scopes),
                 state: RegState::Pending,
                 start_us: t,
                 last_us: t,
@@ -967,7 +974,7 @@ impl State {
                 TxnKind::Other => {}
             }
         }
-        let mut ended: Vec<(Vec<ScopeKey>, Option<Outcome>, i64)> = Vec::new();
+        let mut ended: Vec<(Scopes, Option<Outcome>, i64)> = Vec::new();
         let mut dialogs_expired = 0;
         self.sessions.retain(|_, s| {
             let limit = match s.state {
