@@ -89,12 +89,12 @@ impl KpiObserver {
                         }
                     }
                     // PUBLISH first: most messages carry a Content-Type, few are PUBLISH.
-                    let vq = || {
-                        sip.content_type
+                    if method == Some("PUBLISH")
+                        && sip
+                            .content_type
                             .as_deref()
                             .is_some_and(|c| contains_ignore_ascii_case(c, "vq-rtcpxr"))
-                    };
-                    if method == Some("PUBLISH") && vq() {
+                    {
                         if let Some(s) = qos::body(&r.raw).and_then(qos::parse_vq_rtcpxr) {
                             samples.push((QosSource::VqRtcpxr, s));
                         }
