@@ -104,7 +104,7 @@ impl RowInsert {
         for (index, value) in (1..).zip(values) {
             // Every parameter is NULL already: a new statement's are, and `execute` clears
             // them after each run. Rows leave most of the 46 columns NULL (RTCP rows nearly
-            // all of them), and binding those again was ~1 % of the writers' time.
+            // all of them), and binding those again was ~1 % of the collector's CPU.
             if matches!(value, ValueRef::Null) {
                 continue;
             }
