@@ -15,7 +15,9 @@ use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 use crate::config::{KpiConfig, KpiConfigError};
 use crate::qos::{QosSample, QosSource};
 use crate::reorder::{PendingQos, Released, ReorderBuffer};
-use crate::stats::{method_index, Bucket, Outcome, RegOutcome, ScopeStats};
+use crate::stats::{
+    history_bucket, method_index, Bucket, Outcome, RegOutcome, ScopeStats, SmallKeyHash,
+};
 use crate::target::AddrPattern;
 
 /// One SIP message, as the collector saw it.
@@ -173,7 +175,7 @@ pub(crate) struct State {
     /// The node looked up last and its index: records come in runs from one node, and this
     /// spares hashing its name for each.
     last_node: Option<(String, u16)>,
-    pub(crate) scopes: HashMap<ScopeKey, ScopeStats>,
+    pub(crate) scopes: HashMap<ScopeKey, ScopeStats, SmallKeyHash>,
     txns: KeyMap<Txn>,
     sessions: KeyMap<Session>,
     /// Sessions by node, Call-ID and the pair of IP addresses without ports: finds the dialog
@@ -287,7 +289,7 @@ impl State {
             nodes: Vec::new(),
             node_index: HashMap::new(),
             last_node: None,
-            scopes: HashMap::new(),
+            scopes: HashMap::default(),
             txns: KeyMap::default(),
             sessions: KeyMap::default(),
             sessions_by_ips: KeyMap::default(),
@@ -496,9 +498,12 @@ impl State {
         let hist = self.cfg.history_minutes;
         for s in scopes {
             let stats = self.scopes.entry(*s).or_default();
-            let mut b = *stats.bucket(minute, latest, hist);
-            f(stats, &mut b);
-            *stats.bucket(minute, latest, hist) = b;
+            // The history is lent out while `f` updates the scope and the bucket together:
+            // a bucket copied out and written back (240 bytes, twice) with a second lookup
+            // cost more than the update itself.
+            let mut history = std::mem::take(&mut stats.history);
+            f(stats, history_bucket(&mut history, minute, latest, hist));
+            stats.history = history;
         }
     }
 

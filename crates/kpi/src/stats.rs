@@ -1,6 +1,7 @@
 //! Counters, histograms and per-minute buckets of one scope (node × target × direction).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 
@@ -304,6 +305,49 @@ impl Bucket {
     }
 }
 
+/// Hashes the small integer keys of the per-scope maps (scope keys, method and status code
+/// pairs) with one multiply per field instead of SipHash, which was ~9 % of the tracking cost.
+/// The keys come from bounded sets (nodes up to `max_nodes`, configured target groups, method
+/// slots, status codes 100–699), so there is nothing to flood.
+#[derive(Default)]
+pub struct SmallKeyHasher(u64);
+
+impl SmallKeyHasher {
+    fn add(&mut self, n: u64) {
+        // FxHash's step: the multiply carries every field into the high bits hashbrown uses.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for SmallKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+/// The hasher of the per-scope maps (see [`SmallKeyHasher`]).
+pub type SmallKeyHash = BuildHasherDefault<SmallKeyHasher>;
+
 /// Cumulative counters and histograms of one scope plus its per-minute history.
 #[derive(Debug, Clone)]
 pub struct ScopeStats {
@@ -312,7 +356,7 @@ pub struct ScopeStats {
     /// Request retransmissions by method slot.
     pub request_retrans: [u64; METHOD_SLOTS],
     /// Responses by (CSeq method slot, status code): `[new, retransmitted]`.
-    pub responses: HashMap<(u8, u16), [u64; 2]>,
+    pub responses: HashMap<(u8, u16), [u64; 2], SmallKeyHash>,
     /// Session attempts concluded.
     pub session_attempts: u64,
     /// … by outcome.
@@ -353,7 +397,7 @@ impl ScopeStats {
         ScopeStats {
             requests: [0; METHOD_SLOTS],
             request_retrans: [0; METHOD_SLOTS],
-            responses: HashMap::new(),
+            responses: HashMap::default(),
             session_attempts: 0,
             outcomes: [0; 7],
             sessions_ended: [0; 2],
@@ -386,27 +430,42 @@ impl ScopeStats {
         latest_minute: i64,
         history_minutes: usize,
     ) -> &mut Bucket {
-        let oldest = latest_minute - history_minutes as i64 + 1;
-        while self.history.front().is_some_and(|b| b.minute < oldest) {
-            self.history.pop_front();
-        }
-        let minute = minute.max(oldest);
-        match self.history.back() {
-            Some(b) if b.minute < minute => self.history.push_back(Bucket {
-                minute,
-                ..Bucket::default()
-            }),
-            None => self.history.push_back(Bucket {
-                minute,
-                ..Bucket::default()
-            }),
-            _ => {}
-        }
-        let idx = self.history.partition_point(|b| b.minute < minute);
-        let idx = idx.min(self.history.len() - 1);
-        &mut self.history[idx]
+        history_bucket(&mut self.history, minute, latest_minute, history_minutes)
     }
+}
 
+/// [`ScopeStats::bucket`] on the history alone, so that a caller can update the bucket and the
+/// rest of the scope's statistics at once (see `State::with_scopes`).
+pub(crate) fn history_bucket(
+    history: &mut VecDeque<Bucket>,
+    minute: i64,
+    latest_minute: i64,
+    history_minutes: usize,
+) -> &mut Bucket {
+    let oldest = latest_minute - history_minutes as i64 + 1;
+    while history.front().is_some_and(|b| b.minute < oldest) {
+        history.pop_front();
+    }
+    let minute = minute.max(oldest);
+    let newest = history.back().map(|b| b.minute);
+    if newest.map_or(true, |newest| newest < minute) {
+        history.push_back(Bucket {
+            minute,
+            ..Bucket::default()
+        });
+    }
+    // Nearly every event of live traffic falls in the newest minute: no search for it.
+    let idx = if newest.map_or(true, |newest| newest <= minute) {
+        history.len() - 1
+    } else {
+        history
+            .partition_point(|b| b.minute < minute)
+            .min(history.len() - 1)
+    };
+    &mut history[idx]
+}
+
+impl ScopeStats {
     /// Sum of the buckets with `minute >= from_minute` and `< to_minute`.
     pub fn sum(&self, from_minute: i64, to_minute: i64) -> Bucket {
         let mut out = Bucket {
@@ -478,5 +537,26 @@ mod tests {
         s.bucket(5, 99, 10).requests += 1;
         assert_eq!(s.history.front().unwrap().requests, 2);
         assert_eq!(s.sum(90, 100).requests, 11);
+    }
+
+    #[test]
+    fn events_land_in_their_minute_or_the_nearest_newer_one() {
+        let mut s = ScopeStats::new();
+        for m in [10, 12, 15] {
+            s.bucket(m, 15, 60).requests += 1;
+        }
+        // The newest minute again (the path that skips the search), a minute present further
+        // back, and a missing minute between two present ones.
+        s.bucket(15, 15, 60).requests += 10;
+        s.bucket(10, 15, 60).requests += 100;
+        s.bucket(11, 15, 60).requests += 1000;
+        let minutes: Vec<(i64, u64)> = s.history.iter().map(|b| (b.minute, b.requests)).collect();
+        assert_eq!(minutes, [(10, 101), (12, 1001), (15, 11)]);
+        // A new minute opens a bucket at the end.
+        s.bucket(16, 16, 60).requests += 1;
+        assert_eq!(
+            s.history.back().map(|b| (b.minute, b.requests)),
+            Some((16, 1))
+        );
     }
 }
