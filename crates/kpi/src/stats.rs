@@ -432,6 +432,28 @@ impl ScopeStats {
     ) -> &mut Bucket {
         history_bucket(&mut self.history, minute, latest_minute, history_minutes)
     }
+
+    /// Sum of the buckets with `minute >= from_minute` and `< to_minute`.
+    pub fn sum(&self, from_minute: i64, to_minute: i64) -> Bucket {
+        let mut out = Bucket {
+            minute: from_minute,
+            ..Bucket::default()
+        };
+        for b in self
+            .history
+            .iter()
+            .filter(|b| b.minute >= from_minute && b.minute < to_minute)
+        {
+            out.add(b);
+        }
+        out
+    }
+}
+
+impl Default for ScopeStats {
+    fn default() -> Self {
+        ScopeStats::new()
+    }
 }
 
 /// [`ScopeStats::bucket`] on the history alone, so that a caller can update the bucket and the
@@ -463,30 +485,6 @@ pub(crate) fn history_bucket(
             .min(history.len() - 1)
     };
     &mut history[idx]
-}
-
-impl ScopeStats {
-    /// Sum of the buckets with `minute >= from_minute` and `< to_minute`.
-    pub fn sum(&self, from_minute: i64, to_minute: i64) -> Bucket {
-        let mut out = Bucket {
-            minute: from_minute,
-            ..Bucket::default()
-        };
-        for b in self
-            .history
-            .iter()
-            .filter(|b| b.minute >= from_minute && b.minute < to_minute)
-        {
-            out.add(b);
-        }
-        out
-    }
-}
-
-impl Default for ScopeStats {
-    fn default() -> Self {
-        ScopeStats::new()
-    }
 }
 
 #[cfg(test)]
