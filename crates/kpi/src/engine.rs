@@ -186,9 +186,9 @@ pub(crate) struct State {
     regs: KeyMap<Registration>,
     /// Per-stream last cumulative loss, for loss increments.
     streams: KeyMap<i64>,
-    /// Records by (node index, HEP type). Keyed with [`KeyHasher`]: the keys are two small
-    /// integers, and SipHash on every record was measurable.
-    pub(crate) hep_types: HashMap<(u16, u8), u64, BuildHasherDefault<KeyHasher>>,
+    /// Records by (node index, HEP type), keyed with [`SmallKeyHash`] (SipHash on every
+    /// record was measurable).
+    pub(crate) hep_types: HashMap<(u16, u8), u64, SmallKeyHash>,
     /// Seed of [`key`], random per process.
     key_seed: u64,
     pub(crate) counters: TrackerCounters,
@@ -243,8 +243,7 @@ fn key(seed: u64, parts: &[&[u8]]) -> u64 {
 }
 
 /// Maps keyed by [`key`] hashes: the key is already a seeded hash, so it is used as is
-/// instead of being hashed again with SipHash. Also hashes the few small integers of
-/// `State::hep_types` (the bytes of node index and HEP type, folded).
+/// instead of being hashed again with SipHash.
 #[derive(Default)]
 pub(crate) struct KeyHasher(u64);
 

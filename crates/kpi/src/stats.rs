@@ -305,10 +305,11 @@ impl Bucket {
     }
 }
 
-/// Hashes the small integer keys of the per-scope maps (scope keys, method and status code
-/// pairs) with one multiply per field instead of SipHash, which was ~9 % of the tracking cost.
-/// The keys come from bounded sets (nodes up to `max_nodes`, configured target groups, method
-/// slots, status codes 100–699), so there is nothing to flood.
+/// Hashes the small integer keys of the KPI maps (scope keys, method and status code pairs,
+/// node and HEP type pairs) with one multiply per field instead of SipHash, which was ~9 % of
+/// the tracking cost. The keys come from bounded sets (nodes up to `max_nodes`, configured
+/// target groups, method slots, status codes 100–699, HEP types 0–255), so there is nothing to
+/// flood.
 #[derive(Default)]
 pub struct SmallKeyHasher(u64);
 
@@ -345,7 +346,7 @@ impl Hasher for SmallKeyHasher {
     }
 }
 
-/// The hasher of the per-scope maps (see [`SmallKeyHasher`]).
+/// The hasher of the KPI maps keyed by small integers (see [`SmallKeyHasher`]).
 pub type SmallKeyHash = BuildHasherDefault<SmallKeyHasher>;
 
 /// Cumulative counters and histograms of one scope plus its per-minute history.
