@@ -422,18 +422,6 @@ impl ScopeStats {
         }
     }
 
-    /// The bucket of `minute`, created when missing; drops buckets older than
-    /// `history_minutes` before `latest_minute`. Late events for a minute no longer (or not
-    /// yet) present land in the nearest newer bucket.
-    pub fn bucket(
-        &mut self,
-        minute: i64,
-        latest_minute: i64,
-        history_minutes: usize,
-    ) -> &mut Bucket {
-        history_bucket(&mut self.history, minute, latest_minute, history_minutes)
-    }
-
     /// Sum of the buckets with `minute >= from_minute` and `< to_minute`.
     pub fn sum(&self, from_minute: i64, to_minute: i64) -> Bucket {
         let mut out = Bucket {
@@ -457,8 +445,11 @@ impl Default for ScopeStats {
     }
 }
 
-/// [`ScopeStats::bucket`] on the history alone, so that a caller can update the bucket and the
-/// rest of the scope's statistics at once (see `State::with_scopes`).
+/// The bucket of `minute` in a scope's `history`, created when missing; drops buckets older
+/// than `history_minutes` before `latest_minute`. Late events for a minute no longer (or not
+/// yet) present land in the nearest newer bucket. It takes the history alone, not the
+/// [`ScopeStats`], so that a caller can update the bucket and the rest of the scope's
+/// statistics at once (see `State::with_scopes`).
 pub(crate) fn history_bucket(
     history: &mut VecDeque<Bucket>,
     minute: i64,
@@ -528,12 +519,12 @@ mod tests {
     fn history_is_bounded_and_ordered() {
         let mut s = ScopeStats::new();
         for m in 0..100 {
-            s.bucket(m, m, 10).requests += 1;
+            history_bucket(&mut s.history, m, m, 10).requests += 1;
         }
         assert_eq!(s.history.len(), 10);
         assert_eq!(s.history.front().unwrap().minute, 90);
         // A late event for an evicted minute lands in the oldest kept bucket.
-        s.bucket(5, 99, 10).requests += 1;
+        history_bucket(&mut s.history, 5, 99, 10).requests += 1;
         assert_eq!(s.history.front().unwrap().requests, 2);
         assert_eq!(s.sum(90, 100).requests, 11);
     }
@@ -542,17 +533,17 @@ mod tests {
     fn events_land_in_their_minute_or_the_nearest_newer_one() {
         let mut s = ScopeStats::new();
         for m in [10, 12, 15] {
-            s.bucket(m, 15, 60).requests += 1;
+            history_bucket(&mut s.history, m, 15, 60).requests += 1;
         }
         // The newest minute again (the path that skips the search), a minute present further
         // back, and a missing minute between two present ones.
-        s.bucket(15, 15, 60).requests += 10;
-        s.bucket(10, 15, 60).requests += 100;
-        s.bucket(11, 15, 60).requests += 1000;
+        history_bucket(&mut s.history, 15, 15, 60).requests += 10;
+        history_bucket(&mut s.history, 10, 15, 60).requests += 100;
+        history_bucket(&mut s.history, 11, 15, 60).requests += 1000;
         let minutes: Vec<(i64, u64)> = s.history.iter().map(|b| (b.minute, b.requests)).collect();
         assert_eq!(minutes, [(10, 101), (12, 1001), (15, 11)]);
         // A new minute opens a bucket at the end.
-        s.bucket(16, 16, 60).requests += 1;
+        history_bucket(&mut s.history, 16, 16, 60).requests += 1;
         assert_eq!(
             s.history.back().map(|b| (b.minute, b.requests)),
             Some((16, 1))
