@@ -1,6 +1,6 @@
 //! Fuzz the HEP stream framer: the input is cut into segments at positions taken from its first
 //! bytes and fed through a small framer; every frame must decode (the framer validates the chunk layout), and
-//! no byte may be lost or invented.
+//! no byte may be lost or invented; at the end of the stream nothing stays buffered.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -43,6 +43,12 @@ fuzz_target!(|data: &[u8]| {
         }
         start = cut;
     }
+    // The end of the stream: what is buffered is framed, nothing stays pending.
+    while let Some(frame) = framer.next_frame_final() {
+        let packet = hep::decode(frame).expect("a framed message decodes");
+        assert_eq!(packet.raw.len(), frame.len());
+    }
+    assert_eq!(framer.pending_len(), 0);
     assert_eq!(framer.bytes_pushed(), stream.len() as u64);
     assert_eq!(
         framer.bytes_framed() + framer.bytes_skipped() + framer.pending_len() as u64,

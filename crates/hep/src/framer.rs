@@ -44,7 +44,10 @@ enum Candidate {
 ///
 /// Beyond the total length, the chunk headers present are walked: in a real message they tile
 /// the total length exactly, while a stray `HEP3` inside garbage or a payload almost never does.
-/// This keeps a bogus candidate from swallowing the real messages behind it.
+/// A chunk header that is itself a magic contradicts the claimed length: it is the next
+/// message's start (vendor 0x4845 does not exist), so a fake header such as `HEP3\xff\xff`
+/// sent before real messages — whose headers would otherwise tile its length chunk by chunk —
+/// is garbage. This keeps a bogus candidate from swallowing the real messages behind it.
 fn examine(candidate: &[u8], max_len: usize) -> Candidate {
     let total = match candidate.get(MAGIC_LEN..HEP3_HEADER_LEN) {
         Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
@@ -56,6 +59,12 @@ fn examine(candidate: &[u8], max_len: usize) -> Candidate {
     let mut offset = HEP3_HEADER_LEN;
     while offset < total {
         if total - offset < CHUNK_HEADER_LEN {
+            return Candidate::Garbage;
+        }
+        if candidate
+            .get(offset..offset + MAGIC_LEN)
+            .is_some_and(is_hep3_magic)
+        {
             return Candidate::Garbage;
         }
         let Some((_, _, len)) = chunk_header(candidate, offset) else {
@@ -102,10 +111,22 @@ fn partial_magic_suffix(buf: &[u8]) -> usize {
 /// past it. The result never asks to skip bytes that could still turn into a message, and a
 /// `Complete` message has the chunk layout [`crate::decode`] requires, so it always decodes.
 pub fn frame_check(buf: &[u8], max_len: usize) -> FrameCheck {
+    check(buf, max_len, false)
+}
+
+/// [`frame_check`] for bytes after which nothing more will arrive (the peer closed, or a
+/// message did not complete in time): a candidate still waiting for bytes is garbage, so the
+/// messages behind a header claiming more than was sent are found; `Incomplete` then skips
+/// everything.
+pub fn frame_check_final(buf: &[u8], max_len: usize) -> FrameCheck {
+    check(buf, max_len, true)
+}
+
+fn check(buf: &[u8], max_len: usize, last: bool) -> FrameCheck {
     let mut from = 0;
     loop {
         let Some(start) = find_magic(buf, from) else {
-            let keep = partial_magic_suffix(buf);
+            let keep = if last { 0 } else { partial_magic_suffix(buf) };
             return FrameCheck::Incomplete {
                 skip: (buf.len() - keep).max(from.min(buf.len())),
             };
@@ -113,8 +134,8 @@ pub fn frame_check(buf: &[u8], max_len: usize) -> FrameCheck {
         let candidate = buf.get(start..).unwrap_or_default();
         match examine(candidate, max_len) {
             Candidate::Complete(len) => return FrameCheck::Complete { skip: start, len },
-            Candidate::NeedMore => return FrameCheck::Incomplete { skip: start },
-            Candidate::Garbage => from = start + 1,
+            Candidate::NeedMore if !last => return FrameCheck::Incomplete { skip: start },
+            Candidate::NeedMore | Candidate::Garbage => from = start + 1,
         }
     }
 }
@@ -215,8 +236,20 @@ impl StreamFramer {
     /// The next complete message, borrowed from the buffer until the next call; `None` when more
     /// bytes are needed. Garbage met on the way is dropped and counted.
     pub fn next_frame(&mut self) -> Option<&[u8]> {
+        self.advance(false)
+    }
+
+    /// Like [`StreamFramer::next_frame`] once no more bytes will come (end of stream, or a
+    /// message that did not complete in time): a message start still waiting for bytes is
+    /// skipped as garbage and the messages behind it are framed. Call until `None`; nothing
+    /// is left pending then.
+    pub fn next_frame_final(&mut self) -> Option<&[u8]> {
+        self.advance(true)
+    }
+
+    fn advance(&mut self, last: bool) -> Option<&[u8]> {
         let pending = self.buf.get(self.start..).unwrap_or_default();
-        match frame_check(pending, self.config.max_frame_len) {
+        match check(pending, self.config.max_frame_len, last) {
             FrameCheck::Complete { skip, len } => {
                 let begin = self.start + skip;
                 let end = begin + len;
@@ -348,6 +381,64 @@ mod tests {
         assert_eq!(
             frame_check(&buf, 65535),
             FrameCheck::Complete { skip: 13, len: 13 }
+        );
+    }
+
+    #[test]
+    fn a_fake_header_does_not_hide_the_messages_behind_it() {
+        // The probe: a good message, a header claiming 65535 bytes, 20 good messages.
+        let mut stream = message(0);
+        stream.extend_from_slice(b"HEP3\xff\xff");
+        for i in 1..=20 {
+            stream.extend_from_slice(&message(i));
+        }
+        let mut framer = StreamFramer::default();
+        framer.push(&stream).unwrap();
+        let mut frames = Vec::new();
+        while let Some(f) = framer.next_frame() {
+            frames.push(f.to_vec());
+        }
+        assert_eq!(frames.len(), 21);
+        assert_eq!(frames[20], message(20));
+        assert_eq!(framer.bytes_skipped(), 6);
+    }
+
+    #[test]
+    fn what_is_buffered_at_the_end_is_framed() {
+        // A header claiming more than ever arrives, with garbage behind it that keeps its
+        // chunk walk plausible, then good messages: found once the stream ends.
+        let mut stream = message(0);
+        stream.extend_from_slice(b"HEP3\x10\x00\x00\x00\x00\x01\x01\x00x");
+        for i in 1..=5 {
+            stream.extend_from_slice(&message(i));
+        }
+        let mut framer = StreamFramer::default();
+        framer.push(&stream).unwrap();
+        let mut frames = Vec::new();
+        while let Some(f) = framer.next_frame() {
+            frames.push(f.to_vec());
+        }
+        while let Some(f) = framer.next_frame_final() {
+            frames.push(f.to_vec());
+        }
+        assert_eq!(frames.len(), 6, "{frames:?}");
+        assert_eq!(framer.pending_len(), 0);
+        assert_eq!(
+            framer.bytes_framed() + framer.bytes_skipped(),
+            framer.bytes_pushed()
+        );
+    }
+
+    #[test]
+    fn final_check_of_a_prefix_skips_it_all() {
+        let m = message(2);
+        assert_eq!(
+            frame_check_final(&m[..m.len() - 1], 65535),
+            FrameCheck::Incomplete { skip: m.len() - 1 }
+        );
+        assert_eq!(
+            frame_check_final(&m, 65535),
+            FrameCheck::Complete { skip: 0, len: 13 }
         );
     }
 

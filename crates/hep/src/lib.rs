@@ -84,7 +84,7 @@ mod proto;
 
 pub use chunk::{chunk_type, Chunk, ChunkValue, Chunks, CHUNK_HEADER_LEN, HEP3_HEADER_LEN};
 pub use error::{DecodeError, Diagnostic, EncodeError, FramerError};
-pub use framer::{frame_check, FrameCheck, FramerConfig, StreamFramer};
+pub use framer::{frame_check, frame_check_final, FrameCheck, FramerConfig, StreamFramer};
 pub use message::{HepMessage, RawChunk, MAX_MESSAGE_LEN};
 pub use packet::{decode, HepPacket, FAMILY_IPV4, FAMILY_IPV6, HEP3_MAGICS};
 pub use proto::proto_type_name;

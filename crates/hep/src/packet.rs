@@ -530,6 +530,14 @@ fn decode_legacy(buf: &[u8], version: u8, family: u8) -> Result<HepPacket<'_>, D
         _ => return Err(too_short),
     };
     let proto = header.get(3).copied();
+    // HEPv1/v2 have no magic: a version byte and a family byte are all that set them apart
+    // from random bytes (one datagram in 64 passes that). They only ever carried SIP, so the
+    // transport must be one SIP runs over and the payload must start like a SIP message.
+    if !matches!(proto, Some(IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP))
+        || !looks_like_sip_start(payload)
+    {
+        return Err(DecodeError::NotHep);
+    }
     // Fixed-offset reads inside `header`, whose length was checked above.
     let be16 = |at: usize| header.get(at..at + 2).map(|b| be_uint(b) as u16);
     let le32 = |at: usize| header.get(at..at + 4).map(|b| le_bytes(b) as u32);
@@ -567,6 +575,32 @@ fn decode_legacy(buf: &[u8], version: u8, family: u8) -> Result<HepPacket<'_>, D
             .map(|b| le_bytes(b) as u32);
     }
     Ok(packet)
+}
+
+/// TCP, UDP and SCTP: the transports a HEPv1/v2 SIP message can have been captured on.
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_SCTP: u8 = 132;
+
+/// Whether `payload` starts as a SIP message does: a status line (`SIP/2.0 `), or a request
+/// line's method (1–32 token characters) followed by a space. The message need not be well
+/// formed beyond that; the SIP indexer reports what else is wrong.
+fn looks_like_sip_start(payload: &[u8]) -> bool {
+    if payload.starts_with(b"SIP/2.0 ") {
+        return true;
+    }
+    let method_len = payload
+        .iter()
+        .take(33)
+        .take_while(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+                )
+        })
+        .count();
+    (1..=32).contains(&method_len) && payload.get(method_len) == Some(&b' ')
 }
 
 /// Little-endian integer of up to 8 bytes.
@@ -951,13 +985,52 @@ mod tests {
         assert_eq!(p.timestamp_micros(), Some(1_700_000_000_250_000));
         assert_eq!(p.capture_id, Some(2001));
         assert_eq!(p.payload, Some(&b"BYE sip:x SIP/2.0\r\n\r\n"[..]));
-        // Header only: an empty payload, not an error.
+        // Header only: nothing that looks like SIP, so not taken for HEP.
         let bare = legacy(2, true, b"");
-        assert_eq!(decode(&bare).unwrap().payload, Some(&b""[..]));
+        assert!(matches!(decode(&bare), Err(DecodeError::NotHep)));
         assert!(matches!(
             decode(&bare[..bare.len() - 1]),
             Err(DecodeError::TooShort { need: 52, got: 51 })
         ));
+    }
+
+    #[test]
+    fn legacy_headers_must_carry_sip_over_a_sip_transport() {
+        let sip = b"INVITE sip:bob@x SIP/2.0\r\n\r\n";
+        assert!(decode(&legacy(2, false, sip)).is_ok());
+        for bad in [
+            &b"\x00\x17garbage"[..],
+            b"hello",
+            b"INVITE\r\n",
+            b" INVITE x",
+        ] {
+            assert!(
+                matches!(decode(&legacy(2, false, bad)), Err(DecodeError::NotHep)),
+                "{bad:?}"
+            );
+        }
+        let mut icmp = legacy(1, false, sip);
+        icmp[3] = 1;
+        assert!(matches!(decode(&icmp), Err(DecodeError::NotHep)));
+        // The probe: a version byte followed by random bytes is not a record (516 of 1,000
+        // were before these checks).
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut decoded = 0;
+        for i in 0..1000 {
+            let mut datagram = vec![1 + (i % 2) as u8];
+            for _ in 0..200 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                datagram.push(state as u8);
+            }
+            // A known family, so that the header checks are what decides.
+            datagram[2] = if i % 3 == 0 { FAMILY_IPV6 } else { FAMILY_IPV4 };
+            if decode(&datagram).is_ok() {
+                decoded += 1;
+            }
+        }
+        assert_eq!(decoded, 0);
     }
 
     #[test]

@@ -277,6 +277,11 @@ fn every_prefix_errors_or_decodes_partially() {
                     );
                 }
                 Err(DecodeError::TooShort { .. } | DecodeError::BadTotalLength { .. }) => {}
+                // A HEPv1/v2 prefix cut before its payload shows the SIP start line's first
+                // token and space is not taken for HEP (the only check v1/v2 allow).
+                Err(DecodeError::NotHep)
+                    if full.version < 3
+                        && n <= sample.bytes.len() - full.payload.map_or(0, <[u8]>::len) + 33 => {}
                 Err(other) => panic!("{} prefix {n}: unexpected {other}", sample.key),
             }
         }
