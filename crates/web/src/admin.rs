@@ -5,7 +5,10 @@
 //! user ends that user's sessions. The last admin can be neither deleted nor demoted, so the
 //! server can always be administered.
 
-use axum::extract::{Path, Request, State};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -246,8 +249,18 @@ pub async fn change_own_password(
             "API tokens have no password; log in as a user".into(),
         ));
     };
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let change: PasswordChange = json_body(request).await?;
     check_password(&change.new_password)?;
+    // A stolen session must not become a way around the login limit to guess the password.
+    state
+        .inner
+        .limiter
+        .begin(ip, &auth.user, Instant::now())
+        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
     let _permit = state
         .inner
         .hash_permits
@@ -270,6 +283,10 @@ pub async fn change_own_password(
         s.put_user(&user).map_err(store_err)
     })
     .await?;
+    state
+        .inner
+        .limiter
+        .succeeded(ip, &auth.user, Instant::now());
     // The user's other sessions end (a stolen one stops working); this one stays.
     state.inner.sessions.remove_user_except(&auth.user, token);
     Ok(Json(json!({"status": "password changed"})))

@@ -228,17 +228,23 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let inner = &state.inner;
-    inner
-        .limiter
-        .check(ip, Instant::now())
-        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
-
     let body = axum::body::to_bytes(request.into_body(), MAX_LOGIN_BODY)
         .await
         .map_err(|_| ApiError::BadRequest("login body too large or unreadable".into()))?;
     let credentials: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!("expected {{\"username\", \"password\"}}: {e}"))
     })?;
+    // Charged before the password is verified (see `LoginLimiter`); an over-long name is
+    // charged to one shared key so that it cannot grow the limiter's table.
+    let account = if credentials.username.len() > MAX_USERNAME_BYTES {
+        ""
+    } else {
+        credentials.username.as_str()
+    };
+    inner
+        .limiter
+        .begin(ip, account, Instant::now())
+        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
 
     let ok = if credentials.username.len() > MAX_USERNAME_BYTES
         || credentials.password.len() > MAX_PASSWORD_BYTES
@@ -268,12 +274,11 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
     };
 
     let Some(admin) = ok else {
-        inner.limiter.record_failure(ip, Instant::now());
         tracing::warn!(%ip, user = %credentials.username.escape_debug(), "failed login");
         tokio::time::sleep(Duration::from_millis(inner.config.login_failure_delay_ms)).await;
         return Err(ApiError::Unauthorized("invalid username or password"));
     };
-    inner.limiter.clear(ip);
+    inner.limiter.succeeded(ip, account, Instant::now());
     let session = inner
         .sessions
         .create(&credentials.username, admin, Instant::now())
@@ -520,18 +525,68 @@ pub async fn openapi() -> Response {
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let store = state.inner.store.clone();
     let backend = store.backend();
-    match tokio::task::spawn_blocking(move || store.stats()).await {
-        Ok(Ok(stats)) => Json(json!({
-            "status": "ok",
-            "store": backend,
-            "partitions": stats.partitions,
-            "bytes": stats.bytes,
-        }))
-        .into_response(),
-        Ok(Err(e)) => unhealthy(backend, &e.to_string()),
-        Err(e) => unhealthy(backend, &e.to_string()),
+    let stats = match tokio::task::spawn_blocking(move || store.stats()).await {
+        Ok(Ok(stats)) => stats,
+        Ok(Err(e)) => return unhealthy(backend, &e.to_string()),
+        Err(e) => return unhealthy(backend, &e.to_string()),
+    };
+    let ingest = state
+        .inner
+        .health
+        .as_ref()
+        .map(|probe| probe())
+        .unwrap_or_default();
+    let code = if ingest.status == HealthStatus::Failing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let mut body = json!({
+        "status": ingest.status.as_str(),
+        "store": backend,
+        "partitions": stats.partitions,
+        "bytes": stats.bytes,
+    });
+    if !ingest.reasons.is_empty() {
+        body["reasons"] = json!(ingest.reasons);
+    }
+    (code, Json(body)).into_response()
+}
+
+/// The ingest side's state for `/healthz`, worst last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HealthStatus {
+    /// Records are stored as they arrive.
+    #[default]
+    Ok,
+    /// Nothing is lost, but records wait in the spool (store failing or behind): 200.
+    Degraded,
+    /// Records are being lost: 503, so that an orchestrator acts.
+    Failing,
+}
+
+impl HealthStatus {
+    /// `ok`, `degraded` or `failing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Failing => "failing",
+        }
     }
 }
+
+/// What the ingest side reports to `/healthz` (see [`crate::AppState::with_health`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestHealth {
+    /// The state.
+    pub status: HealthStatus,
+    /// Why it is not `ok`, one sentence each.
+    pub reasons: Vec<String>,
+}
+
+/// Reports the ingest side's health when `/healthz` is asked.
+pub type HealthProbe = Arc<dyn Fn() -> IngestHealth + Send + Sync>;
 
 fn unhealthy(backend: &str, error: &str) -> Response {
     (

@@ -75,8 +75,8 @@ impl std::fmt::Debug for AdminBootstrap {
 /// when users already exist, it is ignored (reported as [`AdminBootstrap::EnvPasswordIgnored`])
 /// and never overwrites a stored password. Without it, a random
 /// [`GENERATED_PASSWORD_LEN`]-character password is generated and returned so the caller can
-/// print it once. There is no default password. An empty or over-long environment password is
-/// an error. Blocking: call it before serving, or from `spawn_blocking`.
+/// print it once. There is no default password. An environment password shorter than
+/// [`crate::admin::MIN_PASSWORD_CHARS`] (as the API requires) or over-long is an error. Blocking: call it before serving, or from `spawn_blocking`.
 pub fn ensure_admin(
     store: &dyn Store,
     env_password: Option<&str>,
@@ -84,6 +84,10 @@ pub fn ensure_admin(
     if let Some(p) = env_password {
         if p.is_empty() {
             return Err(WebError::AdminPassword("empty"));
+        }
+        // The API refuses shorter passwords; the first start must not be the way around it.
+        if p.chars().count() < crate::admin::MIN_PASSWORD_CHARS {
+            return Err(WebError::AdminPassword("shorter than 8 characters"));
         }
         if p.len() > MAX_PASSWORD_BYTES {
             return Err(WebError::AdminPassword("longer than 1024 bytes"));
@@ -316,72 +320,141 @@ impl Sessions {
     }
 }
 
-/// Most client addresses tracked by [`LoginLimiter`]; beyond it, stale entries are dropped and,
-/// if none is stale, the oldest window.
-const MAX_TRACKED_ADDRESSES: usize = 10_000;
+/// Most client addresses, and most accounts, tracked by [`LoginLimiter`]; beyond it, stale
+/// entries are dropped and, if none is stale, the oldest window.
+const MAX_TRACKED_KEYS: usize = 10_000;
 
 /// Window of the failed-login count.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
-/// Counts failed logins per client address within a minute.
+/// Password attempts (logins, own-password changes) per client address and per account within
+/// a minute.
+///
+/// An attempt is charged to both before its password is verified, under one lock, so that
+/// concurrent attempts cannot all pass the check before any failure is recorded; a successful
+/// attempt gets its own charge back ([`LoginLimiter::succeeded`]) and resets nothing else, so a
+/// login as one account does not clear the failures of guesses at another from the same
+/// address.
 #[derive(Debug)]
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-    per_minute: u32,
+    state: Mutex<LimiterState>,
+    per_address: u32,
+    per_account: u32,
+}
+
+#[derive(Debug, Default)]
+struct LimiterState {
+    addresses: HashMap<IpAddr, Window>,
+    accounts: HashMap<String, Window>,
+}
+
+/// Attempts charged since `start`.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    start: Instant,
+    count: u32,
+}
+
+impl Window {
+    /// The count within the window at `now` (0 once it has passed).
+    fn current(&self, now: Instant) -> u32 {
+        if now.saturating_duration_since(self.start) >= FAILURE_WINDOW {
+            0
+        } else {
+            self.count
+        }
+    }
+
+    fn retry_after(&self, now: Instant) -> u64 {
+        FAILURE_WINDOW
+            .saturating_sub(now.saturating_duration_since(self.start))
+            .as_secs()
+            .max(1)
+    }
+}
+
+/// The window of `key` in `map`, made room for and restarted when it has passed.
+fn window<'a, K: std::hash::Hash + Eq + Clone>(
+    map: &'a mut HashMap<K, Window>,
+    key: &K,
+    now: Instant,
+) -> &'a mut Window {
+    if !map.contains_key(key) && map.len() >= MAX_TRACKED_KEYS {
+        map.retain(|_, w| now.saturating_duration_since(w.start) < FAILURE_WINDOW);
+        if map.len() >= MAX_TRACKED_KEYS {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, w)| w.start)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+    }
+    let w = map.entry(key.clone()).or_insert(Window {
+        start: now,
+        count: 0,
+    });
+    if w.current(now) == 0 {
+        *w = Window {
+            start: now,
+            count: 0,
+        };
+    }
+    w
 }
 
 impl LoginLimiter {
-    /// A limiter allowing `per_minute` failures per address per minute (0: unlimited).
-    pub fn new(per_minute: u32) -> LoginLimiter {
+    /// A limiter allowing `per_address` failed attempts per client address and `per_account`
+    /// per account within a minute (0: that limit is off).
+    pub fn new(per_address: u32, per_account: u32) -> LoginLimiter {
         LoginLimiter {
-            failures: Mutex::new(HashMap::new()),
-            per_minute,
+            state: Mutex::new(LimiterState::default()),
+            per_address,
+            per_account,
         }
     }
 
-    /// `Err(seconds to wait)` when `ip` has used up its failures for the current window.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
-        if self.per_minute == 0 {
-            return Ok(());
-        }
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(&ip) {
-            Some(&(start, count)) if count >= self.per_minute => {
-                let elapsed = now.saturating_duration_since(start);
-                match FAILURE_WINDOW.checked_sub(elapsed) {
-                    Some(left) if !left.is_zero() => Err(left.as_secs().max(1)),
-                    _ => Ok(()),
-                }
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Records a failed login from `ip`.
-    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
-        if self.per_minute == 0 {
-            return;
-        }
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if !map.contains_key(&ip) && map.len() >= MAX_TRACKED_ADDRESSES {
-            map.retain(|_, (start, _)| now.saturating_duration_since(*start) < FAILURE_WINDOW);
-            if map.len() >= MAX_TRACKED_ADDRESSES {
-                if let Some(oldest) = map.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| *k) {
-                    map.remove(&oldest);
+    /// Charges one password attempt by `ip` at `account`; `Err(seconds to wait)`, charging
+    /// nothing, when either has used up its attempts for the current window.
+    pub fn begin(&self, ip: IpAddr, account: &str, now: Instant) -> Result<(), u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let LimiterState {
+            addresses,
+            accounts,
+        } = &mut *state;
+        let account = account.to_owned();
+        for (limit, w) in [
+            (self.per_address, addresses.get(&ip)),
+            (self.per_account, accounts.get(&account)),
+        ] {
+            if let Some(w) = w {
+                if limit > 0 && w.current(now) >= limit {
+                    return Err(w.retry_after(now));
                 }
             }
         }
-        let entry = map.entry(ip).or_insert((now, 0));
-        if now.saturating_duration_since(entry.0) >= FAILURE_WINDOW {
-            *entry = (now, 0);
+        if self.per_address > 0 {
+            let w = window(addresses, &ip, now);
+            w.count = w.count.saturating_add(1);
         }
-        entry.1 = entry.1.saturating_add(1);
+        if self.per_account > 0 {
+            let w = window(accounts, &account, now);
+            w.count = w.count.saturating_add(1);
+        }
+        Ok(())
     }
 
-    /// Forgets the failures of `ip` (after a successful login).
-    pub fn clear(&self, ip: IpAddr) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&ip);
+    /// Gives back the charge of an attempt whose password was right.
+    pub fn succeeded(&self, ip: IpAddr, account: &str, now: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let refund = |w: Option<&mut Window>| {
+            if let Some(w) = w.filter(|w| w.current(now) > 0) {
+                w.count -= 1;
+            }
+        };
+        refund(state.addresses.get_mut(&ip));
+        refund(state.accounts.get_mut(account));
     }
 }
 
@@ -462,20 +535,55 @@ mod tests {
 
     #[test]
     fn limiter_counts_per_address_and_window() {
-        let l = LoginLimiter::new(2);
+        let l = LoginLimiter::new(2, 0);
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let other: IpAddr = "192.0.2.2".parse().expect("ip");
         let t0 = Instant::now();
-        assert!(l.check(ip, t0).is_ok());
-        l.record_failure(ip, t0);
-        assert!(l.check(ip, t0).is_ok());
-        l.record_failure(ip, t0);
-        assert_eq!(l.check(ip, t0 + Duration::from_secs(1)), Err(59));
-        assert!(l.check(other, t0).is_ok());
-        assert!(l.check(ip, t0 + FAILURE_WINDOW).is_ok());
-        l.record_failure(ip, t0 + FAILURE_WINDOW);
-        assert!(l.check(ip, t0 + FAILURE_WINDOW).is_ok(), "new window");
-        l.clear(ip);
-        assert!(LoginLimiter::new(0).check(ip, t0).is_ok());
+        assert!(l.begin(ip, "a", t0).is_ok());
+        assert!(l.begin(ip, "b", t0).is_ok());
+        assert_eq!(l.begin(ip, "c", t0 + Duration::from_secs(1)), Err(59));
+        assert!(l.begin(other, "a", t0).is_ok());
+        assert!(l.begin(ip, "a", t0 + FAILURE_WINDOW).is_ok(), "new window");
+        let off = LoginLimiter::new(0, 0);
+        for _ in 0..100 {
+            assert!(off.begin(ip, "a", t0).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_success_gives_back_its_own_charge_only() {
+        let l = LoginLimiter::new(3, 0);
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let t0 = Instant::now();
+        // Two guesses at the admin, then a good login as another user, repeatedly: the
+        // guesses still add up.
+        let mut guesses = 0;
+        for _ in 0..10 {
+            for _ in 0..2 {
+                if l.begin(ip, "admin", t0).is_ok() {
+                    guesses += 1;
+                }
+            }
+            if l.begin(ip, "viewer", t0).is_ok() {
+                l.succeeded(ip, "viewer", t0);
+            }
+        }
+        assert_eq!(guesses, 3);
+    }
+
+    #[test]
+    fn accounts_are_limited_across_addresses() {
+        let l = LoginLimiter::new(0, 4);
+        let t0 = Instant::now();
+        let allowed = (0..50u8)
+            .filter(|i| {
+                let ip = IpAddr::from([198, 51, 100, *i]);
+                l.begin(ip, "admin", t0).is_ok()
+            })
+            .count();
+        assert_eq!(allowed, 4);
+        assert!(l
+            .begin(IpAddr::from([198, 51, 100, 99]), "viewer", t0)
+            .is_ok());
     }
 }

@@ -36,9 +36,16 @@ pub struct WebConfig {
     /// Delay added to every failed login, in milliseconds, to slow down password guessing.
     /// Default 500.
     pub login_failure_delay_ms: u64,
-    /// Failed logins allowed per client IP address within a minute; further attempts get
-    /// 429 until the minute has passed. Default 10. 0 disables the limit.
+    /// Failed password attempts (logins and `POST /api/v1/me/password`) allowed per client
+    /// IP address within a minute; further attempts get 429 until the minute has passed.
+    /// Attempts are counted before the password is verified, so concurrent guesses count
+    /// too. Default 10. 0 disables the limit.
     pub login_failures_per_minute: u32,
+    /// Failed password attempts allowed per account within a minute, from any address: a
+    /// guesser spread over many addresses still gets this many tries per minute. Higher
+    /// than the per-address limit so that one guessing address cannot lock the owner out.
+    /// Default 30. 0 disables the limit.
+    pub login_failures_per_account_per_minute: u32,
     /// Most messages (SIP, RTCP, logs, events together) a call flow returns; the response says
     /// `truncated: true` when there were more. Default 20 000.
     pub max_flow_messages: usize,
@@ -57,6 +64,7 @@ impl Default for WebConfig {
             max_sessions: 10_000,
             login_failure_delay_ms: 500,
             login_failures_per_minute: 10,
+            login_failures_per_account_per_minute: 30,
             max_flow_messages: 20_000,
         }
     }

@@ -27,14 +27,14 @@
 //!
 //! | route | auth | answer |
 //! |---|---|---|
-//! | `GET /healthz` | no | 200 `{"status":"ok","store":"sqlite","partitions":N,"bytes":N}`, 503 `{"status":"error","store","error"}` |
+//! | `GET /healthz` | no | 200 `{"status":"ok","store":"sqlite","partitions":N,"bytes":N}`; 200 `"status":"degraded"` with `"reasons":[…]` while records wait in the spool (store failing or behind, nothing lost); 503 `"status":"failing"` with reasons while records are being dropped (spool full, disk full); 503 `{"status":"error","store","error"}` when the store cannot be read |
 //! | `POST /api/v1/login` | no | 200 `{"token","expires","expires_us","username"}` + `Set-Cookie`; 401; 429 after too many failures |
 //! | `POST /api/v1/logout` | yes | 200 `{"status":"logged out"}`, clears the cookie, ends the session |
 //! | `GET /api/v1/me` | yes | `{"username"}` |
 //! | `GET /api/v1/messages?…` | yes | `{"total","items":[message],"next"}` newest first |
 //! | `GET /api/v1/calls?…` | yes | `{"total","items":[call],"next"}` newest first by start |
 //! | `GET /api/v1/calls/{callid}/flow[?from=&to=]` | yes | the flow object below; 404 when nothing is found |
-//! | `GET /metrics` | no | only when [`AppState::new`] got a renderer; normally served by [`metrics_router`] on its own address |
+//! | `GET /metrics` | yes | only when [`AppState::new`] got a renderer (a Prometheus scraping the API address sends an API token); unauthenticated on the metrics address ([`metrics_router`]) |
 //!
 //! The router is laid out so the later parts plug in beside the API without touching it: the
 //! UI pages and assets merge at `/` and `/assets`, homer-app compatible routes nest at
@@ -49,8 +49,10 @@
 //! `Authorization: Bearer <token>` or the cookie; without a live session it gets
 //! 401 `{"error":"authentication required"}`. Sessions live in memory for
 //! `session_lifetime_secs` (12 h by default) and do not survive a restart. Failed logins wait
-//! `login_failure_delay_ms` and are limited per client address (`login_failures_per_minute`);
-//! behind a reverse proxy all clients share the proxy's address.
+//! `login_failure_delay_ms` and are limited per client address (`login_failures_per_minute`)
+//! and per account (`login_failures_per_account_per_minute`), counted before the password is
+//! verified; `POST /api/v1/me/password` shares the limit. Behind a reverse proxy all clients
+//! share the proxy's address.
 //!
 //! [`ensure_admin`] creates the `admin` user on the first start (no users in the store) with
 //! `HEPSTACK_ADMIN_PASSWORD` or a random 20-character password the binary prints once. The
@@ -170,7 +172,9 @@ use store::Store;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-pub use api::{MetricsRender, CSRF_HEADER, METRICS_CONTENT_TYPE};
+pub use api::{
+    HealthProbe, HealthStatus, IngestHealth, MetricsRender, CSRF_HEADER, METRICS_CONTENT_TYPE,
+};
 pub use live::LiveFeed;
 
 /// The OpenAPI 3 document of the API, served at `GET /api/v1/openapi.json`.
@@ -205,12 +209,14 @@ struct Inner {
     live: Option<LiveFeed>,
     /// The KPI engine behind `/api/v1/kpi`; `None`: those routes answer 404.
     kpi: Option<Arc<kpi::Kpi>>,
+    /// The ingest side's health for `/healthz`; `None`: only the store is checked.
+    health: Option<HealthProbe>,
 }
 
 impl AppState {
     /// Validates `config` and builds the shared state. `metrics_render`, when given, also
-    /// serves `GET /metrics` (unauthenticated) on the main router; pass `None` when metrics
-    /// have their own address ([`metrics_router`]). Computes one argon2 hash (tens of
+    /// serves `GET /metrics` on the main router, to sessions and API tokens only; pass `None`
+    /// when metrics have their own address only ([`metrics_router`]). Computes one argon2 hash (tens of
     /// milliseconds of CPU): call it at startup, not per request.
     pub fn new(
         store: Arc<dyn Store>,
@@ -226,7 +232,10 @@ impl AppState {
                     Duration::from_secs(config.session_lifetime_secs),
                     config.max_sessions,
                 ),
-                limiter: auth::LoginLimiter::new(config.login_failures_per_minute),
+                limiter: auth::LoginLimiter::new(
+                    config.login_failures_per_minute,
+                    config.login_failures_per_account_per_minute,
+                ),
                 store,
                 config,
                 metrics_render,
@@ -234,6 +243,7 @@ impl AppState {
                 hash_permits: tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS),
                 live: None,
                 kpi: None,
+                health: None,
             }),
         })
     }
@@ -254,6 +264,16 @@ impl AppState {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.kpi = Some(engine),
             None => tracing::error!("with_kpi called on a shared AppState: ignored"),
+        }
+        self
+    }
+
+    /// Makes `/healthz` report the ingest side's health from `probe` as well as the store's.
+    /// Call before cloning the state into a router.
+    pub fn with_health(mut self, probe: HealthProbe) -> AppState {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.health = Some(probe),
+            None => tracing::error!("with_health called on a shared AppState: ignored"),
         }
         self
     }
@@ -324,7 +344,16 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::router())
         .fallback(api::fallback);
     if state.inner.metrics_render.is_some() {
-        app = app.route("/metrics", get(api::metrics));
+        // The metrics address is the unauthenticated one (scraped from the monitoring
+        // network); on the API address, which faces users, the metrics need a session or an
+        // API token like everything else that shows traffic.
+        app = app.route(
+            "/metrics",
+            get(api::metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                api::require_session,
+            )),
+        );
     }
     let app = app.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY));
     let app = match cors_layer(&state.inner.config) {

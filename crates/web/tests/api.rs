@@ -926,7 +926,8 @@ async fn metrics_router_serves_prometheus_text() {
     assert_eq!(r.status(), 404, "the metrics address serves nothing else");
     server.stop().await;
 
-    // On the main router too, when the state has a renderer; absent otherwise.
+    // On the main router too, when the state has a renderer, behind authentication; absent
+    // otherwise.
     let store = new_store();
     web::ensure_admin(store.as_ref(), Some(PASSWORD)).expect("admin");
     let state = web::AppState::new(store.clone(), test_config(), Some(render)).expect("state");
@@ -934,6 +935,15 @@ async fn metrics_router_serves_prometheus_text() {
     let r = server
         .client
         .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401, "not without a session on the API address");
+    let token = server.login("admin", PASSWORD).await;
+    let r = server
+        .client
+        .get(server.url("/metrics"))
+        .bearer_auth(&token)
         .send()
         .await
         .expect("get");
@@ -985,9 +995,12 @@ async fn admin_bootstrap() {
     server.login("admin", password).await;
     server.stop().await;
 
-    // The variable seeds a fresh store; an empty one is refused.
+    // The variable seeds a fresh store; an empty or short one (the API's minimum is 8) is
+    // refused.
     let fresh = new_store();
     assert!(web::ensure_admin(fresh.as_ref(), Some("")).is_err());
+    assert!(web::ensure_admin(fresh.as_ref(), Some("x")).is_err());
+    assert!(web::ensure_admin(fresh.as_ref(), Some("1234567")).is_err());
     assert_eq!(fresh.user_count().expect("count"), 0);
     assert_eq!(
         web::ensure_admin(fresh.as_ref(), Some("s3cret-from-env")).expect("seed"),
