@@ -478,6 +478,35 @@ fn users_and_settings_list_delete_and_survive_reopen() {
 }
 
 #[test]
+fn the_data_dir_and_the_catalog_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let store = common::open(&data);
+    store
+        .put_user(&User {
+            name: "admin".into(),
+            password_hash: "$argon2id$…".into(),
+            admin: true,
+        })
+        .unwrap();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("catalog.db")), 0o600);
+    drop(store);
+    // An existing store made readable by others is tightened when opened.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        data.join("catalog.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let _store = common::open(&data);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("catalog.db")), 0o600);
+}
+
+#[test]
 fn every_field_round_trips_byte_exact_in_every_compression_mode() {
     for compression in [
         RawCompression::None,

@@ -187,6 +187,35 @@ fn sidecars(path: &Path) -> [PathBuf; 3] {
     [path.to_path_buf(), with("-wal"), with("-shm")]
 }
 
+/// Creates `dir` (and its parents) when missing and makes it owner-only (0700): it holds the
+/// captured traffic and the catalog of password and token hashes.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Creates `path` when missing and makes it owner-only (0600) before SQLite opens it; SQLite
+/// gives its `-wal` and `-shm` files the mode of the database file.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    for sidecar in sidecars(path).iter().skip(1) {
+        if sidecar.exists() {
+            fs::set_permissions(sidecar, fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the store in `config.data_dir`: creates the directory and
     /// the catalog, and lists the partition files already there.
@@ -235,10 +264,12 @@ impl SqliteStore {
                 "write_shards must be 1–{MAX_SHARDS}"
             )));
         }
-        fs::create_dir_all(&config.data_dir)
+        create_private_dir(&config.data_dir)
             .map_err(|e| setup_err("creating the data directory", e))?;
-        let catalog = Connection::open(config.data_dir.join(CATALOG_FILE))
-            .map_err(|e| setup_err("opening the catalog", e))?;
+        let catalog_path = config.data_dir.join(CATALOG_FILE);
+        create_private_file(&catalog_path).map_err(|e| setup_err("creating the catalog", e))?;
+        let catalog =
+            Connection::open(&catalog_path).map_err(|e| setup_err("opening the catalog", e))?;
         catalog
             .execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;
