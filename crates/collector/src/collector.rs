@@ -16,7 +16,9 @@ use tokio_util::task::TaskTracker;
 use crate::config::{AuthKey, CollectorConfig, ConfigError, TcpConfig, TlsConfig, UdpConfig};
 use crate::metrics::{Metrics, Transport};
 use crate::pipeline::Pipeline;
-use crate::stream::{accept_loop, bind_tcp, tls_server_config, StreamSettings, TlsSetupError};
+use crate::stream::{
+    accept_loop, bind_tcp, tls_server_config, AddressSlots, StreamSettings, TlsSetupError,
+};
 use crate::udp::{bind_udp, run_udp, BindError};
 use crate::writer::{BatchSpool, Ingress, RecordObserver, SpoolFailure};
 
@@ -135,6 +137,8 @@ pub fn start_listeners(
         tls: None,
         limit: Arc::new(Semaphore::new(config.tcp.max_connections)),
         idle_timeout: Duration::from_secs(config.tcp.idle_timeout_secs),
+        frame_timeout: Duration::from_secs(config.tcp.frame_timeout_secs),
+        per_address: Arc::new(AddressSlots::new(config.tcp.max_connections_per_address)),
         max_frame: config.tcp.max_frame_bytes,
         max_backpressure: Duration::from_millis(config.tcp.max_backpressure_ms),
         auth: config.tcp.auth_key.clone(),
@@ -149,6 +153,8 @@ pub fn start_listeners(
             tls: Some(acceptor),
             limit: Arc::new(Semaphore::new(config.tls.max_connections)),
             idle_timeout: Duration::from_secs(config.tls.idle_timeout_secs),
+            frame_timeout: Duration::from_secs(config.tls.frame_timeout_secs),
+            per_address: Arc::new(AddressSlots::new(config.tls.max_connections_per_address)),
             max_frame: config.tls.max_frame_bytes,
             max_backpressure: Duration::from_millis(config.tls.max_backpressure_ms),
             auth: config.tls.auth_key.clone(),

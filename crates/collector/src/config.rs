@@ -97,8 +97,18 @@ pub struct TcpConfig {
     /// Most connections served at once over all TCP addresses; further ones are closed right
     /// after accept. Default: 1024.
     pub max_connections: usize,
+    /// Most connections served at once from one client address, so that one host cannot take
+    /// every slot of `max_connections` and lock the real agents out; further ones are closed
+    /// right after accept (`hepstack_stream_closed_total{reason="address_limit"}`).
+    /// Default: 32.
+    pub max_connections_per_address: usize,
     /// A connection that sends nothing for this long is closed, in seconds. Default: 300.
     pub idle_timeout_secs: u64,
+    /// Once bytes arrive that are not yet a complete message, the message must complete
+    /// within this many seconds or the connection is closed (what is buffered is framed
+    /// first): a sender trickling one byte at a time would otherwise hold its slot for ever,
+    /// as every byte restarts the idle timeout. Default: 30.
+    pub frame_timeout_secs: u64,
     /// Largest HEP message accepted, in bytes (at most 65535, the HEP3 length field's range); a
     /// frame announcing more is treated as garbage and skipped. Default: 65535.
     pub max_frame_bytes: usize,
@@ -118,7 +128,9 @@ impl Default for TcpConfig {
         TcpConfig {
             addresses: vec![default_hep_addr()],
             max_connections: 1024,
+            max_connections_per_address: 32,
             idle_timeout_secs: 300,
+            frame_timeout_secs: 30,
             max_frame_bytes: 65535,
             max_backpressure_ms: 250,
             auth_key: None,
@@ -142,8 +154,14 @@ pub struct TlsConfig {
     pub client_ca_file: Option<PathBuf>,
     /// Most TLS connections served at once. Default: 1024.
     pub max_connections: usize,
+    /// Most TLS connections served at once from one client address (see
+    /// `tcp.max_connections_per_address`). Default: 32.
+    pub max_connections_per_address: usize,
     /// Idle (and handshake) timeout in seconds. Default: 300.
     pub idle_timeout_secs: u64,
+    /// Seconds a started message may take to complete (see `tcp.frame_timeout_secs`).
+    /// Default: 30.
+    pub frame_timeout_secs: u64,
     /// Largest HEP message accepted, in bytes. Default: 65535.
     pub max_frame_bytes: usize,
     /// While the writers are behind (their queue three quarters full, the store up), a
@@ -165,7 +183,9 @@ impl Default for TlsConfig {
             key_file: None,
             client_ca_file: None,
             max_connections: 1024,
+            max_connections_per_address: 32,
             idle_timeout_secs: 300,
+            frame_timeout_secs: 30,
             max_frame_bytes: 65535,
             max_backpressure_ms: 250,
             auth_key: None,
@@ -192,9 +212,25 @@ pub struct PipelineConfig {
     /// Most payload fingerprints remembered per 2-second memory horizon (16 bytes each, two
     /// horizons kept); beyond it, further packets are not deduplicated. Default: 1,000,000.
     pub dedup_max_entries: usize,
-    /// Largest payload a compressed chunk (0x0010) may inflate to, in bytes; a larger one is a
-    /// decode error. Default: 1 MiB.
+    /// Largest payload a compressed chunk (0x0010) may inflate to, in bytes (at most 4 MiB);
+    /// a larger one is a decode error. Default: 1 MiB.
     pub max_inflated_bytes: usize,
+    /// A HEP timestamp more than this many seconds after the receive time is replaced by the
+    /// receive time (counted in `hepstack_timestamps_clamped_total{reason="future"}`): stores
+    /// partition by capture time, and a sender's clock must not make them create partitions
+    /// in the future, which age retention never removes. Default: 3600.
+    pub max_future_secs: u64,
+    /// A HEP timestamp more than this many seconds before the receive time is replaced by the
+    /// receive time (`reason="past"`). 0 sets no such limit: replaying a capture someone sent
+    /// months ago keeps its times, and `max_past_hours` alone bounds the partitions old
+    /// timestamps can create. Default: 0.
+    pub max_past_secs: u64,
+    /// Distinct past hours (older than an hour before the receive time, within
+    /// `max_past_secs`) whose timestamps are kept per 24 hours; packets stamped in further
+    /// hours get the receive time (`reason="past_hours"`). Enough for an imported capture or
+    /// an agent's backlog, and a bound on the partitions any sender can make the store create
+    /// outside the current window. 0 keeps no timestamp older than an hour. Default: 24.
+    pub max_past_hours: usize,
     /// Discard and censor rules.
     pub rules: RulesConfig,
 }
@@ -207,6 +243,9 @@ impl Default for PipelineConfig {
             dedup_window_ms: 50,
             dedup_max_entries: 1_000_000,
             max_inflated_bytes: 1 << 20,
+            max_future_secs: 3600,
+            max_past_secs: 0,
+            max_past_hours: 24,
             rules: RulesConfig::default(),
         }
     }
@@ -246,6 +285,12 @@ pub struct WriterConfig {
     /// records go to the spool. A queued record takes ~1.6 KB, so this bounds the queue to
     /// ~26 MB; longer bursts are absorbed by the spool on disk. Default: 16,384.
     pub queue_capacity: usize,
+    /// Most bytes of payload the queue and the batches being written hold together (a record
+    /// counts its raw payload, its JSON form and ~512 bytes of fields); past it, records go to
+    /// the spool as when the queue is full. A record may inflate to
+    /// `pipeline.max_inflated_bytes`, so a count alone would let 16,384 compression bombs
+    /// take 16 GiB. Default: 64 MiB.
+    pub queue_max_bytes: usize,
     /// Writer threads, each calling `insert_batch` on its own batches; 0 picks the store's own
     /// parallelism (SQLite: `write_shards`, one writer per shard file; PostgreSQL:
     /// `connections − 1`). Spooled batches are replayed with the same fan-out. The KPI engine
@@ -260,6 +305,7 @@ impl Default for WriterConfig {
             batch_size: 8192,
             max_batch_delay_ms: 100,
             queue_capacity: 16_384,
+            queue_max_bytes: 64 << 20,
             writer_threads: 0,
         }
     }
@@ -312,6 +358,30 @@ impl SpoolSection {
             max_bytes: self.max_bytes,
             segment_bytes: self.segment_bytes.clamp(1, self.max_bytes.max(1)),
             fsync: self.fsync,
+        }
+    }
+}
+
+/// The largest `pipeline.max_inflated_bytes`: the spool's replayer accepts records up to
+/// twice that (the payload and its parsed form).
+pub(crate) const MAX_INFLATED_BYTES: usize = 4 << 20;
+
+/// The largest `max_future_secs` / `max_past_secs` (100 years): in microseconds it stays far
+/// from `i64::MAX`.
+const MAX_SKEW_SECS: u64 = 100 * 365 * 86_400;
+
+impl PipelineConfig {
+    /// The capture-time rule's limits in microseconds (the config is validated, so they fit).
+    pub fn time_limits(&self) -> crate::skew::TimeLimits {
+        let us = |secs: u64| i64::try_from(secs.min(MAX_SKEW_SECS) * 1_000_000).unwrap_or(i64::MAX);
+        crate::skew::TimeLimits {
+            max_future_us: us(self.max_future_secs),
+            max_past_us: if self.max_past_secs == 0 {
+                i64::MAX
+            } else {
+                us(self.max_past_secs)
+            },
+            max_past_hours: self.max_past_hours,
         }
     }
 }
@@ -372,6 +442,24 @@ impl CollectorConfig {
             "tls.max_connections",
             "must be at least 1",
         )?;
+        for (field, v) in [
+            (
+                "tcp.max_connections_per_address",
+                self.tcp.max_connections_per_address,
+            ),
+            (
+                "tls.max_connections_per_address",
+                self.tls.max_connections_per_address,
+            ),
+        ] {
+            range(v >= 1, field, "must be at least 1")?;
+        }
+        for (field, v) in [
+            ("tcp.frame_timeout_secs", self.tcp.frame_timeout_secs),
+            ("tls.frame_timeout_secs", self.tls.frame_timeout_secs),
+        ] {
+            range(v >= 1, field, "must be at least 1")?;
+        }
         range(
             self.tcp.idle_timeout_secs >= 1,
             "tcp.idle_timeout_secs",
@@ -399,10 +487,20 @@ impl CollectorConfig {
             )?;
         }
         range(
-            self.pipeline.max_inflated_bytes >= 1024,
+            (1024..=MAX_INFLATED_BYTES).contains(&self.pipeline.max_inflated_bytes),
             "pipeline.max_inflated_bytes",
-            "must be at least 1024",
+            "must be between 1024 and 4194304 (4 MiB)",
         )?;
+        for (field, v) in [
+            ("pipeline.max_future_secs", self.pipeline.max_future_secs),
+            ("pipeline.max_past_secs", self.pipeline.max_past_secs),
+        ] {
+            range(
+                v <= MAX_SKEW_SECS,
+                field,
+                "must be at most 3153600000 (100 years)",
+            )?;
+        }
         range(
             self.pipeline.dedup_window_ms <= 60_000,
             "pipeline.dedup_window_ms",
@@ -422,6 +520,11 @@ impl CollectorConfig {
             self.writer.queue_capacity >= 1,
             "writer.queue_capacity",
             "must be at least 1",
+        )?;
+        range(
+            self.writer.queue_max_bytes >= 1 << 20,
+            "writer.queue_max_bytes",
+            "must be at least 1048576 (1 MiB)",
         )?;
         range(
             (0..=64).contains(&self.writer.writer_threads),

@@ -20,7 +20,8 @@
 //!
 //! # Record fields
 //!
-//! * `time_us` from the HEP timestamp (receive time when the packet has none);
+//! * `time_us` from the HEP timestamp (receive time when the packet has none, or when the
+//!   timestamp is too far from the receive time: the capture-time rule of [`TimePolicy`]);
 //! * `profile` by CSeq method ([`store::Profile::from_cseq_method`]); `default` for non-SIP;
 //! * `correlation_id` = HEP chunk 0x0011, else the first configured A-leg header value, else the
 //!   Call-ID; `sid` = Call-ID for SIP, else the correlation id (empty when there is none);
@@ -48,18 +49,23 @@
 //! | `hepstack_auth_failures_total` | counter | | packets with a missing or wrong HEP auth key (dropped) |
 //! | `hepstack_packets_deduplicated_total` | counter | | duplicates dropped within `pipeline.dedup_window_ms` |
 //! | `hepstack_packets_discarded_total` | counter | `rule`: method, hep_type, ip | packets dropped by a discard rule |
+//! | `hepstack_timestamps_clamped_total` | counter | `reason`: future, past, past_hours | HEP timestamps replaced by the receive time (`skew.rs`) |
 //! | `hepstack_packets_stored_total` | counter | | records stored (directly or replayed from the spool) |
 //! | `hepstack_packets_spooled_total` | counter | | records written to the spool (store failing or behind) |
 //! | `hepstack_packets_replayed_total` | counter | | records read back from the spool and handed to the store |
 //! | `hepstack_packets_dropped_total` | counter | | records lost because the spool was full or failing |
 //! | `hepstack_queue_depth` | gauge | | records waiting in memory for a writer |
+//! | `hepstack_queue_bytes` | gauge | | bytes of records waiting in memory or being written (`writer.queue_max_bytes`) |
 //! | `hepstack_spool_bytes` | gauge | | bytes in the on-disk spool |
 //! | `hepstack_spool_batches` | gauge | | batches in the on-disk spool |
 //! | `hepstack_store_batch_seconds` | histogram | | duration of each `insert_batch` call |
 //! | `hepstack_store_batch_errors_total` | counter | | `insert_batch` calls that failed as a whole |
 //! | `hepstack_connections` | gauge | `transport` (tcp, tls) | open HEP stream connections |
 //! | `hepstack_connections_rejected_total` | counter | `transport` | connections refused at the limit or failing the TLS handshake |
+//! | `hepstack_stream_closed_total` | counter | `reason`: address_limit, frame_timeout, idle | TCP/TLS connections refused at the per-address limit or closed by a timeout |
 //! | `hepstack_stream_bytes_skipped_total` | counter | | garbage bytes skipped on TCP/TLS streams while resynchronising |
+//! | `hepstack_disk_full` | gauge | | 1 while store writes or spool appends fail for lack of disk space |
+//! | `hepstack_health_status` | gauge | | 0 ok, 1 degraded (store failing or spool not empty: nothing lost), 2 failing (records dropped in the last minute) |
 //! | `hepstack_process_resident_memory_bytes` | gauge | | resident set size (`/proc/self/statm`) |
 //!
 //! # Extension hook
@@ -73,11 +79,13 @@
 mod collector;
 mod config;
 mod dedup;
+mod health;
 mod kpi_observer;
 pub mod loki;
 mod metrics;
 mod pipeline;
 mod rules;
+mod skew;
 mod stream;
 mod udp;
 mod writer;
@@ -91,13 +99,15 @@ pub use config::{
     TlsConfig, UdpConfig, WriterConfig,
 };
 pub use dedup::{fingerprint, Deduplicator};
+pub use health::{HealthReport, HealthStatus};
 pub use kpi_observer::KpiObserver;
 pub use metrics::{
-    resident_memory_bytes, Accounting, InvalidKind, Metrics, ProbedGauges, Transport,
+    resident_memory_bytes, Accounting, InvalidKind, Metrics, ProbedGauges, StreamClose, Transport,
     MAX_NODE_LABELS,
 };
 pub use pipeline::{now_us, Enriched, Enricher, Outcome, Pipeline};
 pub use rules::{DiscardRule, IpNet, Rules};
+pub use skew::{ClampReason, TimeLimits, TimePolicy};
 pub use stream::{bind_tcp, tls_server_config, TlsSetupError};
 pub use udp::{bind_udp, BindError};
 pub use writer::{

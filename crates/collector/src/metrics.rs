@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
+use crate::health::{HealthReport, HealthState};
 use crate::rules::DiscardRule;
+use crate::skew::ClampReason;
 
 /// Most distinct node label values; further nodes are counted under `node="other"`.
 pub const MAX_NODE_LABELS: usize = 256;
@@ -39,6 +41,44 @@ impl Transport {
             Transport::Udp => 0,
             Transport::Tcp => 1,
             Transport::Tls => 2,
+        }
+    }
+}
+
+/// Why the collector closed a stream connection (the `reason` label of
+/// `hepstack_stream_closed_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamClose {
+    /// Refused at accept: its address already had `max_connections_per_address` open.
+    AddressLimit,
+    /// A started message did not complete within `frame_timeout_secs`.
+    FrameTimeout,
+    /// Nothing received for `idle_timeout_secs`.
+    Idle,
+}
+
+impl StreamClose {
+    /// Every reason, in label order.
+    pub const ALL: [StreamClose; 3] = [
+        StreamClose::AddressLimit,
+        StreamClose::FrameTimeout,
+        StreamClose::Idle,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamClose::AddressLimit => "address_limit",
+            StreamClose::FrameTimeout => "frame_timeout",
+            StreamClose::Idle => "idle",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            StreamClose::AddressLimit => 0,
+            StreamClose::FrameTimeout => 1,
+            StreamClose::Idle => 2,
         }
     }
 }
@@ -132,6 +172,8 @@ pub type GaugeProbe = Box<dyn Fn() -> ProbedGauges + Send + Sync>;
 pub struct ProbedGauges {
     /// Records in the in-memory queue (plus the overflow buffer).
     pub queue_depth: u64,
+    /// Bytes those records and the batches being written hold (`writer.queue_max_bytes`).
+    pub queue_bytes: u64,
     /// Bytes in the spool.
     pub spool_bytes: u64,
     /// Batches in the spool.
@@ -207,6 +249,9 @@ pub struct Metrics {
     stream_backpressure_us: AtomicU64,
     /// Times a stream connection paused for that reason.
     stream_backpressure_pauses: AtomicU64,
+    timestamps_clamped: [AtomicU64; ClampReason::ALL.len()],
+    stream_closed: [AtomicU64; StreamClose::ALL.len()],
+    health: HealthState,
     probe: Mutex<Option<GaugeProbe>>,
 }
 
@@ -254,6 +299,9 @@ impl Metrics {
             stream_bytes_skipped: AtomicU64::new(0),
             stream_backpressure_us: AtomicU64::new(0),
             stream_backpressure_pauses: AtomicU64::new(0),
+            timestamps_clamped: Default::default(),
+            stream_closed: Default::default(),
+            health: HealthState::default(),
             probe: Mutex::new(None),
         }
     }
@@ -361,6 +409,30 @@ impl Metrics {
         self.dropped.fetch_add(n, Relaxed);
     }
 
+    /// Counts dropped records and remembers why, for [`Metrics::health`].
+    pub fn dropped_because(&self, n: u64, why: &str) {
+        self.dropped(n);
+        self.health.dropped(why);
+    }
+
+    /// Records the outcome of one `insert_batch` call for [`Metrics::health`].
+    pub fn store_outcome(&self, error: Option<&dyn std::fmt::Display>) {
+        self.health.store_outcome(error);
+    }
+
+    /// The ingest side's health: whether records are stored, spooled or lost, and why.
+    pub fn health(&self) -> HealthReport {
+        self.health.report(self.probed().spool_bytes)
+    }
+
+    fn probed(&self) -> ProbedGauges {
+        self.probe
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().map(|f| f()))
+            .unwrap_or_default()
+    }
+
     /// Records the duration of one `insert_batch` call.
     pub fn store_batch(&self, elapsed: Duration, ok: bool) {
         let secs = elapsed.as_secs_f64();
@@ -397,6 +469,16 @@ impl Metrics {
         self.connections_rejected[transport.index()].load(Relaxed)
     }
 
+    /// Counts a stream connection the collector closed, by reason.
+    pub fn stream_closed(&self, reason: StreamClose) {
+        self.stream_closed[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Stream connections closed for one reason.
+    pub fn stream_closed_count(&self, reason: StreamClose) -> u64 {
+        self.stream_closed[reason.index()].load(Relaxed)
+    }
+
     /// Counts garbage bytes a stream framer skipped while resynchronising.
     pub fn stream_bytes_skipped(&self, n: u64) {
         self.stream_bytes_skipped.fetch_add(n, Relaxed);
@@ -409,6 +491,16 @@ impl Metrics {
             u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
             Relaxed,
         );
+    }
+
+    /// Counts a HEP timestamp replaced by the receive time (see `skew.rs`).
+    pub fn timestamp_clamped(&self, reason: ClampReason) {
+        self.timestamps_clamped[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    /// HEP timestamps replaced by the receive time for one reason.
+    pub fn timestamps_clamped_count(&self, reason: ClampReason) -> u64 {
+        self.timestamps_clamped[reason.index()].load(Relaxed)
     }
 
     /// Invalid count of one kind.
@@ -537,6 +629,20 @@ impl Metrics {
                 self.discarded_count(rule)
             );
         }
+        header(
+            &mut out,
+            "hepstack_timestamps_clamped_total",
+            "HEP timestamps replaced by the receive time for being too far from it, by reason.",
+            "counter",
+        );
+        for reason in ClampReason::ALL {
+            let _ = writeln!(
+                out,
+                "hepstack_timestamps_clamped_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                self.timestamps_clamped_count(reason)
+            );
+        }
         simple(
             &mut out,
             "hepstack_packets_stored_total",
@@ -565,18 +671,20 @@ impl Metrics {
             "counter",
             self.dropped.load(Relaxed),
         );
-        let probed = self
-            .probe
-            .lock()
-            .ok()
-            .and_then(|p| p.as_ref().map(|f| f()))
-            .unwrap_or_default();
+        let probed = self.probed();
         simple(
             &mut out,
             "hepstack_queue_depth",
             "Records waiting in memory for a store writer.",
             "gauge",
             probed.queue_depth,
+        );
+        simple(
+            &mut out,
+            "hepstack_queue_bytes",
+            "Bytes of records waiting in memory or being written (bounded by writer.queue_max_bytes).",
+            "gauge",
+            probed.queue_bytes,
         );
         simple(
             &mut out,
@@ -658,6 +766,20 @@ impl Metrics {
             "counter",
             self.stream_bytes_skipped.load(Relaxed),
         );
+        header(
+            &mut out,
+            "hepstack_stream_closed_total",
+            "TCP/TLS connections the collector closed or refused, by reason.",
+            "counter",
+        );
+        for reason in StreamClose::ALL {
+            let _ = writeln!(
+                out,
+                "hepstack_stream_closed_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                self.stream_closed_count(reason)
+            );
+        }
         simple(
             &mut out,
             "hepstack_stream_backpressure_pauses_total",
@@ -674,6 +796,21 @@ impl Metrics {
                 "{:.6}",
                 self.stream_backpressure_us.load(Relaxed) as f64 / 1e6
             ),
+        );
+        let health = self.health.report(probed.spool_bytes);
+        simple(
+            &mut out,
+            "hepstack_disk_full",
+            "1 while store writes or spool appends fail for lack of disk space.",
+            "gauge",
+            u8::from(health.disk_full),
+        );
+        simple(
+            &mut out,
+            "hepstack_health_status",
+            "Ingest health as /healthz reports it: 0 ok, 1 degraded (spooling), 2 failing (losing records).",
+            "gauge",
+            health.status as u8,
         );
         simple(
             &mut out,
@@ -736,6 +873,7 @@ mod tests {
         m.store_batch(Duration::from_millis(3), true);
         m.set_probe(Box::new(|| ProbedGauges {
             queue_depth: 7,
+            queue_bytes: 4096,
             spool_bytes: 1234,
             spool_batches: 1,
         }));

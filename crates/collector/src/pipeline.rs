@@ -20,6 +20,7 @@ use crate::config::{AuthKey, PipelineConfig};
 use crate::dedup::{fingerprint, Deduplicator};
 use crate::metrics::{InvalidKind, Metrics, Transport};
 use crate::rules::{DiscardRule, Rules};
+use crate::skew::TimePolicy;
 use crate::writer::{Ingress, ParsedRtcp};
 
 /// What became of one packet.
@@ -247,6 +248,7 @@ impl ReceiveClock {
 pub struct Pipeline {
     enricher: Enricher,
     dedup: Deduplicator,
+    time_policy: TimePolicy,
     metrics: Arc<Metrics>,
     ingress: Arc<Ingress>,
 }
@@ -270,6 +272,7 @@ impl Pipeline {
                 Duration::from_millis(cfg.dedup_window_ms),
                 cfg.dedup_max_entries,
             ),
+            time_policy: TimePolicy::new(cfg.time_limits()),
             metrics,
             ingress,
         })
@@ -350,7 +353,13 @@ impl Pipeline {
                 self.metrics.discarded(rule);
                 Outcome::Discarded(rule)
             }
-            Enriched::Record(record, rtcp, hint) => {
+            Enriched::Record(mut record, rtcp, hint) => {
+                // The capture-time rule (`skew.rs`): a timestamp too far from the receive time
+                // would make the stores create partitions outside the current window.
+                if let Err(reason) = self.time_policy.check(record.time_us, received_us) {
+                    self.metrics.timestamp_clamped(reason);
+                    record.time_us = received_us;
+                }
                 self.ingress.submit(*record, rtcp, hint);
                 Outcome::Accepted
             }

@@ -1,12 +1,14 @@
-//! HEP over TCP and TLS: accept loops with a connection limit, one tokio task per connection,
-//! [`hep::StreamFramer`] framing with resynchronisation, idle timeouts, and the rustls server
-//! configuration (optional client-certificate verification).
+//! HEP over TCP and TLS: accept loops with a connection limit overall and per client address,
+//! one tokio task per connection, [`hep::StreamFramer`] framing with resynchronisation (what is
+//! buffered when a connection ends is framed too), idle and message-completion timeouts, and
+//! the rustls server configuration (optional client-certificate verification).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader};
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::server::WebPkiClientVerifier;
@@ -21,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::collector::PacketHandler;
 use crate::config::{AuthKey, TlsConfig};
-use crate::metrics::{Metrics, Transport};
+use crate::metrics::{Metrics, StreamClose, Transport};
 use crate::pipeline::{now_us, ReceiveClock};
 use crate::udp::BindError;
 
@@ -127,13 +129,65 @@ pub fn tls_server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, T
     Ok(Arc::new(builder.with_single_cert(certs, key)?))
 }
 
+/// Connections open per client address, bounded by a limit.
+#[derive(Debug)]
+pub(crate) struct AddressSlots {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl AddressSlots {
+    pub(crate) fn new(max: usize) -> AddressSlots {
+        AddressSlots {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for a connection from `ip`, or `None` when that address is at its limit.
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's slot; given back when dropped.
+struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// What a stream listener needs besides its socket.
 #[derive(Clone)]
 pub(crate) struct StreamSettings {
     pub(crate) transport: Transport,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) limit: Arc<Semaphore>,
+    /// Connections per client address.
+    pub(crate) per_address: Arc<AddressSlots>,
     pub(crate) idle_timeout: Duration,
+    /// How long a started message may take to complete.
+    pub(crate) frame_timeout: Duration,
     pub(crate) max_frame: usize,
     /// Longest pause of reading per read while the handler is congested.
     pub(crate) max_backpressure: Duration,
@@ -163,6 +217,14 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
+        // The per-address limit first: a host at its limit must not use up global slots.
+        let Some(address_slot) = settings.per_address.acquire(peer.ip()) else {
+            metrics.connection_rejected(settings.transport);
+            metrics.stream_closed(StreamClose::AddressLimit);
+            tracing::debug!(%peer, "connection limit of the address reached; closing");
+            drop(stream);
+            continue;
+        };
         let Ok(permit) = settings.limit.clone().try_acquire_owned() else {
             metrics.connection_rejected(settings.transport);
             tracing::debug!(%peer, "connection limit reached; closing");
@@ -179,6 +241,7 @@ pub(crate) async fn accept_loop(
             serve_connection(stream, peer, &settings, &*handler, &metrics, &shutdown).await;
             metrics.connection_delta(settings.transport, -1);
             drop(permit);
+            drop(address_slot);
         });
     }
 }
@@ -233,14 +296,29 @@ async fn serve_stream<S: AsyncRead + Unpin>(
     let mut garbage_since_frame = 0u64;
     let mut buf = vec![0u8; READ_CHUNK];
     let auth = settings.auth.as_ref();
+    // When the bytes not yet framed (a started message, or garbage) began to arrive: they must
+    // become a message within `frame_timeout`, whatever the pace of the bytes.
+    let mut unframed_since: Option<Instant> = None;
     loop {
+        let wait = match unframed_since {
+            Some(since) => settings
+                .idle_timeout
+                .min(settings.frame_timeout.saturating_sub(since.elapsed())),
+            None => settings.idle_timeout,
+        };
         let read = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = tokio::time::timeout(settings.idle_timeout, stream.read(&mut buf)) => r,
+            r = tokio::time::timeout(wait, stream.read(&mut buf)) => r,
         };
         let n = match read {
             Err(_) => {
-                tracing::debug!(%peer, "idle timeout; closing");
+                if unframed_since.is_some_and(|since| since.elapsed() >= settings.frame_timeout) {
+                    metrics.stream_closed(StreamClose::FrameTimeout);
+                    tracing::debug!(%peer, "message not completed in time; closing");
+                } else {
+                    metrics.stream_closed(StreamClose::Idle);
+                    tracing::debug!(%peer, "idle timeout; closing");
+                }
                 break;
             }
             Ok(Ok(0)) => break,
@@ -271,6 +349,10 @@ async fn serve_stream<S: AsyncRead + Unpin>(
         }
         if frames > 0 {
             garbage_since_frame = 0;
+            unframed_since = None;
+        }
+        if framer.pending_len() > 0 || skipped > 0 {
+            unframed_since.get_or_insert(now);
         }
         garbage_since_frame += skipped;
         if garbage_since_frame > garbage_limit {
@@ -281,6 +363,19 @@ async fn serve_stream<S: AsyncRead + Unpin>(
             let waited = wait_while_congested(handler, settings.max_backpressure, shutdown).await;
             metrics.stream_backpressure(waited);
         }
+    }
+    // Nothing more will come: a header claiming more than was sent must not hide the
+    // messages buffered behind it.
+    let skipped_before = framer.bytes_skipped();
+    let wall_us = now_us();
+    let now = Instant::now();
+    while let Some(frame) = framer.next_frame_final() {
+        let received_us = clock.stamp(wall_us);
+        handler.handle(frame, settings.transport, auth, received_us, now);
+    }
+    let skipped = framer.bytes_skipped() - skipped_before;
+    if skipped > 0 {
+        metrics.stream_bytes_skipped(skipped);
     }
 }
 

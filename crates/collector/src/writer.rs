@@ -23,7 +23,7 @@
 //! Spool entries are `[format version u8][record count u32 LE][postcard Vec<Record>]`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,10 +38,11 @@ const SPOOL_FORMAT_V1: u8 = 1;
 const SPOOL_FORMAT_ZSTD: u8 = 2;
 /// Bytes before the body of a spool entry: the version byte and the record count (u32 LE).
 const SPOOL_HEADER_LEN: usize = 5;
-/// Largest decoded size accepted per record of a compressed entry: a HEP packet is at most
-/// 64 KiB (a 16-bit length), which its record holds once raw and at most once more in parsed
-/// fields. Bounds what a damaged entry can make the replayer allocate.
-const SPOOL_MAX_RECORD_BYTES: u64 = 256 << 10;
+/// Largest decoded size accepted per record of a compressed entry: a record's payload is at
+/// most `pipeline.max_inflated_bytes` (at most [`crate::config::MAX_INFLATED_BYTES`]) once
+/// inflated, which the record holds once raw and at most once more in parsed fields. Bounds
+/// what a damaged entry can make the replayer allocate.
+const SPOOL_MAX_RECORD_BYTES: u64 = 2 * crate::config::MAX_INFLATED_BYTES as u64 + (64 << 10);
 /// First backoff after the store failed.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest backoff between store probes.
@@ -259,6 +260,18 @@ impl WarnEvery {
     }
 }
 
+/// What a record counts against `writer.queue_max_bytes`: its payload, its JSON form and an
+/// allowance for the struct and its SIP fields.
+fn record_bytes(record: &Record) -> usize {
+    const FIELDS: usize = 512;
+    record.raw.len() + record.payload_json.as_ref().map_or(0, String::len) + FIELDS
+}
+
+/// Most bytes of records the overflow buffer collects before writing them to the spool as one
+/// entry (besides `writer.batch_size` records), so that a burst of large records is not held
+/// in memory a batch of 8,192 at a time.
+const MAX_SPOOL_BATCH_BYTES: usize = 8 << 20;
+
 /// The store's health as the writers see it.
 #[derive(Debug)]
 struct Health {
@@ -300,6 +313,12 @@ pub(crate) struct Ingress {
     tx: Sender<(Record, ParsedRtcp, RecordHint)>,
     rx: Receiver<(Record, ParsedRtcp, RecordHint)>,
     overflow: Mutex<Vec<Record>>,
+    /// Bytes ([`record_bytes`]) of the records in the queue and in the writers' batches.
+    queued_bytes: AtomicUsize,
+    /// Bound of `queued_bytes` (`writer.queue_max_bytes`).
+    max_queued_bytes: usize,
+    /// Bytes of the records in `overflow` (changed under its lock).
+    overflow_bytes: AtomicUsize,
     spool: Option<Mutex<Box<dyn BatchSpool>>>,
     store: Arc<dyn Store>,
     observers: Vec<Arc<dyn RecordObserver>>,
@@ -342,6 +361,9 @@ impl Ingress {
             tx,
             rx,
             overflow: Mutex::new(Vec::new()),
+            queued_bytes: AtomicUsize::new(0),
+            max_queued_bytes: cfg.queue_max_bytes,
+            overflow_bytes: AtomicUsize::new(0),
             spool: spool.map(Mutex::new),
             store,
             observers,
@@ -363,6 +385,9 @@ impl Ingress {
             weak.upgrade()
                 .map_or_else(ProbedGauges::default, |i| ProbedGauges {
                     queue_depth: (i.rx.len() + i.overflow.lock().map_or(0, |o| o.len())) as u64,
+                    queue_bytes: (i.queued_bytes.load(Ordering::Relaxed)
+                        + i.overflow_bytes.load(Ordering::Relaxed))
+                        as u64,
                     spool_bytes: i.spool_bytes.load(Ordering::Relaxed),
                     spool_batches: i.spool_len.load(Ordering::Relaxed),
                 })
@@ -378,14 +403,28 @@ impl Ingress {
     /// the spool is what takes the traffic then.
     pub(crate) fn congested(&self) -> bool {
         let capacity = self.tx.capacity().unwrap_or(usize::MAX);
-        !self.health.is_down() && self.tx.len() >= capacity - capacity / 4
+        let bytes = self.queued_bytes.load(Ordering::Relaxed);
+        !self.health.is_down()
+            && (self.tx.len() >= capacity - capacity / 4
+                || bytes >= self.max_queued_bytes - self.max_queued_bytes / 4)
     }
 
     /// Hands a record to the writers without blocking.
     pub(crate) fn submit(&self, record: Record, rtcp: ParsedRtcp, hint: RecordHint) {
-        let record = match self.tx.try_send((record, rtcp, hint)) {
-            Ok(()) => return,
-            Err(TrySendError::Full((r, ..)) | TrySendError::Disconnected((r, ..))) => r,
+        let size = record_bytes(&record);
+        let record = if self.queued_bytes.fetch_add(size, Ordering::AcqRel) + size
+            <= self.max_queued_bytes
+        {
+            match self.tx.try_send((record, rtcp, hint)) {
+                Ok(()) => return,
+                Err(TrySendError::Full((r, ..)) | TrySendError::Disconnected((r, ..))) => {
+                    self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                    r
+                }
+            }
+        } else {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            record
         };
         let full = {
             let Ok(mut overflow) = self.overflow.lock() else {
@@ -393,7 +432,9 @@ impl Ingress {
                 return;
             };
             overflow.push(record);
-            if overflow.len() >= self.batch_size {
+            let bytes = self.overflow_bytes.fetch_add(size, Ordering::Relaxed) + size;
+            if overflow.len() >= self.batch_size || bytes >= MAX_SPOOL_BATCH_BYTES {
+                self.overflow_bytes.store(0, Ordering::Relaxed);
                 Some(std::mem::take(&mut *overflow))
             } else {
                 None
@@ -407,7 +448,10 @@ impl Ingress {
     /// Writes the overflow buffer to the spool.
     fn flush_overflow(&self) {
         let batch = match self.overflow.lock() {
-            Ok(mut o) if !o.is_empty() => std::mem::take(&mut *o),
+            Ok(mut o) if !o.is_empty() => {
+                self.overflow_bytes.store(0, Ordering::Relaxed);
+                std::mem::take(&mut *o)
+            }
             _ => return,
         };
         self.spool_batch(&batch);
@@ -450,7 +494,7 @@ impl Ingress {
     }
 
     fn drop_records(&self, n: u64, why: &str) {
-        self.metrics.dropped(n);
+        self.metrics.dropped_because(n, why);
         if self.spool_warn.ready() {
             tracing::warn!(
                 records = n,
@@ -472,6 +516,8 @@ impl Ingress {
         let started = Instant::now();
         let result = self.store.insert_batch_hinted(batch, hints);
         self.metrics.store_batch(started.elapsed(), result.is_ok());
+        self.metrics
+            .store_outcome(result.as_ref().err().map(|e| e as &dyn std::fmt::Display));
         let outcome = result?;
         let rejected = outcome.rejected.len() as u64;
         self.metrics
@@ -679,6 +725,10 @@ impl Ingress {
             }
             if !batch.is_empty() {
                 self.write(&batch, &rtcp, &hints);
+                // The batch's bytes counted against `queue_max_bytes` until it is written, so
+                // the bound covers the batches in flight too.
+                let bytes: usize = batch.iter().map(record_bytes).sum();
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                 batch.clear();
                 rtcp.clear();
                 hints.clear();

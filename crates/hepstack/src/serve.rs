@@ -148,7 +148,9 @@ fn announce(what: &str, addr: SocketAddr) {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
+    // Owner-only: the data dir holds captured traffic, the spool and the user catalog.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = tokio::task::spawn_blocking({
         let config = config.clone();
@@ -267,6 +269,18 @@ async fn serve(config: Config) -> Result<()> {
             state = state.with_kpi(engine.clone());
         }
         state = state.with_live_feed(live_feed.clone());
+        let health_metrics = metrics.clone();
+        state = state.with_health(Arc::new(move || {
+            let report = health_metrics.health();
+            web::IngestHealth {
+                status: match report.status {
+                    collector::HealthStatus::Ok => web::HealthStatus::Ok,
+                    collector::HealthStatus::Degraded => web::HealthStatus::Degraded,
+                    collector::HealthStatus::Failing => web::HealthStatus::Failing,
+                },
+                reasons: report.reasons,
+            }
+        }));
         servers.spawn(web::serve(listener, web::router(state), shutdown.clone()));
     }
     if let Some(listener) = metrics_listener {
@@ -374,9 +388,17 @@ fn spawn_retention(
             let store = store.clone();
             let pass = tokio::task::spawn_blocking(move || store.enforce_retention(now_us())).await;
             match pass {
-                Ok(Ok(report)) if !report.partitions_dropped.is_empty() => tracing::info!(
-                    dropped = ?report.partitions_dropped, bytes_freed = report.bytes_freed, "retention"
-                ),
+                Ok(Ok(report)) if !report.partitions_dropped.is_empty() => {
+                    // A count and the range: a pass after a long outage drops thousands.
+                    let names = &report.partitions_dropped;
+                    tracing::info!(
+                        dropped = names.len(),
+                        first = names.iter().min().map_or("", String::as_str),
+                        last = names.iter().max().map_or("", String::as_str),
+                        bytes_freed = report.bytes_freed,
+                        "retention"
+                    );
+                }
                 Ok(Err(err)) => tracing::warn!("retention: {err}"),
                 _ => {}
             }
