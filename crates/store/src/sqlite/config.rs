@@ -184,6 +184,12 @@ pub struct SqliteConfig {
     /// as fast as with 32 MiB (101.0k against 101.7k/s) and peaked ~35 MiB lower; 8 MiB cost
     /// 4 %. Default: 16384.
     pub writer_cache_kib: u32,
+    /// WAL size at which a partition's writer checkpoints it into the database, in KiB; the
+    /// WAL file is cut back to twice this after a checkpoint, and to nothing once the writer
+    /// is idle for a minute. Each file being written keeps up to twice this on disk beside
+    /// its rows, so on a small disk a lower value leaves more room for data; a higher one
+    /// checkpoints less often. Default: 16384 (16 MiB).
+    pub wal_checkpoint_kib: u32,
     /// Largest number of distinct calls one `calls` query may gather before paging (memory
     /// bound); a query over more answers `InvalidQuery` asking for a narrower window.
     pub max_calls_scan: usize,
@@ -219,6 +225,7 @@ impl Default for SqliteConfig {
             ],
             index_segment_rows: 8_192,
             writer_cache_kib: 16 * 1024,
+            wal_checkpoint_kib: 16 * 1024,
             max_calls_scan: 2_000_000,
             max_flow_messages: 200_000,
         }

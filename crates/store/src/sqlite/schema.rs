@@ -221,14 +221,12 @@ pub(crate) const CALL_COLUMNS: &str =
 /// Page size of newly created partition files, in bytes.
 pub(crate) const PAGE_SIZE: i64 = 32 * 1024;
 
-/// WAL size at which a writer checkpoints (128 MiB).
-const WAL_CHECKPOINT_BYTES: i64 = 128 * 1024 * 1024;
-
-/// Size a writer's WAL file is cut back to after a checkpoint: twice the checkpoint size, so
-/// that an active writer reuses its WAL file's blocks instead of the file system freeing and
-/// allocating ~120 MiB at every checkpoint (an 8 MiB limit stored 4.5 % less per second on 10 M
-/// messages). Idle writers give the space back: see [`PartitionWriter::truncate_wal`].
-const WAL_SIZE_LIMIT: i64 = 2 * WAL_CHECKPOINT_BYTES;
+/// Size a writer's WAL file is cut back to after a checkpoint, as a multiple of the checkpoint
+/// size (`wal_checkpoint_kib`): an active writer reuses its WAL file's blocks instead of the
+/// file system freeing and allocating them at every checkpoint (a limit of 8 MiB under a
+/// 128 MiB checkpoint stored 4.5 % less per second on 10 M messages). Idle writers give the
+/// space back: see [`PartitionWriter::truncate_wal`].
+const WAL_SIZE_LIMIT_FACTOR: i64 = 2;
 
 /// How long a connection waits for a lock held by another connection (another process, or a
 /// checkpoint) before reporting busy.
@@ -255,15 +253,20 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -i64::from(config.writer_cache_kib))?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Fewer, larger checkpoints: the WAL grows to ~WAL_CHECKPOINT_BYTES between them (the
-    // setting counts pages, so it is derived from the page size the file really has).
+    // The WAL grows to `wal_checkpoint_kib` between checkpoints (the setting counts pages,
+    // so it is derived from the page size the file really has).
     let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    let checkpoint_bytes = i64::from(config.wal_checkpoint_kib.max(64)) * 1024;
     conn.pragma_update(
         None,
         "wal_autocheckpoint",
-        WAL_CHECKPOINT_BYTES / page_size.max(512),
+        (checkpoint_bytes / page_size.max(512)).max(1),
     )?;
-    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        WAL_SIZE_LIMIT_FACTOR * checkpoint_bytes,
+    )?;
     conn.execute_batch(CREATE_TABLE)?;
     conn.execute_batch(CREATE_SEGMENTS)?;
     conn.execute_batch(dictionary::CREATE_DICTIONARIES)?;
@@ -353,7 +356,8 @@ impl PartitionWriter {
 
     /// When the writer committed nothing for `idle_for`, checkpoints the whole WAL into the
     /// database and truncates the WAL file to zero bytes, so that a partition no longer written
-    /// (the previous hour's) does not keep up to [`WAL_SIZE_LIMIT`] of WAL on disk. Readers
+    /// (the previous hour's) does not keep up to [`WAL_SIZE_LIMIT_FACTOR`] times
+    /// `wal_checkpoint_kib` of WAL on disk. Readers
     /// holding an old snapshot make the checkpoint busy: it then waits at most `max_wait` and
     /// is tried again at the next call. Returns whether the WAL was truncated.
     pub fn truncate_wal(&mut self, idle_for: Duration, max_wait: Duration) -> bool {
