@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use collector::{AuthKey, Transport};
+use ingest::{AuthKey, Transport};
 use sender::Target;
 
 use crate::config::{
