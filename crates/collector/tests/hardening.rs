@@ -204,20 +204,13 @@ async fn one_address_cannot_take_every_connection() {
         metrics.render()
     );
     // A real agent on another address still gets in and is stored.
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket
-        .bind(
-            &"127.0.0.2:0"
-                .parse::<std::net::SocketAddr>()
-                .expect("addr")
-                .into(),
-        )
+        .bind("127.0.0.2:0".parse().expect("addr"))
         .expect("bind 127.0.0.2");
-    socket.connect(&tcp.into()).expect("connect");
-    let mut agent: TcpStream = socket.into();
-    agent
-        .write_all(&sip_hep("agent-1", "INVITE", 5060, None))
+    let mut agent = socket.connect(tcp).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut agent, &sip_hep("agent-1", "INVITE", 5060, None))
+        .await
         .expect("write");
     drop(agent);
     assert!(wait_for_async(Duration::from_secs(20), || store.len() == 1).await);
