@@ -589,14 +589,72 @@ impl CollectorHandle {
     }
 }
 
-/// Gives the calling thread a lower scheduling priority (nice +5) than the receivers: when the
-/// CPU is short, a packet the kernel drops from a full socket buffer is lost, while a batch a
-/// writer stores later is not (the queue and the spool hold it).
+/// How much lower than the receivers the writers and the replayer run (nice levels).
+const WRITER_NICE_OFFSET: i32 = 5;
+
+/// The lowest priority `nice` can express.
+const NICE_MAX: i32 = 19;
+
+/// How a thread at nice `current` goes below it: `Nice(n)` sets nice `n`; `Idle` switches to
+/// `SCHED_IDLE` (a weight below nice 19), for a thread that already runs at nice 19.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lowering {
+    Nice(i32),
+    Idle,
+}
+
+fn lowering_from(current: i32) -> Lowering {
+    let target = current.saturating_add(WRITER_NICE_OFFSET).min(NICE_MAX);
+    if target > current {
+        Lowering::Nice(target)
+    } else {
+        Lowering::Idle
+    }
+}
+
+/// Gives the calling thread a lower scheduling priority than the thread that spawned it (nice
+/// +5, relative to the inherited nice, so a collector started under `nice` keeps the order):
+/// when the CPU is short, a packet the kernel drops from a full socket buffer is lost, while a
+/// batch a writer stores later is not (the queue and the spool hold it).
 fn lower_thread_priority() {
-    // SAFETY: setpriority has no memory-safety preconditions; `who = 0` is the calling thread
-    // on Linux (nice values are per thread). Failure only leaves the default priority.
     #[cfg(target_os = "linux")]
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 5);
+    {
+        // The raw getpriority syscall returns 20 - nice (1..=40) and never a negative value on
+        // success, unlike the libc wrapper, whose -1 is both nice -1 and an error. `who = 0` is
+        // the calling thread on Linux (nice values are per thread).
+        // SAFETY: getpriority and setpriority read and set a scheduling attribute of the calling
+        // thread; sched_setscheduler is given a valid parameter struct. No memory preconditions.
+        // Failure only leaves the inherited priority.
+        unsafe {
+            let raw = libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, 0);
+            let Ok(raw) = i32::try_from(raw) else { return };
+            if raw < 1 {
+                return;
+            }
+            match lowering_from(20 - raw) {
+                Lowering::Nice(nice) => {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+                }
+                Lowering::Idle => {
+                    let param = libc::sched_param { sched_priority: 0 };
+                    libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lowering_from, Lowering};
+
+    #[test]
+    fn the_writers_go_below_the_inherited_priority() {
+        assert_eq!(lowering_from(0), Lowering::Nice(5));
+        assert_eq!(lowering_from(-20), Lowering::Nice(-15));
+        assert_eq!(lowering_from(10), Lowering::Nice(15));
+        assert_eq!(lowering_from(17), Lowering::Nice(19));
+        // No nice level is left below 19: SCHED_IDLE still runs below the receivers.
+        assert_eq!(lowering_from(19), Lowering::Idle);
     }
 }
