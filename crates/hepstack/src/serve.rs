@@ -59,6 +59,15 @@ pub struct ServeArgs {
     /// Store: `sqlite` (embedded, default) or postgres://user@host/db.
     #[arg(long, env = "HEPSTACK_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// Log filter (log.level; `RUST_LOG` overrides it). Default info.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log line format (log.format). Default text.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<config::LogFormat>,
+    /// ANSI colour in text logs (log.color): auto = only on a terminal. Default auto.
+    #[arg(long, value_name = "WHEN")]
+    pub log_color: Option<config::LogColor>,
 }
 
 impl ServeArgs {
@@ -71,6 +80,9 @@ impl ServeArgs {
             metrics: self.metrics.clone(),
             data_dir: self.data_dir.clone(),
             store: self.store.clone(),
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+            log_color: self.log_color,
         }
     }
 }
@@ -78,7 +90,7 @@ impl ServeArgs {
 /// Loads the configuration and runs until SIGTERM/SIGINT.
 pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     let config = config::load(args.config.as_deref(), std::env::vars(), &args.overrides())?;
-    init_logging(&config.log.level);
+    init_logging(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hepstack")
@@ -88,15 +100,23 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn init_logging(level: &str) {
+/// Installs the log subscriber: `RUST_LOG` or `log.level` as the filter, text or JSON lines on
+/// standard error, ANSI colour only where [`config::LogSection::colored`] says so.
+pub(crate) fn init_logging(log: &config::LogSection) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second initialisation (tests calling run twice) is harmless: keep the first.
-    let _ = tracing_subscriber::fmt()
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(log.colored(std::io::stderr().is_terminal(), no_color));
+    // A second initialisation (tests calling run twice) is harmless: keep the first.
+    let _ = match log.format {
+        config::LogFormat::Text => builder.try_init(),
+        config::LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Opens the configured store.
