@@ -230,11 +230,11 @@ impl RewriteConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RelayConfig {
     /// HEP over UDP listener (`[udp]`, as `[hep.udp]` of `hepstack serve`).
-    pub udp: collector::UdpConfig,
+    pub udp: ingest::UdpConfig,
     /// HEP over TCP listener.
-    pub tcp: collector::TcpConfig,
+    pub tcp: ingest::TcpConfig,
     /// HEP over TLS listener (off unless addresses are given).
-    pub tls: collector::TlsConfig,
+    pub tls: ingest::TlsConfig,
     /// Address of `GET /metrics`; empty disables it.
     pub metrics_listen: String,
     /// Log filter (`tracing` syntax); `RUST_LOG` overrides it.
@@ -254,9 +254,9 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            udp: collector::UdpConfig::default(),
-            tcp: collector::TcpConfig::default(),
-            tls: collector::TlsConfig::default(),
+            udp: ingest::UdpConfig::default(),
+            tcp: ingest::TcpConfig::default(),
+            tls: ingest::TlsConfig::default(),
             metrics_listen: "0.0.0.0:9097".into(),
             log_level: "info".into(),
             destinations: BTreeMap::new(),

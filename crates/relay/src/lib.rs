@@ -25,8 +25,8 @@
 //! * HEPv1/v2 packets are sent on as HEPv3 (`convert_legacy`, default on); packets that are
 //!   neither rewritten nor converted are forwarded byte for byte.
 //!
-//! [`Relay::start`] starts a routing; the relay is a [`collector::PacketHandler`], handed to
-//! [`collector::start_listeners`] (`hepstack relay`) or to [`collector::Collector::with_tap`]
+//! [`Relay::start`] starts a routing; the relay is an [`ingest::PacketHandler`], handed to
+//! [`ingest::start_listeners`] (`hepstack relay`) or to the collector as a tap
 //! (HEP mirroring from `hepstack serve`). [`Relay::reload`] swaps the rules (SIGHUP) keeping
 //! unchanged destinations with their queues; [`Relay::shutdown`] drains.
 //!

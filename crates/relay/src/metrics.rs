@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use collector::Transport;
+use ingest::Transport;
 
 use crate::router::Router;
 

@@ -1,4 +1,4 @@
-//! [`Relay`]: the live router behind a lock, as a [`collector::PacketHandler`]; reload and
+//! [`Relay`]: the live router behind a lock, as a [`ingest::PacketHandler`]; reload and
 //! shutdown.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use collector::{AuthKey, PacketHandler, Transport};
+use ingest::{AuthKey, PacketHandler, Transport};
 
 use crate::config::{ConfigError, RoutingConfig};
 use crate::metrics::{render, RelayCounters};

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use collector::{AuthKey, Transport};
+use ingest::{AuthKey, Transport};
 use sender::Target;
 
 use crate::config::{

@@ -1,4 +1,4 @@
-//! The relay end to end on loopback: HEP in through the collector's real UDP listener, out to
+//! The relay end to end on loopback: HEP in through the real UDP listener (`ingest`), out to
 //! real UDP/TCP sinks whose received packets are decoded and checked.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,7 +163,7 @@ struct Harness {
     input: SocketAddr,
     tx: UdpSocket,
     shutdown: CancellationToken,
-    listeners: Option<collector::Listeners>,
+    listeners: Option<ingest::Listeners>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -176,24 +176,28 @@ impl Harness {
             .expect("runtime");
         let relay = Relay::start(routing).expect("relay starts");
         let sockets =
-            collector::bind_udp("127.0.0.1:0".parse().expect("addr"), 1, 8 << 20).expect("bind");
+            ingest::bind_udp("127.0.0.1:0".parse().expect("addr"), 1, 8 << 20).expect("bind");
         let input = sockets[0].local_addr().expect("addr");
-        let cfg = collector::CollectorConfig::default();
+        let (udp, tcp, tls) = (
+            ingest::UdpConfig::default(),
+            ingest::TcpConfig::default(),
+            ingest::TlsConfig::default(),
+        );
         let shutdown = CancellationToken::new();
         let listeners = {
             let _guard = runtime.enter();
-            collector::start_listeners(
-                collector::BoundListeners {
+            ingest::start_listeners(
+                ingest::BoundListeners {
                     udp: sockets,
                     ..Default::default()
                 },
-                &collector::ListenerConfig {
-                    udp: &cfg.udp,
-                    tcp: &cfg.tcp,
-                    tls: &cfg.tls,
+                &ingest::ListenerConfig {
+                    udp: &udp,
+                    tcp: &tcp,
+                    tls: &tls,
                 },
                 relay.clone(),
-                Arc::new(collector::Metrics::new()),
+                Arc::new(ingest::ListenerMetrics::default()),
                 shutdown.clone(),
             )
             .expect("listeners")
@@ -224,9 +228,7 @@ impl Harness {
     }
 
     fn received(&self) -> u64 {
-        self.relay
-            .counters()
-            .received_count(collector::Transport::Udp)
+        self.relay.counters().received_count(ingest::Transport::Udp)
     }
 
     fn wait_received(&self, n: u64) {
