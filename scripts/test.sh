@@ -32,6 +32,12 @@ command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || need_pkgs+=(kamailio)
 command -v sipp >/dev/null || need_pkgs+=(sip-tester)
 command -v sngrep >/dev/null || need_pkgs+=(sngrep)
+# rtpengine behind Kamailio in crates/hepstack/tests/peers.rs: the userspace daemon only (the
+# `rtpengine` metapackage also pulls the kernel module's DKMS build, which the tests do not use:
+# they run it with --table=-1).
+command -v rtpengine >/dev/null || need_pkgs+=(rtpengine-daemon)
+# heplify (../shared/peers/heplify, a Go binary) in peers.rs links LuaJIT and libpcap.
+ls /usr/lib/*/libluajit-5.1.so.2 >/dev/null 2>&1 || need_pkgs+=(libluajit-5.1-2)
 # Independent packet counts for the capture agent (crates/agent tests).
 command -v tshark >/dev/null || need_pkgs+=(tshark)
 # The headless browser for the web UI end-to-end tests (crates/web/tests/browser.rs).
