@@ -247,6 +247,7 @@ suite_tests!(
     call_summary_covers_the_whole_call_beyond_the_window,
     call_flow_follows_legs_both_ways_and_transitively,
     call_flow_of_real_traffic_has_the_logs,
+    scan_reads_every_record_once_in_order,
 );
 
 /// Segmented index lookups return exactly what a scan would, for windows that cut segments

@@ -21,6 +21,7 @@ mod codec;
 mod config;
 mod pool;
 mod query;
+mod scan;
 mod schema;
 mod tls;
 
@@ -37,8 +38,8 @@ use postgres::Client;
 pub use config::{CopyFormat, PartitionSteps, PgConfig, TlsMode};
 
 use crate::{
-    BatchOutcome, CallSummary, MessageFilter, Page, Record, RetentionReport, Store, StoreError,
-    StoreStats, StoredMessage, User,
+    BatchOutcome, CallSummary, MessageFilter, Page, Record, RetentionReport, ScanPage, ScanRequest,
+    Store, StoreError, StoreStats, StoredMessage, User,
 };
 use pool::{Conn, Pool};
 use schema::{Table, DAY_US, TABLES};
@@ -576,6 +577,11 @@ impl Store for PgStore {
             }
             Err(e) => Err(conn.check(e)),
         }
+    }
+
+    fn scan(&self, request: &ScanRequest) -> Result<ScanPage, StoreError> {
+        let mut conn = self.conn()?;
+        scan::scan(&mut conn, request)
     }
 
     fn messages(&self, filter: &MessageFilter) -> Result<Page<StoredMessage>, StoreError> {
