@@ -590,3 +590,65 @@ fn unreachable_server_reports_unavailable_without_the_password() {
     let names: BTreeSet<&str> = ["postgres"].into();
     assert!(names.contains(store.backend()));
 }
+
+/// Writers of several stores (as several collectors on one database would be) creating the
+/// same new partitions at the same instant: every batch is stored and no DDL statement fails
+/// (before the advisory lock, the loser of each race aborted on `duplicate key value violates
+/// unique constraint "pg_class_relname_nsp_index"`, counted as a rolled-back transaction).
+#[test]
+fn concurrent_writers_create_the_same_partition_without_errors() {
+    let Some(db) = TestDb::new("ddl_race") else {
+        return;
+    };
+    let stores: Vec<PgStore> = (0..6).map(|_| open(&db)).collect();
+    let rollbacks = || -> i64 {
+        db.psql(
+            "SELECT pg_stat_force_next_flush(); SELECT xact_rollback FROM pg_stat_database \
+             WHERE datname = current_database()",
+        )
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+    };
+    let before = rollbacks();
+    for round in 0..8i64 {
+        let time = T0 + 30 * DAY_US + round * DAY_US;
+        let barrier = std::sync::Barrier::new(stores.len());
+        std::thread::scope(|s| {
+            for (i, store) in stores.iter().enumerate() {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let batch = vec![
+                        sip_record(time, &format!("race-{round}-{i}"), "INVITE", None, "INVITE"),
+                        sip_record(
+                            time,
+                            &format!("race-r-{round}-{i}"),
+                            "REGISTER",
+                            None,
+                            "REGISTER",
+                        ),
+                    ];
+                    barrier.wait();
+                    let out = store.insert_batch(&batch).unwrap();
+                    assert_eq!(out.stored, 2, "{:?}", out.rejected);
+                });
+            }
+        });
+    }
+    drop(stores);
+    let n: usize = db
+        .psql("SELECT count(*) FROM hep_proto_1_call")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(n, 6 * 8);
+    // Statistics reach pg_stat_database when each backend flushes them, at its exit at the
+    // latest: the stores' connections are closed.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = rollbacks();
+    assert_eq!(after, before, "DDL statements failed and were rolled back");
+}
