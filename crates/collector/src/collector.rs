@@ -15,10 +15,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{AuthKey, CollectorConfig, ConfigError, TcpConfig, TlsConfig, UdpConfig};
 use crate::metrics::{Metrics, Transport};
+use crate::output::{Output, Outputs};
 use crate::pipeline::Pipeline;
 use crate::stream::{accept_loop, bind_tcp, tls_server_config, StreamSettings, TlsSetupError};
 use crate::udp::{bind_udp, run_udp, BindError};
 use crate::writer::{BatchSpool, Ingress, RecordObserver, SpoolFailure};
+
+/// Longest wait at shutdown for an output's worker to deliver what it holds.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the listeners do with every HEP frame they read (a UDP datagram, or a frame cut out of a
 /// TCP/TLS stream). Implemented by the collector's [`Pipeline`] and by the HEP relay.
@@ -354,6 +358,7 @@ pub struct Collector {
     store: Arc<dyn Store>,
     spool: Option<Box<dyn BatchSpool>>,
     observers: Vec<Arc<dyn RecordObserver>>,
+    outputs: Vec<Arc<dyn Output>>,
     taps: Vec<Arc<dyn PacketHandler>>,
     metrics: Arc<Metrics>,
 }
@@ -377,6 +382,7 @@ impl Collector {
             store,
             spool: None,
             observers: Vec::new(),
+            outputs: Vec::new(),
             taps: Vec::new(),
             metrics: Arc::new(Metrics::new()),
         })
@@ -404,6 +410,12 @@ impl Collector {
     /// Adds an observer called with every batch of stored records (KPIs, exports).
     pub fn with_observer(mut self, observer: Arc<dyn RecordObserver>) -> Collector {
         self.observers.push(observer);
+        self
+    }
+
+    /// Adds an output, offered every record the pipeline accepts (see [`crate::output`]).
+    pub fn with_output(mut self, output: Arc<dyn Output>) -> Collector {
+        self.outputs.push(output);
         self
     }
 
@@ -444,9 +456,11 @@ impl Collector {
             store,
             spool,
             observers,
+            outputs,
             taps,
             metrics,
         } = self;
+        let outputs = Outputs::new(outputs);
         // Refuse unusable TLS material before any thread starts.
         if !listeners.tls.is_empty() {
             tls_server_config(&config.tls)?;
@@ -462,6 +476,7 @@ impl Collector {
             store,
             spool,
             observers,
+            outputs.clone(),
             metrics.clone(),
         );
         let pipeline = Arc::new(Pipeline::new(
@@ -521,6 +536,7 @@ impl Collector {
 
         Ok(CollectorHandle {
             metrics,
+            outputs,
             shutdown,
             listeners,
             ingress,
@@ -534,6 +550,7 @@ impl Collector {
 /// A running collector.
 pub struct CollectorHandle {
     metrics: Arc<Metrics>,
+    outputs: Outputs,
     shutdown: CancellationToken,
     listeners: Listeners,
     ingress: Arc<Ingress>,
@@ -554,6 +571,11 @@ impl CollectorHandle {
         self.metrics.clone()
     }
 
+    /// The outputs (for their metrics).
+    pub fn outputs(&self) -> Outputs {
+        self.outputs.clone()
+    }
+
     /// Waits for the shutdown token, then drains: the listeners stop (UDP receivers first
     /// process what the kernel already queued, connections what they already read), the
     /// writers empty the queue into the store (or the spool), the overflow buffer is flushed and
@@ -562,6 +584,7 @@ impl CollectorHandle {
         self.shutdown.cancelled().await;
         let CollectorHandle {
             listeners,
+            outputs,
             ingress,
             writers,
             replayer,
@@ -581,6 +604,8 @@ impl CollectorHandle {
                 tracing::error!("the replayer thread panicked");
             }
             ingress.finish();
+            // Nothing is offered any more: let each output deliver what it holds.
+            outputs.close(OUTPUT_DRAIN);
         })
         .await;
         if drained.is_err() {

@@ -77,7 +77,7 @@ fn load_sample(dir: &Path) -> Vec<Msg> {
         }
         let ip = |v: Option<IpAddr>| v.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let raw = p.payload_bytes().expect("payload");
-        let s = sip::index(&raw);
+        let s = sip::index(raw);
         let text = |t: Option<&str>| t.map(str::to_owned);
         out.push(Msg {
             time_us: p.timestamp_micros().expect("time") as i64,
@@ -167,23 +167,100 @@ impl Gen {
             0..=2 => {
                 let rb = br("reg");
                 let reg = Some("REGISTER");
-                self.msg(t, node, uac, uas, reg, None, &cid, (1, "REGISTER"), &rb, None);
+                self.msg(
+                    t,
+                    node,
+                    uac,
+                    uas,
+                    reg,
+                    None,
+                    &cid,
+                    (1, "REGISTER"),
+                    &rb,
+                    None,
+                );
                 match kind {
                     0 => {
-                        self.msg(t + d1, node, uas, uac, None, Some(401), &cid, (1, "REGISTER"), &rb, Some("r"));
+                        self.msg(
+                            t + d1,
+                            node,
+                            uas,
+                            uac,
+                            None,
+                            Some(401),
+                            &cid,
+                            (1, "REGISTER"),
+                            &rb,
+                            Some("r"),
+                        );
                         let rb2 = br("reg2");
-                        self.msg(t + d2, node, uac, uas, reg, None, &cid, (2, "REGISTER"), &rb2, None);
-                        self.msg(t + d2 + d1, node, uas, uac, None, Some(200), &cid, (2, "REGISTER"), &rb2, Some("r"));
+                        self.msg(
+                            t + d2,
+                            node,
+                            uac,
+                            uas,
+                            reg,
+                            None,
+                            &cid,
+                            (2, "REGISTER"),
+                            &rb2,
+                            None,
+                        );
+                        self.msg(
+                            t + d2 + d1,
+                            node,
+                            uas,
+                            uac,
+                            None,
+                            Some(200),
+                            &cid,
+                            (2, "REGISTER"),
+                            &rb2,
+                            Some("r"),
+                        );
                     }
                     1 => {
                         // Retransmitted after 500 ms, never answered: Timer F.
-                        self.msg(t + 500_000, node, uac, uas, reg, None, &cid, (1, "REGISTER"), &rb, None);
+                        self.msg(
+                            t + 500_000,
+                            node,
+                            uac,
+                            uas,
+                            reg,
+                            None,
+                            &cid,
+                            (1, "REGISTER"),
+                            &rb,
+                            None,
+                        );
                     }
                     _ => {
                         if self.rng.below(2) == 0 {
-                            self.msg(t + d1, node, uas, uac, None, Some(403), &cid, (1, "REGISTER"), &rb, Some("r"));
+                            self.msg(
+                                t + d1,
+                                node,
+                                uas,
+                                uac,
+                                None,
+                                Some(403),
+                                &cid,
+                                (1, "REGISTER"),
+                                &rb,
+                                Some("r"),
+                            );
                         } else {
-                            self.msg(t + d1, node, uas, uac, None, Some(407), &cid, (1, "REGISTER"), &rb, Some("r"));
+                            self.msg(
+                                t + d1,
+                                node,
+                                uas,
+                                uac,
+                                None,
+                                Some(407),
+                                &cid,
+                                (1, "REGISTER"),
+                                &rb,
+                                Some("r"),
+                            );
                         }
                     }
                 }
@@ -191,71 +268,347 @@ impl Gen {
             // OPTIONS answered, or not.
             3 => {
                 let ob = br("opt");
-                self.msg(t, node, uac, uas, Some("OPTIONS"), None, &cid, (1, "OPTIONS"), &ob, None);
+                self.msg(
+                    t,
+                    node,
+                    uac,
+                    uas,
+                    Some("OPTIONS"),
+                    None,
+                    &cid,
+                    (1, "OPTIONS"),
+                    &ob,
+                    None,
+                );
                 if self.rng.below(2) == 0 {
-                    self.msg(t + d1, node, uas, uac, None, Some(200), &cid, (1, "OPTIONS"), &ob, Some("o"));
+                    self.msg(
+                        t + d1,
+                        node,
+                        uas,
+                        uac,
+                        None,
+                        Some(200),
+                        &cid,
+                        (1, "OPTIONS"),
+                        &ob,
+                        Some("o"),
+                    );
                 }
             }
             _ => {
-                self.msg(t, node, uac, uas, Some("INVITE"), None, &cid, inv, &ib, None);
+                self.msg(
+                    t,
+                    node,
+                    uac,
+                    uas,
+                    Some("INVITE"),
+                    None,
+                    &cid,
+                    inv,
+                    &ib,
+                    None,
+                );
                 // A second capture point traces it again 30 µs later, or it is retransmitted.
                 match self.rng.below(4) {
-                    0 => self.msg(t + 30, node, uac, uas, Some("INVITE"), None, &cid, inv, &ib, None),
-                    1 => self.msg(t + 500_000, node, uac, uas, Some("INVITE"), None, &cid, inv, &ib, None),
+                    0 => self.msg(
+                        t + 30,
+                        node,
+                        uac,
+                        uas,
+                        Some("INVITE"),
+                        None,
+                        &cid,
+                        inv,
+                        &ib,
+                        None,
+                    ),
+                    1 => self.msg(
+                        t + 500_000,
+                        node,
+                        uac,
+                        uas,
+                        Some("INVITE"),
+                        None,
+                        &cid,
+                        inv,
+                        &ib,
+                        None,
+                    ),
                     _ => {}
                 }
-                self.msg(t + ms(2), node, uas, uac, None, Some(100), &cid, inv, &ib, None);
+                self.msg(
+                    t + ms(2),
+                    node,
+                    uas,
+                    uac,
+                    None,
+                    Some(100),
+                    &cid,
+                    inv,
+                    &ib,
+                    None,
+                );
                 match kind {
                     // Unanswered after 100 Trying: Timer B.
                     4 => {}
                     // Ringing, then nothing: the proceeding timeout.
-                    5 => self.msg(t + d1, node, uas, uac, None, Some(180), &cid, inv, &ib, Some("t")),
+                    5 => self.msg(
+                        t + d1,
+                        node,
+                        uas,
+                        uac,
+                        None,
+                        Some(180),
+                        &cid,
+                        inv,
+                        &ib,
+                        Some("t"),
+                    ),
                     // Refused.
                     6 => {
-                        let code = [404, 408, 486, 487, 503, 600, 603, 302][self.rng.below(8) as usize];
-                        self.msg(t + d1, node, uas, uac, None, Some(code), &cid, inv, &ib, Some("t"));
-                        self.msg(t + d1 + ms(1), node, uac, uas, Some("ACK"), None, &cid, (1, "ACK"), &ib, Some("t"));
+                        let code =
+                            [404, 408, 486, 487, 503, 600, 603, 302][self.rng.below(8) as usize];
+                        self.msg(
+                            t + d1,
+                            node,
+                            uas,
+                            uac,
+                            None,
+                            Some(code),
+                            &cid,
+                            inv,
+                            &ib,
+                            Some("t"),
+                        );
+                        self.msg(
+                            t + d1 + ms(1),
+                            node,
+                            uac,
+                            uas,
+                            Some("ACK"),
+                            None,
+                            &cid,
+                            (1, "ACK"),
+                            &ib,
+                            Some("t"),
+                        );
                     }
                     // Challenged; retried with credentials and answered, or abandoned.
                     7 => {
-                        self.msg(t + d1, node, uas, uac, None, Some(407), &cid, inv, &ib, Some("t"));
+                        self.msg(
+                            t + d1,
+                            node,
+                            uas,
+                            uac,
+                            None,
+                            Some(407),
+                            &cid,
+                            inv,
+                            &ib,
+                            Some("t"),
+                        );
                         if self.rng.below(3) > 0 {
                             let ib2 = br("inv2");
                             let inv2 = (2, "INVITE");
-                            self.msg(t + d2, node, uac, uas, Some("INVITE"), None, &cid, inv2, &ib2, None);
-                            self.msg(t + d2 + d1, node, uas, uac, None, Some(200), &cid, inv2, &ib2, Some("t2"));
+                            self.msg(
+                                t + d2,
+                                node,
+                                uac,
+                                uas,
+                                Some("INVITE"),
+                                None,
+                                &cid,
+                                inv2,
+                                &ib2,
+                                None,
+                            );
+                            self.msg(
+                                t + d2 + d1,
+                                node,
+                                uas,
+                                uac,
+                                None,
+                                Some(200),
+                                &cid,
+                                inv2,
+                                &ib2,
+                                Some("t2"),
+                            );
                             let bb = br("bye");
-                            self.msg(t + dur + d2, node, uac, uas, Some("BYE"), None, &cid, (3, "BYE"), &bb, Some("t2"));
-                            self.msg(t + dur + d2 + d1, node, uas, uac, None, Some(200), &cid, (3, "BYE"), &bb, Some("t2"));
+                            self.msg(
+                                t + dur + d2,
+                                node,
+                                uac,
+                                uas,
+                                Some("BYE"),
+                                None,
+                                &cid,
+                                (3, "BYE"),
+                                &bb,
+                                Some("t2"),
+                            );
+                            self.msg(
+                                t + dur + d2 + d1,
+                                node,
+                                uas,
+                                uac,
+                                None,
+                                Some(200),
+                                &cid,
+                                (3, "BYE"),
+                                &bb,
+                                Some("t2"),
+                            );
                         }
                     }
                     // Answered; then BYE answered, BYE unanswered, no BYE (idle), re-INVITE.
                     _ => {
-                        self.msg(t + d1, node, uas, uac, None, Some(180), &cid, inv, &ib, Some("t"));
-                        self.msg(t + d2, node, uas, uac, None, Some(200), &cid, inv, &ib, Some("t"));
+                        self.msg(
+                            t + d1,
+                            node,
+                            uas,
+                            uac,
+                            None,
+                            Some(180),
+                            &cid,
+                            inv,
+                            &ib,
+                            Some("t"),
+                        );
+                        self.msg(
+                            t + d2,
+                            node,
+                            uas,
+                            uac,
+                            None,
+                            Some(200),
+                            &cid,
+                            inv,
+                            &ib,
+                            Some("t"),
+                        );
                         // The 200 retransmitted.
                         if self.rng.below(3) == 0 {
-                            self.msg(t + d2 + 500_000, node, uas, uac, None, Some(200), &cid, inv, &ib, Some("t"));
+                            self.msg(
+                                t + d2 + 500_000,
+                                node,
+                                uas,
+                                uac,
+                                None,
+                                Some(200),
+                                &cid,
+                                inv,
+                                &ib,
+                                Some("t"),
+                            );
                         }
-                        self.msg(t + d2 + ms(3), node, uac, uas, Some("ACK"), None, &cid, (1, "ACK"), &br("ack"), Some("t"));
+                        self.msg(
+                            t + d2 + ms(3),
+                            node,
+                            uac,
+                            uas,
+                            Some("ACK"),
+                            None,
+                            &cid,
+                            (1, "ACK"),
+                            &br("ack"),
+                            Some("t"),
+                        );
                         let bb = br("bye");
                         match kind {
                             8 | 9 => {
                                 // The callee hangs up.
-                                self.msg(t + dur, node, uas, uac, Some("BYE"), None, &cid, (1, "BYE"), &bb, Some("f"));
-                                self.msg(t + dur + d1, node, uac, uas, None, Some(200), &cid, (1, "BYE"), &bb, Some("f"));
+                                self.msg(
+                                    t + dur,
+                                    node,
+                                    uas,
+                                    uac,
+                                    Some("BYE"),
+                                    None,
+                                    &cid,
+                                    (1, "BYE"),
+                                    &bb,
+                                    Some("f"),
+                                );
+                                self.msg(
+                                    t + dur + d1,
+                                    node,
+                                    uac,
+                                    uas,
+                                    None,
+                                    Some(200),
+                                    &cid,
+                                    (1, "BYE"),
+                                    &bb,
+                                    Some("f"),
+                                );
                             }
-                            10 => self.msg(t + dur, node, uac, uas, Some("BYE"), None, &cid, (2, "BYE"), &bb, Some("t")),
+                            10 => self.msg(
+                                t + dur,
+                                node,
+                                uac,
+                                uas,
+                                Some("BYE"),
+                                None,
+                                &cid,
+                                (2, "BYE"),
+                                &bb,
+                                Some("t"),
+                            ),
                             11 => {
                                 let rb = br("reinv");
-                                self.msg(t + dur, node, uac, uas, Some("INVITE"), None, &cid, (2, "INVITE"), &rb, Some("t"));
-                                self.msg(t + dur + d1, node, uas, uac, None, Some(200), &cid, (2, "INVITE"), &rb, Some("t"));
+                                self.msg(
+                                    t + dur,
+                                    node,
+                                    uac,
+                                    uas,
+                                    Some("INVITE"),
+                                    None,
+                                    &cid,
+                                    (2, "INVITE"),
+                                    &rb,
+                                    Some("t"),
+                                );
+                                self.msg(
+                                    t + dur + d1,
+                                    node,
+                                    uas,
+                                    uac,
+                                    None,
+                                    Some(200),
+                                    &cid,
+                                    (2, "INVITE"),
+                                    &rb,
+                                    Some("t"),
+                                );
                             }
                             // No BYE at all: the dialog goes idle.
                             12 => {}
                             _ => {
-                                self.msg(t + dur, node, uac, uas, Some("BYE"), None, &cid, (2, "BYE"), &bb, Some("t"));
-                                self.msg(t + dur + d1, node, uas, uac, None, Some(481), &cid, (2, "BYE"), &bb, Some("t"));
+                                self.msg(
+                                    t + dur,
+                                    node,
+                                    uac,
+                                    uas,
+                                    Some("BYE"),
+                                    None,
+                                    &cid,
+                                    (2, "BYE"),
+                                    &bb,
+                                    Some("t"),
+                                );
+                                self.msg(
+                                    t + dur + d1,
+                                    node,
+                                    uas,
+                                    uac,
+                                    None,
+                                    Some(481),
+                                    &cid,
+                                    (2, "BYE"),
+                                    &bb,
+                                    Some("t"),
+                                );
                             }
                         }
                     }
@@ -326,7 +679,7 @@ fn run(cfg: KpiConfig, msgs: &[Msg], feed: Feed, every: usize) -> String {
     let checkpoint = |kpi: &Kpi, wall: i64, out: &mut String, whole: bool| {
         kpi.tick(wall);
         let mut text = String::new();
-        kpi.render_prometheus(wall, &mut text);
+        kpi.render_prometheus(&mut text);
         let digest = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
         out.push_str(&format!("### checkpoint at {wall}: {digest:016x}\n"));
         for line in text.lines() {
@@ -362,7 +715,7 @@ fn run(cfg: KpiConfig, msgs: &[Msg], feed: Feed, every: usize) -> String {
     for later in [0, 600_000_000, 3 * 3_600_000_000] {
         checkpoint(&kpi, end + later, &mut out, later > 600_000_000);
     }
-    let snap = kpi.snapshot(Some(86_400), end + 3 * 3_600_000_000);
+    let snap = kpi.snapshot(Some(86_400));
     out.push_str("### snapshot\n");
     out.push_str(&serde_json::to_string(&snap).expect("json"));
     out.push('\n');
@@ -408,10 +761,7 @@ fn sample_traffic_gives_the_scanning_engines_figures() {
         assert!(msgs.len() > 20, "{sample}: {} SIP messages", msgs.len());
         for short in [false, true] {
             for (feed, how) in [(Feed::Direct, "direct"), (Feed::Batches, "batches")] {
-                let name = format!(
-                    "{sample}-{}-{how}",
-                    if short { "short" } else { "default" }
-                );
+                let name = format!("{sample}-{}-{how}", if short { "short" } else { "default" });
                 check(&name, &run(config(short), &msgs, feed, 40));
             }
         }
@@ -423,8 +773,15 @@ fn synthetic_traffic_gives_the_scanning_engines_figures() {
     for seed in 1..=6u64 {
         let msgs = synthetic(seed, 600, 90);
         for short in [false, true] {
-            let name = format!("synthetic-{seed}-{}", if short { "short" } else { "default" });
-            let feed = if seed % 2 == 0 { Feed::Batches } else { Feed::Direct };
+            let name = format!(
+                "synthetic-{seed}-{}",
+                if short { "short" } else { "default" }
+            );
+            let feed = if seed % 2 == 0 {
+                Feed::Batches
+            } else {
+                Feed::Direct
+            };
             check(&name, &run(config(short), &msgs, feed, 150));
         }
     }
