@@ -411,7 +411,7 @@ impl CollectorHandle {
 /// Gives the calling thread a lower scheduling priority (nice +5) than the receivers: when the
 /// CPU is short, a packet the kernel drops from a full socket buffer is lost, while a batch a
 /// writer stores later is not (the queue and the spool hold it).
-fn lower_thread_priority() {
+pub(crate) fn lower_thread_priority() {
     // SAFETY: setpriority has no memory-safety preconditions; `who = 0` is the calling thread
     // on Linux (nice values are per thread). Failure only leaves the default priority.
     #[cfg(target_os = "linux")]

@@ -211,7 +211,12 @@ impl<I: Send + 'static> QueuedOutput<I> {
             let closed = closed.clone();
             std::thread::Builder::new()
                 .name(format!("out-{name}"))
-                .spawn(move || run_sink(sink, &rx, settings, &counters, &closed))?
+                .spawn(move || {
+                    // Below the receivers, like the writers: a late output costs a shed
+                    // record at worst, a late receiver loses packets.
+                    crate::collector::lower_thread_priority();
+                    run_sink(sink, &rx, settings, &counters, &closed)
+                })?
         };
         Ok(QueuedOutput {
             name: name.to_owned(),
