@@ -79,7 +79,7 @@
 //! Loki export ([`loki`]) and the live tail are outputs. [`RecordObserver::on_stored`] is
 //! called by the writer threads with every batch the store took, for what must see stored
 //! records only. HEP forwarding is a packet tap ([`Collector::with_tap`]) with the relay's
-//! per-destination queues.
+//! per-destination queues (reported as an output by `hepstack serve`).
 
 #![warn(missing_docs)]
 

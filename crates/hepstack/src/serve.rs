@@ -216,7 +216,9 @@ async fn serve(config: Config) -> Result<()> {
             .await
             .context("starting HEP forwarding")?
             .context("[forward]")?;
-        collector = collector.with_tap(relay.clone());
+        collector = collector
+            .with_tap(relay.clone())
+            .with_output(Arc::new(ForwardOutput(relay.clone())));
         Some(relay)
     } else {
         None
@@ -465,6 +467,33 @@ fn build_outputs(config: &Config, shutdown: &CancellationToken) -> Result<ServeO
         loki,
         loki_shutdown,
     })
+}
+
+/// HEP forwarding (`[forward]`) among the outputs: it forwards packets as received, before
+/// decoding, so it is fed as a packet tap ([`collector::Collector::with_tap`]) rather than
+/// offered records, and its queues and workers are the relay's, one per destination. Here it
+/// reports their sums as `hepstack_output_*{output="forward"}`.
+struct ForwardOutput(Arc<::relay::Relay>);
+
+impl collector::output::Output for ForwardOutput {
+    fn name(&self) -> &str {
+        "forward"
+    }
+
+    fn offer(&self, _record: &store::Record, _rtcp: &collector::ParsedRtcp) {}
+
+    fn stats(&self) -> collector::output::OutputStats {
+        let t = self.0.totals();
+        collector::output::OutputStats {
+            sent: t.forwarded,
+            dropped: [t.dropped_queue_full, t.dropped_send, 0, 0],
+            queued: t.queue_depth as u64,
+        }
+    }
+
+    fn close(&self, _deadline: Duration) {
+        // Shut down with the relay after the listeners stopped (serve's drain).
+    }
 }
 
 /// Publishes records to the live tail's clients.

@@ -350,6 +350,34 @@ fn addr_bytes(a: SocketAddr) -> [u8; 18] {
     out
 }
 
+/// The oldest entry of a table, by its queue: `(key, queued deadline, due at now)`. Entries
+/// touched since they were queued (their real deadline is later) are queued again at it and
+/// passed over, as are stale items. `deadline_of` gives an entry's real deadline and its
+/// `queued` field.
+fn oldest<V>(
+    queue: &mut TimeQueue,
+    map: &mut KeyMap<V>,
+    now: i64,
+    deadline_of: impl Fn(&mut V) -> (i64, &mut i64),
+) -> Option<(u64, i64, bool)> {
+    while let Some((d, k)) = queue.pop_oldest() {
+        let Some(entry) = map.get_mut(&k) else {
+            continue;
+        };
+        let (deadline, queued) = deadline_of(entry);
+        if *queued != d {
+            continue;
+        }
+        if deadline > d && deadline > now {
+            *queued = deadline;
+            queue.push(deadline, k);
+            continue;
+        }
+        return Some((k, d, deadline <= now));
+    }
+    None
+}
+
 fn minute_of(us: i64) -> i64 {
     us.div_euclid(60_000_000)
 }
@@ -1228,75 +1256,55 @@ impl State {
     /// table has nothing to give.
     fn make_room_txn(&mut self) -> bool {
         let now = self.now_us;
-        while let Some((d, k)) = self.txn_queue.pop_oldest() {
-            let Some(x) = self.txns.get_mut(&k).filter(|x| x.queued == d) else {
-                continue;
-            };
-            let deadline = self.timeouts.txn_deadline(x);
-            if deadline > d && deadline > now {
-                // Touched since it was queued: not the oldest.
-                x.queued = deadline;
-                self.txn_queue.push(deadline, k);
-                continue;
-            }
-            if deadline <= now {
+        let t = self.timeouts;
+        match oldest(&mut self.txn_queue, &mut self.txns, now, |x| {
+            (t.txn_deadline(x), &mut x.queued)
+        }) {
+            Some((k, d, true)) => {
                 let expired = self.expire_txn(k, d, now);
                 self.conclude_expired_txns(expired.into_iter().collect());
-            } else {
+            }
+            Some((k, _, false)) => {
                 self.txns.remove(&k);
                 self.counters.overflow_transactions += 1;
             }
-            return true;
+            None => return false,
         }
-        false
+        true
     }
 
     /// Frees one place in the full session table, like [`State::make_room_txn`].
     fn make_room_session(&mut self) -> bool {
         let now = self.now_us;
-        while let Some((d, k)) = self.session_queue.pop_oldest() {
-            let Some(s) = self.sessions.get_mut(&k).filter(|s| s.queued == d) else {
-                continue;
-            };
-            let deadline = self.timeouts.session_deadline(s);
-            if deadline > d && deadline > now {
-                s.queued = deadline;
-                self.session_queue.push(deadline, k);
-                continue;
-            }
-            if deadline <= now {
-                self.expire_session(k, d, now);
-            } else {
+        let t = self.timeouts;
+        match oldest(&mut self.session_queue, &mut self.sessions, now, |s| {
+            (t.session_deadline(s), &mut s.queued)
+        }) {
+            Some((k, d, true)) => self.expire_session(k, d, now),
+            Some((k, _, false)) => {
                 self.remove_session(k);
                 self.counters.overflow_sessions += 1;
             }
-            return true;
+            None => return false,
         }
-        false
+        true
     }
 
     /// Frees one place in the full registration table, like [`State::make_room_txn`].
     fn make_room_reg(&mut self) -> bool {
         let now = self.now_us;
-        while let Some((d, k)) = self.reg_queue.pop_oldest() {
-            let Some(r) = self.regs.get_mut(&k).filter(|r| r.queued == d) else {
-                continue;
-            };
-            let deadline = self.timeouts.reg_deadline(r);
-            if deadline > d && deadline > now {
-                r.queued = deadline;
-                self.reg_queue.push(deadline, k);
-                continue;
-            }
-            if deadline <= now {
-                self.expire_reg(k, d, now);
-            } else {
+        let t = self.timeouts;
+        match oldest(&mut self.reg_queue, &mut self.regs, now, |r| {
+            (t.reg_deadline(r), &mut r.queued)
+        }) {
+            Some((k, d, true)) => self.expire_reg(k, d, now),
+            Some((k, _, false)) => {
                 self.regs.remove(&k);
                 self.counters.overflow_registrations += 1;
             }
-            return true;
+            None => return false,
         }
-        false
+        true
     }
 
     pub(crate) fn qos(
@@ -1500,6 +1508,69 @@ mod tests {
             out.extend_from_slice(p);
         }
         out
+    }
+
+    fn invite(st: &mut State, i: u32, t: i64) {
+        let call_id = format!("cap-{i}");
+        let branch = format!("z9hG4bK-{i}");
+        st.sip(&SipEvent {
+            time_us: t,
+            received_us: t,
+            node: "n",
+            src: "10.0.0.1:5060".parse().expect("addr"),
+            dst: "10.0.0.2:5060".parse().expect("addr"),
+            method: Some("INVITE"),
+            status: None,
+            call_id: &call_id,
+            cseq_num: 1,
+            cseq_method: "INVITE",
+            via_branch: Some(&branch),
+            to_tag: None,
+        });
+    }
+
+    #[test]
+    fn a_full_table_forgets_its_oldest_and_counts_it_and_times_out_what_is_due() {
+        let mut st = State::new(KpiConfig {
+            max_transactions: 10,
+            max_sessions: 10,
+            reorder_window_ms: 0,
+            ..KpiConfig::default()
+        })
+        .expect("config");
+        let t0 = 1_700_000_000_000_000i64;
+        for i in 0..25 {
+            invite(&mut st, i, t0 + i64::from(i) * 1000);
+        }
+        let (txns, sessions, _) = st.tracked();
+        assert_eq!((txns, sessions), (10, 10));
+        assert_eq!(st.counters.overflow_transactions, 15);
+        assert_eq!(st.counters.overflow_sessions, 15);
+        // The ten newest are the ones kept.
+        assert!(st.sessions.values().all(|s| s.invite_us >= t0 + 15_000));
+
+        // With a 1 ms transaction timeout, the oldest transactions are due when their table
+        // fills: they time out (Timer B, concluding their sessions) instead of being forgotten.
+        let mut st = State::new(KpiConfig {
+            max_transactions: 10,
+            max_sessions: 100,
+            transaction_timeout_ms: 1,
+            reorder_window_ms: 0,
+            ..KpiConfig::default()
+        })
+        .expect("config");
+        for i in 0..25 {
+            invite(&mut st, i, t0 + i64::from(i) * 1000);
+        }
+        assert_eq!(st.counters.overflow_transactions, 0);
+        assert_eq!(st.counters.overflow_sessions, 0);
+        let timeouts: u64 = st
+            .scopes
+            .values()
+            .map(|s| s.outcomes[Outcome::Timeout.index()])
+            .max()
+            .unwrap_or(0);
+        assert!(timeouts >= 14, "{timeouts} INVITEs timed out");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! entries that were removed are dropped when they come due, or by [`TimeQueue::retain`],
 //! which the owner calls once the queue has grown to twice its table (amortised O(1)).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Width of a bucket of deadlines: 2^20 µs ≈ 1.05 s.
 const BUCKET_SHIFT: u32 = 20;
@@ -28,7 +28,8 @@ fn bucket(deadline: i64) -> i64 {
 /// Items `(deadline µs, key)` in buckets of deadline time.
 #[derive(Debug, Default)]
 pub(crate) struct TimeQueue {
-    buckets: BTreeMap<i64, Vec<(i64, u64)>>,
+    /// Each bucket in push order, which is nearly deadline order: the oldest leave first.
+    buckets: BTreeMap<i64, VecDeque<(i64, u64)>>,
     len: usize,
 }
 
@@ -38,7 +39,7 @@ impl TimeQueue {
         self.buckets
             .entry(bucket(deadline))
             .or_default()
-            .push((deadline, key));
+            .push_back((deadline, key));
         self.len += 1;
     }
 
@@ -56,11 +57,7 @@ impl TimeQueue {
             if b < now_bucket {
                 let items = entry.remove();
                 self.len -= items.len();
-                if out.is_empty() {
-                    *out = items;
-                } else {
-                    out.extend(items);
-                }
+                out.extend(items);
                 continue;
             }
             let items = entry.get_mut();
@@ -81,10 +78,11 @@ impl TimeQueue {
         }
     }
 
-    /// Takes one item of the earliest bucket (the oldest deadline, to the bucket's width).
+    /// Takes the first item of the earliest bucket: the oldest deadline, to the bucket's width
+    /// and the order of pushes.
     pub(crate) fn pop_oldest(&mut self) -> Option<(i64, u64)> {
         let mut entry = self.buckets.first_entry()?;
-        let item = entry.get_mut().pop();
+        let item = entry.get_mut().pop_front();
         if entry.get().is_empty() {
             entry.remove();
         }
@@ -138,7 +136,13 @@ mod tests {
         q.take_due(BUCKET_US + 5, &mut out);
         assert!(out.is_empty());
         assert_eq!(q.pop_oldest(), Some((BUCKET_US + 9, 3)));
-        q.retain(|_, k| k != 4);
+        // Within a bucket, first pushed, first out.
+        q.push(10 * BUCKET_US + 2, 6);
+        q.push(10 * BUCKET_US + 1, 7);
+        assert_eq!(q.pop_oldest(), Some((10 * BUCKET_US, 4)));
+        assert_eq!(q.pop_oldest(), Some((10 * BUCKET_US + 2, 6)));
+        q.push(10 * BUCKET_US, 4);
+        q.retain(|_, k| k != 4 && k != 7);
         assert_eq!(q.len, 0);
         assert_eq!(q.pop_oldest(), None);
     }
