@@ -48,6 +48,8 @@ suite_tests!(
     call_summary_covers_the_whole_call_beyond_the_window,
     call_flow_follows_legs_both_ways_and_transitively,
     call_flow_of_real_traffic_has_the_logs,
+    method_status_lists_and_typed_text,
+    calls_by_final_status,
 );
 
 #[test]
