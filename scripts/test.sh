@@ -64,6 +64,9 @@ else
   echo "WARNING: no PostgreSQL on 127.0.0.1:5432; database tests will start a throwaway cluster or fail loudly" >&2
 fi
 
+# --- ClickHouse (single node + 2x2 cluster + ZooKeeper for the ClickHouse store's tests) -------
+"$root/scripts/clickhouse.sh"
+
 # --- samples -------------------------------------------------------------------------------------
 if [ ! -f "$HEPSTACK_SAMPLES/README.md" ]; then
   echo "ERROR: sample material not found at $HEPSTACK_SAMPLES (set HEPSTACK_SAMPLES)" >&2
