@@ -143,13 +143,28 @@ fn users_and_settings_cluster() {
 }
 
 /// A batch sent again (the spool replaying it after an error the store could not tell apart
-/// from a failure) is stored once; the cluster's replicated tables drop the identical blocks.
+/// from a failure) is stored once: the cluster's replicated tables drop the identical blocks,
+/// and so does a second store handle (another process) writing to them.
 #[test]
 fn a_replayed_batch_is_stored_once_in_the_cluster() {
     let Some(db) = TestDb::new("replay", true) else {
         return;
     };
-    let store = open(&db);
+    replayed_batch(&db, true);
+}
+
+/// On the single 18.16 node (plain MergeTree, no server-side deduplication) the store skips the
+/// blocks it had stored itself.
+#[test]
+fn a_replayed_batch_is_stored_once_on_a_single_node() {
+    let Some(db) = TestDb::new("replay_single", false) else {
+        return;
+    };
+    replayed_batch(&db, false);
+}
+
+fn replayed_batch(db: &TestDb, server_dedup: bool) {
+    let store = open(db);
     let records = sample_records("kamailio-hep3-udp");
     let mut batch = records.clone();
     batch.push(event_record(T0, 100, "log-x", "{\"m\":1}"));
@@ -157,6 +172,10 @@ fn a_replayed_batch_is_stored_once_in_the_cluster() {
     assert_eq!(store.insert_batch(&batch).unwrap().stored, batch.len());
     for _ in 0..3 {
         assert_eq!(store.insert_batch(&batch).unwrap().stored, batch.len());
+    }
+    if server_dedup {
+        // A restarted collector (a new handle, nothing remembered) replays it too.
+        assert_eq!(open(db).insert_batch(&batch).unwrap().stored, batch.len());
     }
     let total = store.messages(&MessageFilter::default()).unwrap().total;
     assert_eq!(total, batch.len() as u64);

@@ -52,6 +52,32 @@ pub struct ChStore {
     ready: AtomicBool,
     /// Last version stamped on a user or setting row (strictly increasing per process).
     last_version: AtomicU64,
+    /// Blocks this process had acknowledged, newest last (see [`Acked`]).
+    acked: Mutex<Acked>,
+}
+
+/// The hashes of the last blocks the server acknowledged, so that a batch replayed after
+/// failing half-way (its `sip` block stored, its `qos` block refused) skips the blocks it
+/// already stored. The server deduplicates by itself in replicated tables (and in plain ones
+/// where it has `non_replicated_deduplication_window`); this covers ClickHouse 18.16's plain
+/// `MergeTree`, within one process.
+#[derive(Default)]
+struct Acked {
+    order: std::collections::VecDeque<u64>,
+    set: std::collections::HashSet<u64>,
+}
+
+impl Acked {
+    fn insert(&mut self, key: u64, window: usize) {
+        if self.set.insert(key) {
+            self.order.push_back(key);
+        }
+        while self.order.len() > window {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
 }
 
 fn now_ns() -> u64 {
@@ -75,6 +101,7 @@ impl ChStore {
             ready_lock: Mutex::new(()),
             ready: AtomicBool::new(false),
             last_version: AtomicU64::new(0),
+            acked: Mutex::new(Acked::default()),
         };
         match store.ensure_ready() {
             Ok(()) => {}
@@ -248,10 +275,27 @@ impl ChStore {
     }
 
     fn insert_rows(&self, table: &str, columns: &str, rows: &[u8]) -> Result<(), StoreError> {
-        let token = format!("{table}-{:016x}-{}", codec::block_hash(rows), rows.len());
+        let hash = codec::block_hash(rows) ^ codec::block_hash(table.as_bytes());
+        let window = self.config.deduplication_window as usize;
+        if self
+            .acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set
+            .contains(&hash)
+        {
+            tracing::debug!(table, "clickhouse: block already stored, replay skipped");
+            return Ok(());
+        }
+        let token = format!("{table}-{hash:016x}-{}", rows.len());
         let settings = self.insert_settings(&token);
         let params: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.http.insert(table, columns, &params, rows)
+        self.http.insert(table, columns, &params, rows)?;
+        self.acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, window);
+        Ok(())
     }
 
     /// Runs a query answering one UInt64.
