@@ -139,7 +139,7 @@ fn main() {
     cfg.tcp.addresses = vec!["127.0.0.1:0".parse().expect("addr")];
     cfg.writer.batch_size = 5000;
     cfg.writer.queue_capacity = 200_000;
-    let listeners = BoundListeners::bind(&cfg).expect("bind");
+    let listeners = BoundListeners::bind(&cfg.listeners()).expect("bind");
     let addr = listeners.local_addrs().1[0];
     let store = Arc::new(CountingStore::default());
     let token = CancellationToken::new();

@@ -14,6 +14,9 @@
 //!                  (full → overflow → spool)   (error → spool)   spool ──► replayer ──► Store
 //! ```
 //!
+//! The listeners are the `ingest` crate's ([`ingest::start_listeners`]); the collector's
+//! [`Pipeline`] is one [`ingest::PacketHandler`] they feed.
+//!
 //! Start it with [`Collector::new`], optionally [`Collector::open_spool`] and
 //! [`Collector::with_observer`], then [`Collector::start`] with [`BoundListeners`] and a
 //! shutdown token; [`CollectorHandle::join`] drains after the token is cancelled.
@@ -78,28 +81,21 @@ pub mod loki;
 mod metrics;
 mod pipeline;
 mod rules;
-mod stream;
-mod udp;
 mod writer;
 
-pub use collector::{
-    start_listeners, BoundListeners, Collector, CollectorHandle, DiskSpool, ListenerConfig,
-    Listeners, PacketHandler, StartError,
-};
+pub use collector::{Collector, CollectorHandle, DiskSpool, StartError};
 pub use config::{
-    AuthKey, CollectorConfig, ConfigError, PipelineConfig, RulesConfig, SpoolSection, TcpConfig,
-    TlsConfig, UdpConfig, WriterConfig,
+    CollectorConfig, ConfigError, PipelineConfig, RulesConfig, SpoolSection, WriterConfig,
 };
 pub use dedup::{fingerprint, Deduplicator};
+/// The listener types the collector's API takes and reports in.
+pub use ingest::{AuthKey, BoundListeners, Transport};
 pub use kpi_observer::KpiObserver;
 pub use metrics::{
-    resident_memory_bytes, Accounting, InvalidKind, Metrics, ProbedGauges, Transport,
-    MAX_NODE_LABELS,
+    resident_memory_bytes, Accounting, InvalidKind, Metrics, ProbedGauges, MAX_NODE_LABELS,
 };
 pub use pipeline::{now_us, Enriched, Enricher, Outcome, Pipeline};
-pub use rules::{DiscardRule, IpNet, Rules};
-pub use stream::{bind_tcp, tls_server_config, TlsSetupError};
-pub use udp::{bind_udp, BindError};
+pub use rules::{DiscardRule, Rules};
 pub use writer::{
     decode_batch, encode_batch, BatchSpool, MemorySpool, ParsedRtcp, RecordObserver,
     SpoolEncodeError, SpoolFailure,

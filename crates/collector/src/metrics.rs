@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ingest::ListenerMetrics;
 use std::time::Duration;
 
 use crate::rules::DiscardRule;
@@ -13,35 +15,7 @@ use crate::rules::DiscardRule;
 /// Most distinct node label values; further nodes are counted under `node="other"`.
 pub const MAX_NODE_LABELS: usize = 256;
 
-/// The listener a packet came in on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// HEP over UDP.
-    Udp,
-    /// HEP over TCP.
-    Tcp,
-    /// HEP over TLS.
-    Tls,
-}
-
-impl Transport {
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Transport::Udp => 0,
-            Transport::Tcp => 1,
-            Transport::Tls => 2,
-        }
-    }
-}
+pub use ingest::Transport;
 
 /// Why a packet counted as invalid (the `kind` label of `hepstack_decode_errors_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -200,13 +174,8 @@ pub struct Metrics {
     batch_count: AtomicU64,
     batch_sum_us: AtomicU64,
     batch_errors: AtomicU64,
-    connections: [AtomicI64; 3],
-    connections_rejected: [AtomicU64; 3],
-    stream_bytes_skipped: AtomicU64,
-    /// Microseconds stream connections spent not reading because the writers were behind.
-    stream_backpressure_us: AtomicU64,
-    /// Times a stream connection paused for that reason.
-    stream_backpressure_pauses: AtomicU64,
+    /// What the listeners count (connections, skipped bytes, back-pressure pauses).
+    listener: Arc<ListenerMetrics>,
     probe: Mutex<Option<GaugeProbe>>,
 }
 
@@ -249,11 +218,7 @@ impl Metrics {
             batch_count: AtomicU64::new(0),
             batch_sum_us: AtomicU64::new(0),
             batch_errors: AtomicU64::new(0),
-            connections: Default::default(),
-            connections_rejected: Default::default(),
-            stream_bytes_skipped: AtomicU64::new(0),
-            stream_backpressure_us: AtomicU64::new(0),
-            stream_backpressure_pauses: AtomicU64::new(0),
+            listener: Arc::default(),
             probe: Mutex::new(None),
         }
     }
@@ -379,36 +344,37 @@ impl Metrics {
 
     /// A connection opened (+1) or closed (-1).
     pub fn connection_delta(&self, transport: Transport, delta: i64) {
-        self.connections[transport.index()].fetch_add(delta, Relaxed);
+        self.listener.connection_delta(transport, delta);
     }
 
     /// Open connections of a transport.
     pub fn connections(&self, transport: Transport) -> i64 {
-        self.connections[transport.index()].load(Relaxed)
+        self.listener.connections(transport)
     }
 
     /// Counts a connection refused at the connection limit or in the TLS handshake.
     pub fn connection_rejected(&self, transport: Transport) {
-        self.connections_rejected[transport.index()].fetch_add(1, Relaxed);
+        self.listener.connection_rejected(transport);
     }
 
     /// Connections refused so far.
     pub fn connections_rejected_count(&self, transport: Transport) -> u64 {
-        self.connections_rejected[transport.index()].load(Relaxed)
+        self.listener.connections_rejected_count(transport)
+    }
+
+    /// The listeners' share of the metrics, for [`ingest::start_listeners`].
+    pub fn listener(&self) -> Arc<ListenerMetrics> {
+        self.listener.clone()
     }
 
     /// Counts garbage bytes a stream framer skipped while resynchronising.
     pub fn stream_bytes_skipped(&self, n: u64) {
-        self.stream_bytes_skipped.fetch_add(n, Relaxed);
+        self.listener.stream_bytes_skipped(n);
     }
 
     /// A stream connection paused reading for `waited` because the writers were behind.
     pub fn stream_backpressure(&self, waited: Duration) {
-        self.stream_backpressure_pauses.fetch_add(1, Relaxed);
-        self.stream_backpressure_us.fetch_add(
-            u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
-            Relaxed,
-        );
+        self.listener.stream_backpressure(waited);
     }
 
     /// Invalid count of one kind.
@@ -656,14 +622,14 @@ impl Metrics {
             "hepstack_stream_bytes_skipped_total",
             "Garbage bytes skipped on TCP/TLS streams while resynchronising on the next HEP3 frame.",
             "counter",
-            self.stream_bytes_skipped.load(Relaxed),
+            self.listener.stream_bytes_skipped_count(),
         );
         simple(
             &mut out,
             "hepstack_stream_backpressure_pauses_total",
             "Times a TCP/TLS connection paused reading because the writers were behind (tcp/tls.max_backpressure_ms).",
             "counter",
-            self.stream_backpressure_pauses.load(Relaxed),
+            self.listener.stream_backpressure_totals().0,
         );
         simple(
             &mut out,
@@ -672,7 +638,7 @@ impl Metrics {
             "counter",
             format_args!(
                 "{:.6}",
-                self.stream_backpressure_us.load(Relaxed) as f64 / 1e6
+                self.listener.stream_backpressure_totals().1 as f64 / 1e6
             ),
         );
         simple(

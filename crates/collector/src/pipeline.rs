@@ -11,16 +11,20 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use payload::Parsed;
 use store::{Profile, Record, RecordHint, SipFields};
 
-use crate::config::{AuthKey, PipelineConfig};
+use ingest::AuthKey;
+
+use crate::config::PipelineConfig;
 use crate::dedup::{fingerprint, Deduplicator};
 use crate::metrics::{InvalidKind, Metrics, Transport};
 use crate::rules::{DiscardRule, Rules};
 use crate::writer::{Ingress, ParsedRtcp};
+
+pub use ingest::now_us;
 
 /// What became of one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,32 +221,6 @@ fn payload_json(hep_type: u8, payload: &[u8]) -> (Option<String>, ParsedRtcp) {
     }
 }
 
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
-/// Receive timestamps of one receiver (a UDP socket, a stream connection): the wall clock, made
-/// strictly increasing. Why: the messages of one `recvmmsg` call or one stream read would
-/// otherwise share a timestamp, and the KPI engine puts messages stored by parallel writer
-/// threads back in order by it; one sender's messages reach one receiver, so their receive
-/// order is then exact. A message is stamped at most a microsecond per message of its read
-/// later than the clock says.
-#[derive(Debug, Default)]
-pub(crate) struct ReceiveClock {
-    last_us: i64,
-}
-
-impl ReceiveClock {
-    /// The receive time of the next message, given the wall clock `now_us`.
-    pub(crate) fn stamp(&mut self, now_us: i64) -> i64 {
-        self.last_us = now_us.max(self.last_us.saturating_add(1));
-        self.last_us
-    }
-}
-
 /// The shared per-packet pipeline: one per collector, used by every receive thread and task.
 pub struct Pipeline {
     enricher: Enricher,
@@ -380,17 +358,6 @@ fn format_u32(mut n: u32, buf: &mut [u8; 10]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn receive_stamps_strictly_increase() {
-        let mut clock = ReceiveClock::default();
-        // Three messages of one read, then a read after the wall clock went back.
-        assert_eq!(clock.stamp(1_000), 1_000);
-        assert_eq!(clock.stamp(1_000), 1_001);
-        assert_eq!(clock.stamp(1_000), 1_002);
-        assert_eq!(clock.stamp(900), 1_003);
-        assert_eq!(clock.stamp(5_000), 5_000);
-    }
 
     #[test]
     fn formats_numbers() {

@@ -111,7 +111,7 @@ async fn tls_without_client_certificates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = make_pki(dir.path());
     let cfg = tls_config(dir.path(), false);
-    let listeners = BoundListeners::bind(&cfg).expect("bind");
+    let listeners = BoundListeners::bind(&cfg.listeners()).expect("bind");
     let addr = listeners.local_addrs().2[0];
     let store = shared(VecStore::default());
     let token = CancellationToken::new();
@@ -134,7 +134,7 @@ async fn tls_client_certificate_required() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = make_pki(dir.path());
     let cfg = tls_config(dir.path(), true);
-    let listeners = BoundListeners::bind(&cfg).expect("bind");
+    let listeners = BoundListeners::bind(&cfg.listeners()).expect("bind");
     let addr = listeners.local_addrs().2[0];
     let store = shared(VecStore::default());
     let token = CancellationToken::new();

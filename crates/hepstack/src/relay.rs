@@ -36,13 +36,7 @@ pub fn load(path: &Path) -> Result<(relay::RelayConfig, relay::Plan)> {
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let plan = relay::Plan::compile(&config.routing())
         .with_context(|| format!("invalid relay config {}", path.display()))?;
-    let listeners = collector::CollectorConfig {
-        udp: config.udp.clone(),
-        tcp: config.tcp.clone(),
-        tls: config.tls.clone(),
-        ..Default::default()
-    };
-    listeners
+    listener_config(&config)
         .validate()
         .with_context(|| format!("invalid listener settings in {}", path.display()))?;
     if !config.metrics_listen.is_empty() {
@@ -107,14 +101,8 @@ async fn serve_relay(path: PathBuf, config: relay::RelayConfig) -> Result<()> {
     })
     .await
     .context("starting the relay")??;
-    let listener_config = collector::CollectorConfig {
-        udp: config.udp.clone(),
-        tcp: config.tcp.clone(),
-        tls: config.tls.clone(),
-        ..Default::default()
-    };
     let listeners =
-        collector::BoundListeners::bind(&listener_config).context("binding HEP listeners")?;
+        ingest::BoundListeners::bind(&listener_config(&config)).context("binding HEP listeners")?;
     let (udp, tcp, tls) = listeners.local_addrs();
     let mut seen = Vec::new();
     for addr in udp {
@@ -128,15 +116,11 @@ async fn serve_relay(path: PathBuf, config: relay::RelayConfig) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     // Connection gauges of the listeners; only the relay's own metrics are served.
-    let listener_metrics = Arc::new(collector::Metrics::new());
-    let handler: Arc<dyn collector::PacketHandler> = relay.clone();
-    let running = collector::start_listeners(
+    let listener_metrics = Arc::new(ingest::ListenerMetrics::default());
+    let handler: Arc<dyn ingest::PacketHandler> = relay.clone();
+    let running = ingest::start_listeners(
         listeners,
-        &collector::ListenerConfig {
-            udp: &config.udp,
-            tcp: &config.tcp,
-            tls: &config.tls,
-        },
+        &listener_config(&config),
         handler,
         listener_metrics.clone(),
         shutdown.clone(),
@@ -193,8 +177,16 @@ async fn serve_relay(path: PathBuf, config: relay::RelayConfig) -> Result<()> {
     Ok(())
 }
 
-fn connection_metrics(m: &collector::Metrics) -> String {
-    use collector::Transport;
+fn listener_config(config: &relay::RelayConfig) -> ingest::ListenerConfig<'_> {
+    ingest::ListenerConfig {
+        udp: &config.udp,
+        tcp: &config.tcp,
+        tls: &config.tls,
+    }
+}
+
+fn connection_metrics(m: &ingest::ListenerMetrics) -> String {
+    use ingest::Transport;
     let mut out = String::from(
         "# HELP hepstack_relay_connections open HEP stream connections into the relay\n# TYPE hepstack_relay_connections gauge\n",
     );

@@ -193,7 +193,7 @@ async fn serve(config: Config) -> Result<()> {
     };
 
     let listeners =
-        collector::BoundListeners::bind(&config.hep).context("binding HEP listeners")?;
+        ingest::BoundListeners::bind(&config.hep.listeners()).context("binding HEP listeners")?;
     let (udp, tcp, tls) = listeners.local_addrs();
     let mut seen = Vec::new();
     for addr in udp {

@@ -19,7 +19,7 @@ fn main() {
     let counts: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::new(AtomicU64::new(0))).collect();
     for count in &counts {
         let socks =
-            collector::bind_udp("127.0.0.1:0".parse().expect("addr"), 1, 64 << 20).expect("bind");
+            ingest::bind_udp("127.0.0.1:0".parse().expect("addr"), 1, 64 << 20).expect("bind");
         let sock: UdpSocket = socks.into_iter().next().expect("socket");
         println!("sink {}", sock.local_addr().expect("addr"));
         let count = count.clone();

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use collector::{IpNet, Transport};
+use ingest::{IpNet, Transport};
 
 use crate::config::{ConfigError, HepTypeSpec, MatchConfig};
 

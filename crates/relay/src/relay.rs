@@ -1,4 +1,4 @@
-//! [`Relay`]: the live router behind a lock, as a [`collector::PacketHandler`]; reload and
+//! [`Relay`]: the live router behind a lock, as a [`ingest::PacketHandler`]; reload and
 //! shutdown.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use collector::{AuthKey, PacketHandler, Transport};
+use ingest::{AuthKey, PacketHandler, Transport};
 
 use crate::config::{ConfigError, RoutingConfig};
 use crate::metrics::{render, RelayCounters};
@@ -43,7 +43,7 @@ impl Relay {
     /// within an async context that forbids blocking (it only spawns threads).
     pub fn start(cfg: &RoutingConfig) -> Result<Arc<Relay>, RelayError> {
         let plan = Plan::compile(cfg)?;
-        let router = Router::start(plan, &Default::default())?;
+        let router = Router::start(plan, &Default::default(), &Default::default())?;
         Ok(Arc::new(Relay {
             router: RwLock::new(Arc::new(router)),
             counters: RelayCounters::default(),
@@ -66,7 +66,8 @@ impl Relay {
             .map_err(RelayError::from)
             .and_then(|plan| {
                 let old = self.current();
-                let router = Router::start(plan, &old.running())?;
+                let links = old.running_links(&plan);
+                let router = Router::start(plan, &old.running(), &links)?;
                 Ok((old, router))
             });
         let (old, router) = match result {

@@ -123,7 +123,7 @@ pub fn loopback_config() -> CollectorConfig {
 }
 
 pub fn bind(cfg: &CollectorConfig) -> (BoundListeners, Option<SocketAddr>, Option<SocketAddr>) {
-    let l = BoundListeners::bind(cfg).expect("bind");
+    let l = BoundListeners::bind(&cfg.listeners()).expect("bind");
     let (udp, tcp, _) = l.local_addrs();
     (l, udp.first().copied(), tcp.first().copied())
 }

@@ -19,10 +19,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::collector::PacketHandler;
+use crate::clock::{now_us, ReceiveClock};
 use crate::config::{AuthKey, TlsConfig};
-use crate::metrics::{Metrics, Transport};
-use crate::pipeline::{now_us, ReceiveClock};
+use crate::listeners::PacketHandler;
+use crate::metrics::{ListenerMetrics as Metrics, Transport};
 use crate::udp::BindError;
 
 /// Bytes read from a connection per call.

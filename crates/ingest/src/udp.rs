@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
-use crate::collector::PacketHandler;
+use crate::clock::{now_us, ReceiveClock};
 use crate::config::AuthKey;
+use crate::listeners::PacketHandler;
 use crate::metrics::Transport;
-use crate::pipeline::{now_us, ReceiveClock};
 
 /// Room for the largest UDP payload (65,507 bytes over IPv4) per datagram slot.
 const SLOT_BYTES: usize = 65_536;
