@@ -45,6 +45,18 @@ macro_rules! suite_tests {
                 }
             )*
         }
+        /// The same DDL (its modern column set), inserts and queries on a current
+        /// ClickHouse engine: chdb.
+        mod chdb {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = TestDb::chdb(stringify!($name)) else { return };
+                    suite::$name(&open(&db));
+                }
+            )*
+        }
     };
 }
 

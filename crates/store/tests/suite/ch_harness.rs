@@ -69,10 +69,62 @@ pub fn servers() -> bool {
     })
 }
 
-/// A database of its own on the single node or the cluster, dropped on drop.
+/// The scratch directory of `scripts/clickhouse.sh`.
+pub fn scratch() -> PathBuf {
+    PathBuf::from(
+        std::env::var("HEPSTACK_CH_DIR").unwrap_or_else(|_| "/tmp/hepstack-clickhouse".into()),
+    )
+}
+
+/// The HTTP port of a chdb (current ClickHouse, in-process) behind `scripts/chdb-http.py`,
+/// started once per test process from the venv `scripts/clickhouse.sh` prepares; None (the
+/// test is skipped, or fails under `HEPSTACK_REQUIRE_PEERS`) when there is none.
+pub fn chdb() -> Option<u16> {
+    static PORT: OnceLock<Option<u16>> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let python = scratch().join("chdb-venv/bin/python");
+        let fail = |msg: String| {
+            if std::env::var_os("HEPSTACK_REQUIRE_PEERS").is_some() {
+                panic!("{msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            None
+        };
+        if !python.exists() {
+            return fail(format!("no chdb venv at {}", python.display()));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .ok()?;
+        let data = std::env::temp_dir().join(format!("hepstack-chdb-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let child = Command::new(python)
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/chdb-http.py"))
+            .arg(port.to_string())
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        if let Err(e) = child {
+            return fail(format!("starting chdb-http.py: {e}"));
+        }
+        // The child lives as long as the test process; chdb loads in a few seconds.
+        for _ in 0..120 {
+            if ping(port) {
+                return Some(port);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        fail("chdb-http.py did not answer in 30 s".into())
+    })
+}
+
+/// A database of its own on the single node, the cluster or chdb, dropped on drop.
 pub struct TestDb {
     pub name: String,
     pub cluster: bool,
+    /// HTTP port of the server holding it.
+    pub port: u16,
 }
 
 fn unique() -> u32 {
@@ -86,7 +138,23 @@ impl TestDb {
             return None;
         }
         let name = format!("hs_{tag}_{}_{}", std::process::id(), unique()).to_lowercase();
-        Some(TestDb { name, cluster })
+        let port = if cluster { CLUSTER[0] } else { SINGLE };
+        Some(TestDb {
+            name,
+            cluster,
+            port,
+        })
+    }
+
+    /// A database on chdb.
+    pub fn chdb(tag: &str) -> Option<TestDb> {
+        let port = chdb()?;
+        let name = format!("hs_{tag}_{}_{}", std::process::id(), unique()).to_lowercase();
+        Some(TestDb {
+            name,
+            cluster: false,
+            port,
+        })
     }
 
     /// The store URL; in the cluster, through shard 1 replica 1 with shard 2 replica 1 as
@@ -98,17 +166,13 @@ impl TestDb {
                 CLUSTER[0], CLUSTER[2], self.name
             )
         } else {
-            format!("clickhouse://default@127.0.0.1:{SINGLE}/{}", self.name)
+            format!("clickhouse://default@127.0.0.1:{}/{}", self.port, self.name)
         }
     }
 
     /// The HTTP port queries of this database go to.
     pub fn port(&self) -> u16 {
-        if self.cluster {
-            CLUSTER[0]
-        } else {
-            SINGLE
-        }
+        self.port
     }
 }
 
