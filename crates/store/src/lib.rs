@@ -24,6 +24,7 @@ pub mod clickhouse;
 mod model;
 pub mod postgres;
 pub mod sqlite;
+pub mod transfer;
 
 pub use self::clickhouse::{ChConfig, ChStore};
 pub use self::postgres::{PgConfig, PgStore};

@@ -33,8 +33,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use config::ChConfig;
 
 use crate::{
-    BatchOutcome, CallSummary, MessageFilter, Page, Record, RetentionReport, Store, StoreError,
-    StoreStats, StoredMessage, User,
+    BatchOutcome, CallSummary, MessageFilter, Page, Record, RetentionReport, ScanPage,
+    ScanRequest, Store, StoreError, StoreStats, StoredMessage, User,
 };
 use codec::{lit, Reader};
 use config::Target;
@@ -451,6 +451,11 @@ impl Store for ChStore {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         self.ensure_ready()?;
         query::call_flow(self, call_ids, from_us, to_us)
+    }
+
+    fn scan(&self, request: &ScanRequest) -> Result<ScanPage, StoreError> {
+        self.ensure_ready()?;
+        query::scan(self, request)
     }
 
     fn enforce_retention(&self, now_us: i64) -> Result<RetentionReport, StoreError> {

@@ -8,13 +8,17 @@ use super::codec::{self, lit, lit_list, Reader};
 use super::schema::{class_of_type, read_columns, DATA_TABLES, HOUR_US, LINKS};
 use super::ChStore;
 use crate::calls::{
-    check_flow_request, CallAgg, CallFold, CallRow, CALL_CONTEXT_US, FLOW_ROUNDS, MAX_CALL_IDS,
+    call_page, check_flow_request, CallAgg, CallFold, CallRow, CALL_CONTEXT_US, FLOW_ROUNDS,
+    MAX_CALL_IDS,
 };
 use crate::postgres::codec::{
     call_cursor, message_cursor, parse_call_cursor, parse_message_cursor,
 };
 use crate::postgres::query::json_path;
-use crate::{has_wildcard, CallSummary, MessageFilter, Page, StoreError, StoredMessage, MAX_PAGE};
+use crate::{
+    has_wildcard, CallSummary, MessageFilter, Page, ScanPage, ScanPosition, ScanRequest,
+    StoreError, StoredMessage, MAX_PAGE, MAX_SCAN,
+};
 
 /// Page size when the filter asks for 0.
 const DEFAULT_PAGE: usize = 100;
@@ -100,8 +104,8 @@ fn text_cond(column: &str, bit: Option<u32>, value: &str, ignore_case: bool) -> 
     }
 }
 
-fn sip_cond(column: &str, value: &str) -> String {
-    text_cond(column, codec::sip_text_bit(column), value, false)
+fn sip_cond(column: &str, value: &str, ignore_case: bool) -> String {
+    text_cond(column, codec::sip_text_bit(column), value, ignore_case)
 }
 
 /// Compiles a filter's conditions (time included).
@@ -140,14 +144,15 @@ pub(crate) fn compile(filter: &MessageFilter) -> Result<Where, StoreError> {
         ("ruri_user", &filter.ruri_user),
     ] {
         if let Some(v) = value {
-            conds.push(sip_cond(column, v));
+            conds.push(sip_cond(column, v, crate::user_ignores_case(Some(v))));
             sip_only = true;
         }
     }
     if let Some(v) = &filter.any_user {
+        let ignore_case = crate::user_ignores_case(Some(v));
         let any: Vec<String> = ["from_user", "to_user", "ruri_user"]
             .iter()
-            .map(|c| sip_cond(c, v))
+            .map(|c| sip_cond(c, v, ignore_case))
             .collect();
         conds.push(format!("({})", any.join(" OR ")));
         sip_only = true;
@@ -155,16 +160,37 @@ pub(crate) fn compile(filter: &MessageFilter) -> Result<Where, StoreError> {
     if let Some(v) = &filter.user_agent {
         conds.push(format!(
             "({} OR {})",
-            sip_cond("user_agent", v),
-            sip_cond("server", v)
+            sip_cond("user_agent", v, true),
+            sip_cond("server", v, true)
         ));
         sip_only = true;
     }
-    if let Some(m) = &filter.method {
+    if !filter.status.is_empty() {
+        let any: Vec<String> = filter
+            .status
+            .iter()
+            .map(|code| text_cond("toString(status)", None, code, false))
+            .collect();
         conds.push(format!(
-            "(method != '' AND {})",
-            text_cond("method", None, m, true)
+            "(is_request = 0 AND {} AND ({}))",
+            has(codec::bit::STATUS),
+            any.join(" OR ")
         ));
+        sip_only = true;
+    }
+    if !filter.method.is_empty() {
+        // With a status, the method the reply answers: its CSeq method.
+        let (column, bit) = if filter.status.is_empty() {
+            ("method", None)
+        } else {
+            ("cseq_method", codec::sip_text_bit("cseq_method"))
+        };
+        let any: Vec<String> = filter
+            .method
+            .iter()
+            .map(|m| text_cond(column, bit, m, true))
+            .collect();
+        conds.push(format!("({column} != '' AND ({}))", any.join(" OR ")));
         sip_only = true;
     }
     if let Some(n) = &filter.node {
@@ -471,56 +497,51 @@ pub(crate) fn calls(
             aggregates(store, &window, Some(&list), cap)?
         }
     };
-    let total = calls.len() as u64;
-    let mut ordered: Vec<(String, CallAgg)> = calls
-        .into_iter()
-        .filter(|(sid, agg)| match &cursor {
-            Some((start, csid)) => (agg.start_us, sid.as_str()) < (*start, csid.as_str()),
-            None => true,
-        })
-        .collect();
-    ordered.sort_unstable_by(|(sa, a), (sb, b)| (b.start_us, sb).cmp(&(a.start_us, sa)));
-    let has_more = ordered.len() > limit;
-    ordered.truncate(limit);
-    let mut folds: HashMap<String, CallFold> = ordered
+    call_page(
+        calls,
+        filter,
+        cursor,
+        limit,
+        |sids| fold_calls(store, filter, sids),
+        call_cursor,
+    )
+}
+
+/// Folds every SIP message of the calls `sids` around the filter's window (see
+/// CALL_CONTEXT_US) into their summaries' state.
+fn fold_calls(
+    store: &ChStore,
+    filter: &MessageFilter,
+    sids: &[String],
+) -> Result<HashMap<String, CallFold>, StoreError> {
+    let mut folds: HashMap<String, CallFold> = sids
         .iter()
-        .map(|(sid, _)| (sid.clone(), CallFold::default()))
+        .map(|sid| (sid.clone(), CallFold::default()))
         .collect();
-    if !ordered.is_empty() {
-        // Summaries read the whole call around the window (see CALL_CONTEXT_US).
-        let context = Where {
-            conds: time_conds(
-                filter.from_us.map(|t| t.saturating_sub(CALL_CONTEXT_US)),
-                filter.to_us.map(|t| t.saturating_add(CALL_CONTEXT_US)),
-            ),
-            time_conds: 0,
-            sip_only: true,
-            hep_type: None,
-            json: Vec::new(),
-        };
-        let extra = [format!(
-            "sid IN {}",
-            lit_list(ordered.iter().map(|(sid, _)| sid.as_str()))
-        )];
-        for m in fetch(store, &sip, &context, &extra, "", usize::MAX / 4)? {
-            let row = CallRow::from_message(m);
-            if let Some(fold) = folds.get_mut(&row.sid) {
-                fold.add(row);
-            }
+    if sids.is_empty() {
+        return Ok(folds);
+    }
+    let context = Where {
+        conds: time_conds(
+            filter.from_us.map(|t| t.saturating_sub(CALL_CONTEXT_US)),
+            filter.to_us.map(|t| t.saturating_add(CALL_CONTEXT_US)),
+        ),
+        time_conds: 0,
+        sip_only: true,
+        hep_type: None,
+        json: Vec::new(),
+    };
+    let extra = [format!(
+        "sid IN {}",
+        lit_list(sids.iter().map(|s| s.as_str()))
+    )];
+    for m in fetch(store, &[DATA_TABLES[0]], &context, &extra, "", usize::MAX / 4)? {
+        let row = CallRow::from_message(m);
+        if let Some(fold) = folds.get_mut(&row.sid) {
+            fold.add(row);
         }
     }
-    let next = if has_more {
-        ordered
-            .last()
-            .map(|(sid, agg)| call_cursor(agg.start_us, sid))
-    } else {
-        None
-    };
-    let items = ordered
-        .into_iter()
-        .map(|(sid, agg)| folds.remove(&sid).unwrap_or_default().summary(sid, agg))
-        .collect();
-    Ok(Page { total, items, next })
+    Ok(folds)
 }
 
 /// Distinct strings of a one-column RowBinary answer.
@@ -628,6 +649,71 @@ pub(crate) fn call_flow(
     Ok(out)
 }
 
+/// One page of [`crate::Store::scan`]: the records of one hour of the sort key (the first
+/// non-empty hour at or after the lower bound), so a page reads about one hour's granules and
+/// sorts at most that hour.
+pub(crate) fn scan(store: &ChStore, request: &ScanRequest) -> Result<ScanPage, StoreError> {
+    let limit = request.limit.clamp(1, MAX_SCAN);
+    if let (Some(f), Some(t)) = (request.from_us, request.to_us) {
+        if f >= t {
+            return Ok(ScanPage::default());
+        }
+    }
+    let lower = match (request.from_us, request.after.map(|a| a.time_us)) {
+        (Some(f), Some(a)) => Some(f.max(a)),
+        (f, a) => f.or(a),
+    };
+    let mut window = time_conds(lower, request.to_us);
+    if let Some(a) = request.after {
+        window.push(match a.id {
+            i64::MIN => format!("time_us >= {}", a.time_us),
+            i64::MAX => format!("time_us > {}", a.time_us),
+            id => format!(
+                "(time_us > {t} OR (time_us = {t} AND id > {id}))",
+                t = a.time_us
+            ),
+        });
+    }
+    // The first hour holding a record of the rest of the window.
+    let clause = if window.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", window.join(" AND "))
+    };
+    let parts: Vec<String> = DATA_TABLES
+        .iter()
+        .map(|t| format!("SELECT min(hour) AS h, count() AS n FROM {t}{clause}"))
+        .collect();
+    let out = store.http.query(&format!(
+        "SELECT min(h), count() FROM ({}) WHERE n > 0 FORMAT RowBinary",
+        parts.join(" UNION ALL ")
+    ))?;
+    let mut r = Reader::new(&out);
+    let hour = r.u32()?;
+    if r.u64()? == 0 {
+        return Ok(ScanPage::default());
+    }
+    let mut slice = window;
+    slice.push(format!("hour = {hour}"));
+    let w = Where {
+        conds: slice,
+        time_conds: 0,
+        sip_only: false,
+        hep_type: None,
+        json: Vec::new(),
+    };
+    let mut items = fetch(store, &DATA_TABLES, &w, &[], " ORDER BY time_us, id", limit)?;
+    items.sort_unstable_by_key(|m| (m.record.time_us, m.id));
+    items.truncate(limit);
+    let next = if items.len() == limit {
+        items.last().map(ScanPosition::of)
+    } else {
+        // The hour is read to its end: the next page starts with the next hour.
+        Some(ScanPosition::before((i64::from(hour) + 1) * HOUR_US))
+    };
+    Ok(ScanPage { items, next })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,7 +722,7 @@ mod tests {
     fn filters_compile_to_escaped_typed_conditions() {
         let w = compile(&MessageFilter {
             from_user: Some("a'*".into()),
-            method: Some("invite".into()),
+            method: vec!["invite".into()],
             call_ids: vec!["x".into(), "y*".into()],
             ..MessageFilter::default()
         })
