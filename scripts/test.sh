@@ -92,6 +92,12 @@ stage_packages() {
     command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
     command -v sipp >/dev/null || need+=(sip-tester)
     command -v sngrep >/dev/null || need+=(sngrep)
+    # rtpengine behind Kamailio in crates/hepstack/tests/peers.rs: the userspace daemon only (the
+    # `rtpengine` metapackage also pulls the kernel module's DKMS build, which the tests do not use:
+    # they run it with --table=-1).
+    command -v rtpengine >/dev/null || need+=(rtpengine-daemon)
+    # heplify (../shared/peers/heplify, a Go binary) in peers.rs links LuaJIT and libpcap.
+    ls /usr/lib/*/libluajit-5.1.so.2 >/dev/null 2>&1 || need+=(libluajit-5.1-2)
     # The headless browser for the web UI end-to-end tests (crates/hepstack/tests/browser.rs).
     command -v chromium >/dev/null || need+=(chromium)
     command -v chromedriver >/dev/null || need+=(chromium-driver)
