@@ -135,6 +135,10 @@ stage_postgres() {
   fi
 }
 
+# ClickHouse: a single node, a 2 shards x 2 replicas cluster and ZooKeeper for the ClickHouse
+# store's tests (installed and started by scripts/clickhouse.sh, idempotently).
+stage_clickhouse() { "$root/scripts/clickhouse.sh"; }
+
 stage_samples() {
   if [ -f "$HEPSTACK_SAMPLES/README.md" ]; then
     echo "samples: $HEPSTACK_SAMPLES"
@@ -235,6 +239,7 @@ main() {
   if [ "$mode" = full ]; then
     run_stage packages stage_packages
     run_stage postgres stage_postgres
+    run_stage clickhouse stage_clickhouse
     run_stage samples stage_samples
     run_stage fmt stage_fmt
     run_stage clippy stage_clippy
