@@ -14,8 +14,12 @@ use ingest::{AuthKey, BoundListeners, ListenError, Listeners, PacketHandler, Tra
 
 use crate::config::{CollectorConfig, ConfigError};
 use crate::metrics::Metrics;
+use crate::output::{Output, Outputs};
 use crate::pipeline::Pipeline;
 use crate::writer::{BatchSpool, Ingress, RecordObserver, SpoolFailure};
+
+/// Longest wait at shutdown for an output's worker to deliver what it holds.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl PacketHandler for Pipeline {
     fn handle(
@@ -152,6 +156,7 @@ pub struct Collector {
     store: Arc<dyn Store>,
     spool: Option<Box<dyn BatchSpool>>,
     observers: Vec<Arc<dyn RecordObserver>>,
+    outputs: Vec<Arc<dyn Output>>,
     taps: Vec<Arc<dyn PacketHandler>>,
     metrics: Arc<Metrics>,
 }
@@ -175,6 +180,7 @@ impl Collector {
             store,
             spool: None,
             observers: Vec::new(),
+            outputs: Vec::new(),
             taps: Vec::new(),
             metrics: Arc::new(Metrics::new()),
         })
@@ -202,6 +208,12 @@ impl Collector {
     /// Adds an observer called with every batch of stored records (KPIs, exports).
     pub fn with_observer(mut self, observer: Arc<dyn RecordObserver>) -> Collector {
         self.observers.push(observer);
+        self
+    }
+
+    /// Adds an output, offered every record the pipeline accepts (see [`crate::output`]).
+    pub fn with_output(mut self, output: Arc<dyn Output>) -> Collector {
+        self.outputs.push(output);
         self
     }
 
@@ -242,9 +254,11 @@ impl Collector {
             store,
             spool,
             observers,
+            outputs,
             taps,
             metrics,
         } = self;
+        let outputs = Outputs::new(outputs);
         // Refuse unusable TLS material before any thread starts.
         if !listeners.tls.is_empty() {
             ingest::tls_server_config(&config.tls).map_err(ListenError::from)?;
@@ -260,6 +274,7 @@ impl Collector {
             store,
             spool,
             observers,
+            outputs.clone(),
             metrics.clone(),
         );
         let pipeline = Arc::new(Pipeline::new(
@@ -315,6 +330,7 @@ impl Collector {
 
         Ok(CollectorHandle {
             metrics,
+            outputs,
             shutdown,
             listeners,
             ingress,
@@ -328,6 +344,7 @@ impl Collector {
 /// A running collector.
 pub struct CollectorHandle {
     metrics: Arc<Metrics>,
+    outputs: Outputs,
     shutdown: CancellationToken,
     listeners: Listeners,
     ingress: Arc<Ingress>,
@@ -348,6 +365,11 @@ impl CollectorHandle {
         self.metrics.clone()
     }
 
+    /// The outputs (for their metrics).
+    pub fn outputs(&self) -> Outputs {
+        self.outputs.clone()
+    }
+
     /// Waits for the shutdown token, then drains: the listeners stop (UDP receivers first
     /// process what the kernel already queued, connections what they already read), the
     /// writers empty the queue into the store (or the spool), the overflow buffer is flushed and
@@ -356,6 +378,7 @@ impl CollectorHandle {
         self.shutdown.cancelled().await;
         let CollectorHandle {
             listeners,
+            outputs,
             ingress,
             writers,
             replayer,
@@ -375,6 +398,8 @@ impl CollectorHandle {
                 tracing::error!("the replayer thread panicked");
             }
             ingress.finish();
+            // Nothing is offered any more: let each output deliver what it holds.
+            outputs.close(OUTPUT_DRAIN);
         })
         .await;
         if drained.is_err() {
@@ -410,7 +435,7 @@ fn lowering_from(current: i32) -> Lowering {
 /// +5, relative to the inherited nice, so a collector started under `nice` keeps the order):
 /// when the CPU is short, a packet the kernel drops from a full socket buffer is lost, while a
 /// batch a writer stores later is not (the queue and the spool hold it).
-fn lower_thread_priority() {
+pub(crate) fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     {
         // The raw getpriority syscall returns 20 - nice (1..=40) and never a negative value on

@@ -886,3 +886,66 @@ async fn messages_of_one_read_keep_their_order_and_their_duplicates_are_caught()
         );
     }
 }
+
+/// KPIs are an output: they see every accepted record while the store is down (and drops
+/// them into no spool here), and the KPI thread does its own housekeeping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpis_count_while_the_store_is_down() {
+    let cfg = loopback_config();
+    let (listeners, udp, _) = bind(&cfg);
+    let store = shared(VecStore::default());
+    store.failing.store(true, Ordering::SeqCst);
+    let engine = Arc::new(
+        kpi::Kpi::new(kpi::KpiConfig {
+            reorder_window_ms: 0,
+            ..kpi::KpiConfig::default()
+        })
+        .expect("kpi config"),
+    );
+    let output = Arc::new(collector::kpi_output(engine.clone(), 10_000).expect("kpi thread"));
+    let token = CancellationToken::new();
+    let handle = Collector::new(cfg, store.clone())
+        .expect("config")
+        .with_output(output.clone())
+        .start(listeners, token.clone())
+        .expect("start");
+    let metrics = handle.metrics();
+    let load: Vec<Vec<u8>> = (0..600)
+        .map(|i| sip_hep(&format!("down-{i}"), "INVITE", 5060, None))
+        .collect();
+    send_udp(udp.expect("udp"), &load);
+    use collector::output::Output;
+    assert!(
+        wait_for_async(WAIT, || output.stats().sent == 600).await,
+        "{:?} {:?}",
+        output.stats(),
+        metrics.accounting()
+    );
+    assert!(
+        wait_for_async(WAIT, || metrics.accounting().dropped == 600).await,
+        "no spool: every record is dropped {:?}",
+        metrics.accounting()
+    );
+    assert_eq!(store.len(), 0, "the store took nothing");
+    engine.flush();
+    let mut text = String::new();
+    engine.render_prometheus(&mut text);
+    let invites: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("hepstack_sip_requests_total{")
+                && l.contains("target=\"any\"")
+                && l.contains("method=\"INVITE\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(invites, 600, "{text}");
+    let mut rendered = String::new();
+    handle.outputs().render(&mut rendered);
+    assert!(
+        rendered.contains("hepstack_output_sent_total{output=\"kpi\"} 600"),
+        "{rendered}"
+    );
+    token.cancel();
+    handle.join().await;
+}

@@ -155,7 +155,10 @@ fn watch_signals(stop: Arc<AtomicBool>) {
 
 /// Runs `hepstack import`.
 pub fn run(args: &ImportArgs) -> Result<ExitCode> {
-    crate::serve::init_logging("warn");
+    crate::serve::init_logging(&crate::config::LogSection {
+        level: "warn".into(),
+        ..crate::config::LogSection::default()
+    });
     let from_us = parse_time("from-time", args.from_time.as_deref())?;
     let to_us = parse_time("to-time", args.to_time.as_deref())?;
     if let (Some(f), Some(t)) = (from_us, to_us) {
