@@ -19,6 +19,10 @@
 //!   live handles.
 //! * [`output`]: the bounded queue to the sender task and the sender itself: several
 //!   collectors (UDP, TCP, TLS) round-robin or failover, reconnecting with backoff.
+//! * [`pcap_out`]: every captured frame, as read, into pcap files rotated by size and packet
+//!   time, the oldest deleted beyond a count (heplify's `-wf` / `-rt`).
+//! * Discard filters ([`AgentConfig::discard_methods`], [`AgentConfig::discard_ips`]): SIP by
+//!   CSeq method, any message by address (heplify's `-dim` / `-diip`).
 //! * [`Counters`] and [`metrics`]: seen, sent, dropped, reassembled, errors and more, as a
 //!   status line and as Prometheus text.
 //!
@@ -38,6 +42,7 @@ pub mod live;
 pub mod media;
 pub mod metrics;
 pub mod output;
+pub mod pcap_out;
 pub mod pipeline;
 pub mod run;
 mod runtime;
@@ -47,6 +52,7 @@ pub use config::AgentConfig;
 pub use counters::{Counters, Snapshot};
 pub use live::{libpcap_available, LiveCapture, LiveError, LiveOptions};
 pub use output::{Balance, Batch, Producer, WhenFull};
+pub use pcap_out::{PcapRotation, RotatingPcap};
 pub use pipeline::{HepSink, Pipeline};
 pub use run::{capture_files, capture_live, Pacing, RunError};
 pub use runtime::{Capture, CaptureError, CaptureReport, OpenCapture};

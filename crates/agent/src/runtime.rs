@@ -36,6 +36,11 @@ pub struct Capture {
     pub pacing: Pacing,
     /// Batches the queue between reader and sender holds.
     pub queue: usize,
+    /// Also write every captured frame to rotated pcap files. Default: none.
+    pub pcap_out: Option<crate::RotatingPcap>,
+    /// Disk buffer for messages no collector takes, sent in order once one is back. Default:
+    /// none.
+    pub buffer: Option<spool::Spool>,
 }
 
 /// Why the capture could not start.
@@ -116,12 +121,14 @@ impl OpenCapture {
                 handle,
                 files: spec.files,
                 pacing: spec.pacing,
+                pcap_out: spec.pcap_out,
             },
             producer,
             counters.clone(),
             cancel.clone(),
         )?;
-        let (targets, balance, sender_cfg) = (spec.targets, spec.balance, spec.sender);
+        let (targets, balance, sender_cfg, buffer) =
+            (spec.targets, spec.balance, spec.sender, spec.buffer);
         let errors = rt.block_on(async {
             let output = tokio::spawn(crate::output::run(
                 rx,
@@ -129,6 +136,7 @@ impl OpenCapture {
                 balance,
                 sender_cfg,
                 counters.clone(),
+                buffer,
             ));
             if let Some(listener) = metrics {
                 tokio::spawn(crate::metrics::serve(
@@ -159,6 +167,7 @@ struct ReaderInput {
     handle: Option<LiveCapture>,
     files: Vec<PathBuf>,
     pacing: Pacing,
+    pcap_out: Option<crate::RotatingPcap>,
 }
 
 /// Starts the thread that runs the pipeline over the input into `producer`; it returns the
@@ -178,8 +187,12 @@ fn spawn_reader(
                 mut handle,
                 files,
                 pacing,
+                pcap_out,
             } = input;
             let mut pipeline = Pipeline::new(config, counters);
+            if let Some(out) = pcap_out {
+                pipeline.write_pcap(out);
+            }
             let errors = match (&live, handle.as_mut()) {
                 (Some(opts), Some(cap)) => {
                     eprintln!(

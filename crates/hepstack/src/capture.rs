@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use agent::{AgentConfig, Balance, LiveOptions, Pacing};
 use anyhow::{bail, Context, Result};
@@ -103,6 +104,48 @@ pub struct CaptureArgs {
     /// Print the final counters as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Do not send SIP messages with this CSeq method (the requests and their responses);
+    /// comma-separated or repeated, e.g. OPTIONS,NOTIFY (heplify's -dim).
+    #[arg(long, value_name = "METHOD", value_delimiter = ',')]
+    pub discard_method: Vec<String>,
+    /// Do not send messages from or to this address or network (CIDR); comma-separated or
+    /// repeated (heplify's -diip).
+    #[arg(long, value_name = "IP[/BITS]", value_delimiter = ',')]
+    pub discard_ip: Vec<String>,
+
+    /// Also write every captured packet, as read, to pcap files in DIR (heplify's -wf).
+    #[arg(long, value_name = "DIR")]
+    pub write_pcap: Option<PathBuf>,
+    /// Start a new pcap file after this many seconds of capture time (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub pcap_rotate_secs: u64,
+    /// Start a new pcap file before one would grow past this many MiB (0: no limit).
+    #[arg(long, value_name = "MIB", default_value_t = 100)]
+    pub pcap_rotate_mib: u64,
+    /// Keep at most this many pcap files in DIR; the oldest are deleted.
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub pcap_keep: usize,
+
+    /// Keep HEP messages no collector can take in a disk buffer in DIR, sent in order once
+    /// one is back (heplify's -hep-buffer-activate / -hep-buffer-file).
+    #[arg(long, value_name = "DIR")]
+    pub buffer_dir: Option<PathBuf>,
+    /// Most disk the buffer may take, in MiB; beyond it messages are dropped (counted).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub buffer_max_mib: u64,
+}
+
+/// An address or CIDR network; a plain address is a /32 (IPv4) or /128 (IPv6).
+fn parse_net(text: &str) -> Result<ipnet::IpNet> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    match text.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(ipnet::IpNet::from(ip)),
+        Err(_) => bail!("--discard-ip {text:?} is not an address or CIDR network"),
+    }
 }
 
 fn host_name() -> String {
@@ -135,7 +178,50 @@ pub fn run(args: &CaptureArgs) -> Result<ExitCode> {
         rtcp_uncorrelated: args.rtcp_uncorrelated,
         dns: !args.no_dns,
         dedup_window_ms: args.dedup_window_ms,
+        discard_methods: args
+            .discard_method
+            .iter()
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect(),
+        discard_ips: args
+            .discard_ip
+            .iter()
+            .map(|t| parse_net(t))
+            .collect::<Result<Vec<_>>>()?,
         ..AgentConfig::default()
+    };
+    let pcap_out = match &args.write_pcap {
+        Some(dir) => Some(
+            agent::RotatingPcap::open(agent::PcapRotation {
+                dir: dir.clone(),
+                max_file_bytes: args.pcap_rotate_mib.saturating_mul(1024 * 1024),
+                max_file_age: Duration::from_secs(args.pcap_rotate_secs),
+                max_files: args.pcap_keep,
+            })
+            .with_context(|| format!("--write-pcap {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let buffer = match &args.buffer_dir {
+        Some(dir) => {
+            let spool_cfg = spool::SpoolConfig {
+                max_bytes: args.buffer_max_mib.saturating_mul(1024 * 1024),
+                segment_bytes: (args.buffer_max_mib.saturating_mul(1024 * 1024) / 8)
+                    .clamp(64 * 1024, 64 * 1024 * 1024),
+                ..spool::SpoolConfig::default()
+            };
+            let sp = spool::Spool::open(dir, spool_cfg)
+                .with_context(|| format!("--buffer-dir {}", dir.display()))?;
+            if !sp.is_empty() {
+                eprintln!(
+                    "hepstack: {} buffered entries from an earlier run will be sent first",
+                    sp.len()
+                );
+            }
+            Some(sp)
+        }
+        None => None,
     };
     let sender_cfg = SenderConfig {
         // Failing over quickly matters more than insisting on one collector; the agent's own
@@ -169,6 +255,8 @@ pub fn run(args: &CaptureArgs) -> Result<ExitCode> {
         files: args.read.clone(),
         pacing,
         queue: args.queue,
+        pcap_out,
+        buffer,
     }
     // Open the interface before anything else so a missing libpcap or permission fails fast.
     .open()?;

@@ -4,6 +4,7 @@
 mod capture;
 mod config;
 mod decode;
+mod import;
 mod relay;
 mod send;
 mod serve;
@@ -40,6 +41,10 @@ enum Command {
     /// Run the collector: HEP listeners (UDP, TCP, TLS), the ingest pipeline, the store (embedded
     /// SQLite by default), the HTTP API and the Prometheus metrics endpoint.
     Serve(serve::ServeArgs),
+    /// Copy messages between stores (embedded SQLite, PostgreSQL in the HOMER 7 layout — also
+    /// a `homer_data` written by heplify-server), resumably, with progress on stderr and a
+    /// final count checked against the source.
+    Import(import::ImportArgs),
     /// Run the HEP relay: receive HEP (UDP, TCP, TLS) and route it by rules to other
     /// collectors — by type, fan-out copies, consistent-hash balancing with failover, chunk
     /// rewriting; `--check FILE` validates a configuration. SIGHUP reloads it.
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(&args),
         Command::Send(args) => send::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Import(args) => import::run(&args),
         Command::Relay(args) => crate::relay::run(&args),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEFAULT_CONFIG_TOML);

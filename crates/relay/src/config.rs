@@ -115,6 +115,21 @@ pub struct GroupConfig {
     /// Send to the next member in the key's ranking when its first choice is down (default
     /// true). When false, packets for a down member wait in its queue (dropped when full).
     pub failover: Option<bool>,
+    /// With `key_header`: most B-leg links remembered (default 100000; 0 turns learning off).
+    /// A SIP message carrying both a Call-ID and `key_header` links that Call-ID (the B-leg)
+    /// to the header's value (the call), so the B-leg's RTCP, reports and logs — whose
+    /// correlation id is the B-leg's Call-ID — and its SIP without the header are hashed on
+    /// the call's key. When full, the least recently used link is evicted (counted).
+    pub leg_links: Option<usize>,
+    /// Seconds a B-leg link is kept without any packet of that leg (default 7200).
+    pub leg_link_idle_secs: Option<u64>,
+}
+
+impl GroupConfig {
+    /// Default of `leg_links`.
+    pub const DEFAULT_LEG_LINKS: usize = 100_000;
+    /// Default of `leg_link_idle_secs`.
+    pub const DEFAULT_LEG_LINK_IDLE_SECS: u64 = 7_200;
 }
 
 /// One rule: a match, then actions.

@@ -12,7 +12,9 @@
 //!   — the Call-ID for SIP (or a configured header such as `X-CID`), the HEP correlation id
 //!   (chunk 0x0011) for RTCP, logs and the rest — so a call, its RTCP and its logs reach the
 //!   same member. When that member is down the packet goes to the next member of the key's
-//!   ranking; a member leaving moves only its own calls.
+//!   ranking; a member leaving moves only its own calls. A group keyed by a SIP header
+//!   (`X-CID`) learns from the SIP that passes which call each B-leg Call-ID belongs to
+//!   (bounded, expiring, evictions counted) so the B-leg's reports and logs follow the call.
 //! * **Rules** (`[[rules]]`), in order: `match` (HEP type, capture id, node, source/destination
 //!   IP or CIDR and port, transport, HEP version, auth key, and SIP method/status — SIP is
 //!   only parsed for rules that ask for it), then `rewrite` (capture id, node name, auth key
@@ -35,6 +37,9 @@
 //! `hepstack_relay_queue_capacity`, `hepstack_relay_reconnects_total`,
 //! `hepstack_relay_connect_failures_total`, `hepstack_relay_destination_up`,
 //! `hepstack_relay_balanced_total{group,member}`, `hepstack_relay_failovers_total{group}`,
+//! `hepstack_relay_leg_links{group}`, `hepstack_relay_leg_links_learned_total{group}`,
+//! `hepstack_relay_leg_links_followed_total{group}`,
+//! `hepstack_relay_leg_links_evicted_total{group,reason}`,
 //! `hepstack_relay_reloads_total{result}`.
 
 #![warn(missing_docs)]
@@ -42,6 +47,7 @@
 mod config;
 mod destination;
 mod hash;
+mod legs;
 mod matcher;
 mod metrics;
 mod relay;

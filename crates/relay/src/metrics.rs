@@ -224,6 +224,54 @@ pub(crate) fn render(counters: &RelayCounters, router: &Router) -> String {
             g.failovers.load(Relaxed)
         );
     }
+    let linked: Vec<(&str, &crate::legs::LegLinks)> = router
+        .groups
+        .iter()
+        .filter_map(|g| Some((g.plan.name.as_str(), g.links.as_deref()?)))
+        .collect();
+    type LinkGauge = fn(&crate::legs::LegLinks) -> u64;
+    let per_group: [(&str, &str, &str, LinkGauge); 3] = [
+        (
+            "hepstack_relay_leg_links",
+            "gauge",
+            "B-leg Call-IDs currently linked to their call (groups with a key_header)",
+            |l| l.len() as u64,
+        ),
+        (
+            "hepstack_relay_leg_links_learned_total",
+            "counter",
+            "B-leg links learned from SIP carrying both the key header and a Call-ID",
+            |l| l.learned.load(Relaxed),
+        ),
+        (
+            "hepstack_relay_leg_links_followed_total",
+            "counter",
+            "packets of a B-leg (reports, logs, SIP without the key header) hashed on their call's key",
+            |l| l.followed.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, get) in per_group {
+        header(&mut out, name, kind, help);
+        for (g, l) in &linked {
+            let _ = writeln!(out, "{name}{{group=\"{}\"}} {}", esc(g), get(l));
+        }
+    }
+    header(
+        &mut out,
+        "hepstack_relay_leg_links_evicted_total",
+        "counter",
+        "B-leg links dropped: full (least recently used link pushed out by a new one), idle (unused for leg_link_idle_secs)",
+    );
+    for (g, l) in &linked {
+        for (reason, n) in [("full", &l.evicted_full), ("idle", &l.evicted_idle)] {
+            let _ = writeln!(
+                out,
+                "hepstack_relay_leg_links_evicted_total{{group=\"{}\",reason=\"{reason}\"}} {}",
+                esc(g),
+                n.load(Relaxed)
+            );
+        }
+    }
     header(
         &mut out,
         "hepstack_relay_reloads_total",

@@ -43,7 +43,7 @@ impl Relay {
     /// within an async context that forbids blocking (it only spawns threads).
     pub fn start(cfg: &RoutingConfig) -> Result<Arc<Relay>, RelayError> {
         let plan = Plan::compile(cfg)?;
-        let router = Router::start(plan, &Default::default())?;
+        let router = Router::start(plan, &Default::default(), &Default::default())?;
         Ok(Arc::new(Relay {
             router: RwLock::new(Arc::new(router)),
             counters: RelayCounters::default(),
@@ -66,7 +66,8 @@ impl Relay {
             .map_err(RelayError::from)
             .and_then(|plan| {
                 let old = self.current();
-                let router = Router::start(plan, &old.running())?;
+                let links = old.running_links(&plan);
+                let router = Router::start(plan, &old.running(), &links)?;
                 Ok((old, router))
             });
         let (old, router) = match result {
@@ -121,6 +122,30 @@ impl Relay {
             queue_depth: d.queue_depth(),
             healthy: s.is_healthy(),
         })
+    }
+
+    /// Every destination's counters added up: what the relay as a whole forwarded, dropped
+    /// and holds (`hepstack serve` reports HEP forwarding as the `forward` output with them).
+    pub fn totals(&self) -> DestinationStatus {
+        let router = self.current();
+        let mut t = DestinationStatus {
+            forwarded: 0,
+            dropped_queue_full: 0,
+            dropped_send: 0,
+            reconnects: 0,
+            queue_depth: 0,
+            healthy: true,
+        };
+        for d in &router.destinations {
+            let s = d.stats();
+            t.forwarded += s.forwarded.load(Relaxed);
+            t.dropped_queue_full += s.dropped_queue_full.load(Relaxed);
+            t.dropped_send += s.dropped_send.load(Relaxed);
+            t.reconnects += s.reconnects.load(Relaxed);
+            t.queue_depth += d.queue_depth();
+            t.healthy &= s.is_healthy();
+        }
+        t
     }
 
     /// Packets each member of `group` received so far, by member name.

@@ -7,15 +7,17 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ingest::{AuthKey, Transport};
 use sender::Target;
 
 use crate::config::{
-    ConfigError, DestinationConfig, RewriteConfig, RoutingConfig, MAX_DESTINATIONS,
+    ConfigError, DestinationConfig, GroupConfig, RewriteConfig, RoutingConfig, MAX_DESTINATIONS,
 };
 use crate::destination::{parse_target, Destination, Packet};
 use crate::hash::{Rendezvous, MAX_MEMBERS};
+use crate::legs::LegLinks;
 use crate::matcher::{Matcher, PacketCtx, SIP};
 use crate::metrics::RelayCounters;
 
@@ -38,6 +40,10 @@ pub(crate) struct PlannedGroup {
     pub(crate) members: Vec<usize>,
     pub(crate) key_header: Option<String>,
     pub(crate) failover: bool,
+    /// Most B-leg links remembered; 0 when the group learns none (no `key_header`, or off).
+    pub(crate) leg_links: usize,
+    /// How long an unused B-leg link is kept.
+    pub(crate) leg_link_idle: Duration,
 }
 
 /// A validated routing configuration; no thread or socket exists yet.
@@ -96,11 +102,21 @@ impl Plan {
                 }
                 members.push(i);
             }
+            let key_header = g.key_header.clone().filter(|h| !h.is_empty());
             group_index.insert(name.clone(), groups.len());
             groups.push(PlannedGroup {
                 name: name.clone(),
                 members,
-                key_header: g.key_header.clone().filter(|h| !h.is_empty()),
+                leg_links: if key_header.is_some() {
+                    g.leg_links.unwrap_or(GroupConfig::DEFAULT_LEG_LINKS)
+                } else {
+                    0
+                },
+                leg_link_idle: Duration::from_secs(
+                    g.leg_link_idle_secs
+                        .unwrap_or(GroupConfig::DEFAULT_LEG_LINK_IDLE_SECS),
+                ),
+                key_header,
                 failover: g.failover.unwrap_or(true),
             });
         }
@@ -184,6 +200,15 @@ impl Plan {
                     )),
                 if g.failover { "on" } else { "off" }
             );
+            if g.leg_links > 0 {
+                let _ = writeln!(
+                    out,
+                    "    B-leg links: up to {} kept {} s unused (reports and logs of a leg \
+                     follow its call)",
+                    g.leg_links,
+                    g.leg_link_idle.as_secs()
+                );
+            }
             for (n, s) in names.iter().zip(share) {
                 let _ = writeln!(out, "    {n}: {:.1} % of calls", s * 100.0);
             }
@@ -266,6 +291,8 @@ pub(crate) struct Group {
     pub(crate) picks: Vec<AtomicU64>,
     /// Packets sent to another member than their first choice because it was down.
     pub(crate) failovers: AtomicU64,
+    /// B-leg → call links (groups with a `key_header` only); kept across reloads.
+    pub(crate) links: Option<Arc<LegLinks>>,
 }
 
 /// A live rule.
@@ -295,10 +322,18 @@ impl std::fmt::Debug for Router {
 /// Destinations already running, by name, for reuse across a reload.
 pub(crate) type Running = BTreeMap<String, Arc<Destination>>;
 
+/// Leg link tables of the running groups, by group name, for reuse across a reload.
+pub(crate) type RunningLinks = BTreeMap<String, Arc<LegLinks>>;
+
 impl Router {
     /// Starts the plan's destinations, reusing those of `running` whose settings did not
-    /// change (their queues and connections survive a reload untouched).
-    pub(crate) fn start(plan: Plan, running: &Running) -> std::io::Result<Router> {
+    /// change (their queues and connections survive a reload untouched), and the leg links of
+    /// groups whose key and limits did not change.
+    pub(crate) fn start(
+        plan: Plan,
+        running: &Running,
+        links: &RunningLinks,
+    ) -> std::io::Result<Router> {
         let mut destinations = Vec::new();
         for (name, cfg, target) in &plan.destinations {
             match running.get(name) {
@@ -311,10 +346,15 @@ impl Router {
             .into_iter()
             .map(|g| {
                 let names: Vec<&str> = g.members.iter().map(|&i| destinations[i].name()).collect();
+                let links = (g.leg_links > 0).then(|| match links.get(&g.name) {
+                    Some(l) if l.has_limits(g.leg_links, g.leg_link_idle) => l.clone(),
+                    _ => Arc::new(LegLinks::new(g.leg_links, g.leg_link_idle)),
+                });
                 Group {
                     hrw: Rendezvous::new(&names),
                     picks: g.members.iter().map(|_| AtomicU64::new(0)).collect(),
                     failovers: AtomicU64::new(0),
+                    links,
                     plan: g,
                 }
             })
@@ -351,6 +391,20 @@ impl Router {
         self.destinations
             .iter()
             .map(|d| (d.name().to_string(), d.clone()))
+            .collect()
+    }
+
+    /// The leg link tables by group name. A reload keeps a table only for a group whose key
+    /// header is unchanged (links learned from another header would be wrong).
+    pub(crate) fn running_links(&self, next: &Plan) -> RunningLinks {
+        self.groups
+            .iter()
+            .filter(|g| {
+                next.groups
+                    .iter()
+                    .any(|n| n.name == g.plan.name && n.key_header == g.plan.key_header)
+            })
+            .filter_map(|g| Some((g.plan.name.clone(), g.links.clone()?)))
             .collect()
     }
 
@@ -472,13 +526,30 @@ impl Router {
 }
 
 /// The balancing key: for SIP the group's header (if set and present) else the Call-ID; for
-/// everything else (and SIP without those) the correlation id as it will be sent.
+/// everything else (and SIP without those) the correlation id as it will be sent. A Call-ID or
+/// correlation id that is a linked B-leg gives way to its call's key; SIP carrying both the
+/// header and a Call-ID teaches the link.
 fn balance_key(group: &Group, ctx: &mut PacketCtx<'_>, out: &Outgoing<'_>) -> Option<Vec<u8>> {
+    let links = group.links.as_deref();
+    let follow = |id: &[u8]| {
+        links
+            .and_then(|l| l.resolve(id, Instant::now()))
+            .unwrap_or_else(|| id.to_vec())
+    };
     if ctx.packet.proto_type == Some(SIP) {
         if let Some(sip) = ctx.sip() {
             let from_header = group.plan.key_header.as_deref().and_then(|h| sip.header(h));
-            if let Some(k) = from_header.or_else(|| sip.call_id()) {
-                return Some(k.to_vec());
+            let call_id = sip.call_id();
+            match (from_header, call_id) {
+                (Some(key), Some(leg)) => {
+                    if let Some(l) = links {
+                        l.learn(leg, key, Instant::now());
+                    }
+                    return Some(key.to_vec());
+                }
+                (Some(key), None) => return Some(key.to_vec()),
+                (None, Some(leg)) => return Some(follow(leg)),
+                (None, None) => {}
             }
         }
     }
@@ -486,7 +557,7 @@ fn balance_key(group: &Group, ctx: &mut PacketCtx<'_>, out: &Outgoing<'_>) -> Op
         Some(m) => m.correlation_id.as_deref(),
         None => ctx.packet.correlation_id,
     };
-    correlation.filter(|c| !c.is_empty()).map(<[u8]>::to_vec)
+    correlation.filter(|c| !c.is_empty()).map(follow)
 }
 
 /// Key of a packet without Call-ID or correlation id: its address pair, ordered so that both

@@ -303,6 +303,29 @@ fn log_line(call_id: &str) -> Vec<u8> {
     correlated(100, call_id, format!("call {call_id} answered").as_bytes())
 }
 
+/// Three UDP sinks `c1`..`c3` as the group `collectors` (with `group_extra` lines), which
+/// every packet is balanced over.
+fn three_collectors(sinks: &[UdpSink], group_extra: &str) -> String {
+    format!(
+        r#"
+        [destinations.c1]
+        url = "{}"
+        [destinations.c2]
+        url = "{}"
+        [destinations.c3]
+        url = "{}"
+        [groups.collectors]
+        members = ["c1", "c2", "c3"]
+        {group_extra}
+        [[rules]]
+        balance = "collectors"
+        "#,
+        sinks[0].url(),
+        sinks[1].url(),
+        sinks[2].url()
+    )
+}
+
 /// The key a relayed packet was balanced on: Call-ID for SIP, correlation id otherwise.
 fn key_of(wire: &[u8]) -> String {
     let p = hep::decode(wire).expect("relayed packets decode");
@@ -388,23 +411,7 @@ fn fans_out_identical_copies() {
 #[test]
 fn hashing_keeps_each_call_on_one_member_and_reports_the_share() {
     let sinks: Vec<UdpSink> = (0..3).map(|_| UdpSink::start()).collect();
-    let h = Harness::start(&routing(&format!(
-        r#"
-        [destinations.c1]
-        url = "{}"
-        [destinations.c2]
-        url = "{}"
-        [destinations.c3]
-        url = "{}"
-        [groups.collectors]
-        members = ["c1", "c2", "c3"]
-        [[rules]]
-        balance = "collectors"
-        "#,
-        sinks[0].url(),
-        sinks[1].url(),
-        sinks[2].url()
-    )));
+    let h = Harness::start(&routing(&three_collectors(&sinks, "")));
     let calls = 300;
     let mut wires = Vec::new();
     for i in 0..calls {
@@ -850,4 +857,167 @@ match = { hep_type = [1] }"#,
         assert!(err.contains(needle), "{err:?} should mention {needle:?}");
     }
     assert!(toml::from_str::<RoutingConfig>("[[rules]]\nfoward = [\"a\"]").is_err());
+}
+
+/// A request or response of a B2BUA leg: `call_id` is the leg's own Call-ID, `extra` more
+/// header lines.
+fn sip_message(start_line: &str, call_id: &str, cseq: &str, extra: &str) -> Vec<u8> {
+    let text = format!(
+        "{start_line}\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK{call_id}{cseq}\r\nFrom: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>;tag=b\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n{extra}Content-Length: 0\r\n\r\n"
+    );
+    base(1, text.as_bytes()).encode_to_vec().expect("encode")
+}
+
+#[test]
+fn b2bua_b_leg_reports_and_logs_land_with_their_call() {
+    let sinks: Vec<UdpSink> = (0..3).map(|_| UdpSink::start()).collect();
+    let names = ["c1", "c2", "c3"];
+    let hrw = relay::Rendezvous::new(&names);
+    // Five calls whose B-leg Call-ID, hashed on its own, would go to another member than its
+    // call: without the learned links every B-leg report below lands elsewhere.
+    let mut calls = Vec::new();
+    let mut n = 0u32;
+    while calls.len() < 5 {
+        let a = format!("a-leg-{n}@10.0.0.1");
+        let b = format!("b2b-{n}-{}@10.0.0.2", n * 7919);
+        if hrw.first(a.as_bytes()) != hrw.first(b.as_bytes()) {
+            calls.push((a, b));
+        }
+        n += 1;
+    }
+    let config = three_collectors(&sinks, r#"key_header = "X-CID""#);
+    let h = Harness::start(&routing(&config));
+    // The call set-up: the A-leg INVITE and the B2BUA's B-leg INVITE carrying X-CID.
+    let mut setup = Vec::new();
+    for (a, b) in &calls {
+        setup.push(sip_message(
+            "INVITE sip:b2bua@example.com SIP/2.0",
+            a,
+            "1 INVITE",
+            "",
+        ));
+        setup.push(sip_message(
+            "INVITE sip:bob@example.com SIP/2.0",
+            b,
+            "1 INVITE",
+            &format!("X-CID: {a}\r\n"),
+        ));
+    }
+    h.send_all(&setup);
+    h.wait_received(setup.len() as u64);
+    // The rest of each call: the far end's answer on the B-leg (no X-CID: it is not echoed),
+    // both legs' RTCP, the B-leg's QoS report and log line, and the B-leg BYE without X-CID.
+    let mut rest = Vec::new();
+    for (a, b) in &calls {
+        rest.push(sip_message("SIP/2.0 200 OK", b, "1 INVITE", ""));
+        rest.push(sip_message("SIP/2.0 200 OK", a, "1 INVITE", ""));
+        rest.push(rtcp(a));
+        rest.push(rtcp(b));
+        rest.push(correlated(34, b, br#"{"mos":4.2}"#));
+        rest.push(log_line(b));
+        rest.push(sip_message(
+            "BYE sip:bob@example.com SIP/2.0",
+            b,
+            "2 BYE",
+            "",
+        ));
+    }
+    h.send_all(&rest);
+    let total = setup.len() + rest.len();
+    h.wait_received(total as u64);
+    wait_until("every packet relayed", || {
+        sinks.iter().map(UdpSink::count).sum::<usize>() == total
+    });
+    let member_of_call: BTreeMap<&str, usize> = calls
+        .iter()
+        .map(|(a, _)| (a.as_str(), hrw.first(a.as_bytes()).expect("member")))
+        .collect();
+    let call_of_leg: BTreeMap<String, &str> = calls
+        .iter()
+        .flat_map(|(a, b)| [(a.clone(), a.as_str()), (b.clone(), a.as_str())])
+        .collect();
+    let mut b_leg_packets = 0;
+    for (i, sink) in sinks.iter().enumerate() {
+        for p in sink.packets() {
+            let id = key_of(&p);
+            let call = call_of_leg[&id];
+            assert_eq!(
+                member_of_call[call], i,
+                "a packet of leg {id} (call {call}) landed on {}, the call is on {}",
+                names[i], names[member_of_call[call]]
+            );
+            if id != call {
+                b_leg_packets += 1;
+            }
+        }
+    }
+    assert_eq!(b_leg_packets, 6 * calls.len());
+    let metrics = h.relay.render_metrics();
+    assert!(
+        metrics.contains("hepstack_relay_leg_links{group=\"collectors\"} 5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hepstack_relay_leg_links_learned_total{group=\"collectors\"} 5"));
+    // The B-leg's 200, RTCP, report, log and BYE went through a link.
+    assert!(metrics.contains("hepstack_relay_leg_links_followed_total{group=\"collectors\"} 25"));
+    assert!(metrics.contains(
+        "hepstack_relay_leg_links_evicted_total{group=\"collectors\",reason=\"full\"} 0"
+    ));
+
+    // A reload keeping the group keeps what it learned: a late report still follows its call.
+    h.relay.reload(&routing(&config)).expect("reload");
+    let before: Vec<usize> = sinks.iter().map(UdpSink::count).collect();
+    let late: Vec<Vec<u8>> = calls.iter().map(|(_, b)| rtcp(b)).collect();
+    h.send_all(&late);
+    wait_until("late reports relayed", || {
+        sinks.iter().map(UdpSink::count).sum::<usize>() == total + late.len()
+    });
+    for (i, sink) in sinks.iter().enumerate() {
+        for p in &sink.packets()[before[i]..] {
+            let call = call_of_leg[&key_of(p)];
+            assert_eq!(
+                member_of_call[call], i,
+                "late report of {call} after reload"
+            );
+        }
+    }
+}
+
+#[test]
+fn leg_links_are_bounded_and_evictions_counted() {
+    let sink = UdpSink::start();
+    let h = Harness::start(&routing(&format!(
+        r#"
+        [destinations.c1]
+        url = "{}"
+        [groups.g]
+        members = ["c1"]
+        key_header = "X-CID"
+        leg_links = 32
+        [[rules]]
+        balance = "g"
+        "#,
+        sink.url()
+    )));
+    let wires: Vec<Vec<u8>> = (0..500)
+        .map(|i| {
+            sip_message(
+                "INVITE sip:bob@example.com SIP/2.0",
+                &format!("b-{i}"),
+                "1 INVITE",
+                &format!("X-CID: a-{i}\r\n"),
+            )
+        })
+        .collect();
+    h.send_all(&wires);
+    h.wait_received(500);
+    let metrics = h.relay.render_metrics();
+    assert!(
+        metrics.contains("hepstack_relay_leg_links{group=\"g\"} 32"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hepstack_relay_leg_links_learned_total{group=\"g\"} 500"));
+    assert!(
+        metrics.contains("hepstack_relay_leg_links_evicted_total{group=\"g\",reason=\"full\"} 468")
+    );
 }

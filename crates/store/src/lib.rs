@@ -20,6 +20,7 @@ mod calls;
 mod model;
 pub mod postgres;
 pub mod sqlite;
+pub mod transfer;
 
 pub use self::postgres::{PgConfig, PgStore};
 pub use compact_str::CompactString;

@@ -50,6 +50,7 @@ mod dictionary;
 mod partition;
 mod query;
 mod row_insert;
+mod scan;
 mod schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -70,7 +71,7 @@ use schema::{PartitionWriter, PreparedRow};
 
 use crate::{
     BatchOutcome, CallSummary, MessageFilter, Page, Profile, Record, RecordHint, RetentionReport,
-    Store, StoreError, StoreStats, StoredMessage, User,
+    ScanPage, ScanRequest, Store, StoreError, StoreStats, StoredMessage, User,
 };
 
 /// Name of the catalog database in the data directory.
@@ -742,6 +743,10 @@ impl Store for SqliteStore {
             Some(e) if outcome.stored == 0 => Err(StoreError::Unavailable(e)),
             _ => Ok(outcome),
         }
+    }
+
+    fn scan(&self, request: &ScanRequest) -> Result<ScanPage, StoreError> {
+        self.scan_window(request)
     }
 
     fn messages(&self, filter: &MessageFilter) -> Result<Page<StoredMessage>, StoreError> {
