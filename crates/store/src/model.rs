@@ -175,9 +175,16 @@ pub struct StoredMessage {
 /// Search filter for messages and calls. Every set field must match (AND); empty means any.
 ///
 /// Wildcards: in `call_ids`, `from_user`, `to_user`, `ruri_user`, `any_user`, `user_agent`,
-/// `method`, `node` and `correlation_id`, a `*` matches any run of characters (also none); a
-/// value without `*` is an exact match (and uses the backend's index). There is no escape:
-/// a literal `*` cannot be searched for in those fields. [`MessageFilter::matches`] is the
+/// `method`, `status`, `final_status`, `node` and `correlation_id`, a `*` matches any run of
+/// characters (also none); a value without `*` is an exact match (and uses the backend's
+/// index). There is no escape: a literal `*` cannot be searched for in those fields.
+///
+/// Case: the text people type matches ASCII case-insensitively: methods always, the User-Agent
+/// always, and the users (`from_user`, `to_user`, `ruri_user`, `any_user`) when the value is a
+/// `*` pattern (an exact user stays exact so that it uses the index; SIP users are mostly
+/// digits). Call-IDs, correlation ids and node names are identifiers and match as given.
+///
+/// [`MessageFilter::matches`] (and [`MessageFilter::final_status_matches`] for calls) is the
 /// reference semantics every backend follows.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageFilter {
@@ -199,8 +206,21 @@ pub struct MessageFilter {
     pub src_ip: Option<IpAddr>,
     /// Destination IP.
     pub dst_ip: Option<IpAddr>,
-    /// SIP method or status code as text (HOMER's `method` key), case-insensitive for methods.
-    pub method: Option<String>,
+    /// Any of these SIP methods or status codes as text (HOMER's `method` key: a request's
+    /// method, a reply's code), case-insensitive. With [`MessageFilter::status`] also set, they
+    /// name the method a reply answers (its CSeq method): `INVITE` + `486` finds the 486
+    /// replies to INVITEs.
+    #[serde(default)]
+    pub method: Vec<String>,
+    /// Any of these reply status codes (`486`, `4*`); requests never match.
+    #[serde(default)]
+    pub status: Vec<String>,
+    /// Calls only: any of these patterns matches the call's final status
+    /// ([`CallSummary::status`]: `4*` lists the calls that ended with a 4xx, not a REGISTER
+    /// that was challenged with 401 and then accepted). A call without a final reply has none
+    /// and does not match. Ignored by [`Store::messages`].
+    #[serde(default)]
+    pub final_status: Vec<String>,
     /// Node name.
     pub node: Option<String>,
     /// HEP proto type.
@@ -294,6 +314,17 @@ pub fn wildcard_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
     true
 }
 
+/// Whether a user filter value matches case-insensitively: when it is a `*` pattern.
+pub fn user_ignores_case(pattern: Option<&str>) -> bool {
+    pattern.is_some_and(has_wildcard)
+}
+
+fn any_code_matches(patterns: &[String], code: u16) -> bool {
+    let mut digits = itoa::Buffer::new();
+    let code = digits.format(code);
+    patterns.iter().any(|p| wildcard_match(p, code, false))
+}
+
 fn text_matches(pattern: &Option<String>, value: Option<&str>, ignore_case: bool) -> bool {
     match pattern {
         None => true,
@@ -331,6 +362,13 @@ fn json_path_text(doc: &serde_json::Value, path: &str) -> Option<String> {
 }
 
 impl MessageFilter {
+    /// Whether a call whose final status is `status` ([`CallSummary::status`]) passes
+    /// [`MessageFilter::final_status`] (always when it is empty).
+    pub fn final_status_matches(&self, status: Option<u16>) -> bool {
+        self.final_status.is_empty()
+            || status.is_some_and(|s| any_code_matches(&self.final_status, s))
+    }
+
     /// Whether `record` matches every set condition (time bounds, `limit` and `cursor` are
     /// not conditions on a record and are ignored unless `with_time` asks for the bounds).
     /// This is the reference semantics of the filter; the live tail applies it in memory.
@@ -351,18 +389,32 @@ impl MessageFilter {
         }
         let sip = r.sip.as_ref();
         let field = |f: fn(&SipFields) -> &Option<CompactString>| sip.and_then(|s| f(s).as_deref());
-        if !text_matches(&self.from_user, field(|s| &s.from_user), false)
-            || !text_matches(&self.to_user, field(|s| &s.to_user), false)
-            || !text_matches(&self.ruri_user, field(|s| &s.ruri_user), false)
+        let user = |p: &Option<String>, v| text_matches(p, v, user_ignores_case(p.as_deref()));
+        if !user(&self.from_user, field(|s| &s.from_user))
+            || !user(&self.to_user, field(|s| &s.to_user))
+            || !user(&self.ruri_user, field(|s| &s.ruri_user))
             || !text_matches(&self.node, r.node.as_deref(), false)
             || !text_matches(&self.correlation_id, r.correlation_id.as_deref(), false)
-            || !text_matches(
-                &self.method,
-                sip.map(|s| s.method.as_str()).filter(|m| !m.is_empty()),
-                true,
-            )
         {
             return false;
+        }
+        if !self.status.is_empty() {
+            let code = sip.filter(|s| !s.is_request).and_then(|s| s.status);
+            if !code.is_some_and(|c| any_code_matches(&self.status, c)) {
+                return false;
+            }
+        }
+        if !self.method.is_empty() {
+            // With `status`, the method a reply answers; else HOMER's method key.
+            let key = if self.status.is_empty() {
+                sip.map(|s| s.method.as_str())
+            } else {
+                field(|s| &s.cseq_method)
+            };
+            let key = key.filter(|m| !m.is_empty());
+            if !key.is_some_and(|k| self.method.iter().any(|p| wildcard_match(p, k, true))) {
+                return false;
+            }
         }
         if let Some(p) = &self.any_user {
             let users = [
@@ -370,10 +422,11 @@ impl MessageFilter {
                 field(|s| &s.to_user),
                 field(|s| &s.ruri_user),
             ];
+            let ignore_case = user_ignores_case(Some(p));
             if !users
                 .into_iter()
                 .flatten()
-                .any(|u| wildcard_match(p, u, false))
+                .any(|u| wildcard_match(p, u, ignore_case))
             {
                 return false;
             }
@@ -383,7 +436,7 @@ impl MessageFilter {
             if !agents
                 .into_iter()
                 .flatten()
-                .any(|u| wildcard_match(p, u, false))
+                .any(|u| wildcard_match(p, u, true))
             {
                 return false;
             }
@@ -529,6 +582,74 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// A place in a store's scan order: records are read in ascending `(time_us, id)`, where `id`
+/// is the backend's [`StoredMessage::id`] (unique together with `time_us`). Positions are
+/// plain values, not opaque cursors, so that a copy can checkpoint them in a file and resume
+/// against the same source later, and so that it can tell whether a page ended between two
+/// records of the same instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ScanPosition {
+    /// Capture time of the record, µs since the epoch.
+    pub time_us: i64,
+    /// The record's [`StoredMessage::id`]; `i64::MIN` stands before every record of that
+    /// instant and `i64::MAX` after every one.
+    pub id: i64,
+}
+
+impl ScanPosition {
+    /// The position of a record read back from the store.
+    pub fn of(m: &StoredMessage) -> ScanPosition {
+        ScanPosition {
+            time_us: m.record.time_us,
+            id: m.id,
+        }
+    }
+
+    /// The position before every record of instant `time_us`.
+    pub fn before(time_us: i64) -> ScanPosition {
+        ScanPosition {
+            time_us,
+            id: i64::MIN,
+        }
+    }
+
+    /// Whether the record at (`time_us`, `id`) comes after this position.
+    pub fn is_before(&self, time_us: i64, id: i64) -> bool {
+        (self.time_us, self.id) < (time_us, id)
+    }
+}
+
+/// What [`Store::scan`] reads: the records of a time window after a position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScanRequest {
+    /// Lower time bound, µs, inclusive; None: from the oldest record.
+    pub from_us: Option<i64>,
+    /// Upper time bound, µs, exclusive; None: to the newest record.
+    pub to_us: Option<i64>,
+    /// Only records whose position is after this one; None: from the start of the window.
+    pub after: Option<ScanPosition>,
+    /// At most this many records (at least 1 is asked for; backends may cap it at
+    /// [`MAX_SCAN`]).
+    pub limit: usize,
+}
+
+/// Largest [`ScanRequest::limit`] a backend has to honour.
+pub const MAX_SCAN: usize = 100_000;
+
+/// One page of [`Store::scan`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScanPage {
+    /// Records in ascending `(time_us, id)`, every one after the request's `after`.
+    pub items: Vec<StoredMessage>,
+    /// Where the next call continues (its `after`); None when the window holds nothing more.
+    /// The contract that makes a scan resumable: **every record of the window whose position
+    /// lies after the request's `after` and at or before `next` is in `items`**. `next` is
+    /// the last item's position when the page is full, and may lie beyond it (e.g.
+    /// `ScanPosition::before(t)` once a backend knows that nothing more precedes `t`); a page
+    /// may be empty with `next` set when a backend skipped an empty stretch of the window.
+    pub next: Option<ScanPosition>,
+}
+
 /// A storage backend. Implementations are shared between the writer threads and the HTTP
 /// server, hence `Send + Sync`; every method may block.
 pub trait Store: Send + Sync {
@@ -577,6 +698,14 @@ pub trait Store: Send + Sync {
         from_us: Option<i64>,
         to_us: Option<i64>,
     ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Reads the records of a time window in ascending `(time_us, id)`, a page at a time,
+    /// after a position: the streaming read behind `hepstack import` (see [`ScanPage`] for
+    /// the contract a backend must keep). The read is stable: while the window is not
+    /// written to, the same request returns the same page, so a copy can resume from a
+    /// checkpointed position. Backends serve it from their time index without counting or
+    /// sorting the whole window: a page costs about its own size.
+    fn scan(&self, request: &ScanRequest) -> Result<ScanPage, StoreError>;
 
     /// Drops partitions past their retention and, when over the size limit, the oldest ones.
     fn enforce_retention(&self, now_us: i64) -> Result<RetentionReport, StoreError>;
