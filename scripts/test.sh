@@ -135,6 +135,9 @@ stage_postgres() {
   fi
 }
 
+# ClickHouse: single node + 2x2 cluster + ZooKeeper for the ClickHouse store's tests.
+stage_clickhouse() { "$root/scripts/clickhouse.sh"; }
+
 stage_samples() {
   if [ -f "$HEPSTACK_SAMPLES/README.md" ]; then
     echo "samples: $HEPSTACK_SAMPLES"
@@ -235,6 +238,7 @@ main() {
   if [ "$mode" = full ]; then
     run_stage packages stage_packages
     run_stage postgres stage_postgres
+    run_stage clickhouse stage_clickhouse
     run_stage samples stage_samples
     run_stage fmt stage_fmt
     run_stage clippy stage_clippy

@@ -72,12 +72,15 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     /// `sqlite` for the embedded store under `data_dir` (the default), or a
-    /// `postgres://user@host/db` URL for PostgreSQL in the HOMER 7 schema.
+    /// `postgres://user@host/db` URL for PostgreSQL in the HOMER 7 schema, or a
+    /// `clickhouse://user:password@host:8123/db[?cluster=NAME]` URL for ClickHouse.
     pub url: String,
     /// Embedded SQLite store settings (partitions, retention, compression).
     pub sqlite: store::sqlite::SqliteConfig,
     /// PostgreSQL settings (HOMER 7 layout), used when `url` is a postgres:// URL.
     pub postgres: store::postgres::PgConfig,
+    /// ClickHouse settings, used when `url` is a clickhouse:// (or clickhouses://) URL.
+    pub clickhouse: store::clickhouse::ChConfig,
 }
 
 impl Default for StoreSection {
@@ -86,6 +89,7 @@ impl Default for StoreSection {
             url: "sqlite".into(),
             sqlite: store::sqlite::SqliteConfig::default(),
             postgres: store::postgres::PgConfig::default(),
+            clickhouse: store::clickhouse::ChConfig::default(),
         }
     }
 }
@@ -323,8 +327,12 @@ impl Config {
             }
         }
         let url = self.store.url.as_str();
-        if url != "sqlite" && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-            bail!("store.url = {url:?}: expected \"sqlite\" or a postgres:// URL");
+        if url != "sqlite"
+            && !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+            && !is_clickhouse_url(url)
+        {
+            bail!("store.url = {url:?}: expected \"sqlite\", a postgres:// or a clickhouse:// URL");
         }
         self.kpi.validate().context("[kpi]")?;
         relay::Plan::compile(&self.forward).context("[forward]")?;
@@ -382,6 +390,13 @@ fn parse_env_value(raw: &str) -> toml::Value {
             .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.into()),
     }
+}
+
+/// Whether a store URL names ClickHouse (`clickhouse://`, `clickhouses://`, `http(s)://`).
+pub fn is_clickhouse_url(url: &str) -> bool {
+    ["clickhouse://", "clickhouses://", "http://", "https://"]
+        .iter()
+        .any(|p| url.starts_with(p))
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ fn watch_signals(stop: Arc<AtomicBool>) {
 pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     crate::serve::init_logging(&crate::config::LogSection {
         level: "warn".into(),
-        ..Default::default()
+        ..crate::config::LogSection::default()
     });
     let from_us = parse_time("from-time", args.from_time.as_deref())?;
     let to_us = parse_time("to-time", args.to_time.as_deref())?;

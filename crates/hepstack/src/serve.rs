@@ -56,7 +56,8 @@ pub struct ServeArgs {
     /// Data directory (store partitions, spool). Default ./hepstack-data.
     #[arg(long, env = "HEPSTACK_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Store: `sqlite` (embedded, default) or postgres://user@host/db.
+    /// Store: `sqlite` (embedded, default), postgres://user@host/db or
+    /// clickhouse://user:password@host:8123/db[?cluster=NAME] (clickhouses:// for TLS).
     #[arg(long, env = "HEPSTACK_STORE", value_name = "URL")]
     pub store: Option<String>,
     /// Log filter (log.level; `RUST_LOG` overrides it). Default info.
@@ -132,6 +133,16 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>> {
                 config.store_dir().display()
             )
         })?;
+        return Ok(Arc::new(store));
+    }
+    if config::is_clickhouse_url(&config.store.url) {
+        let clickhouse = store::clickhouse::ChConfig {
+            url: config.store.url.clone(),
+            ..config.store.clickhouse.clone()
+        };
+        let store =
+            store::clickhouse::ChStore::open(clickhouse).context("opening the ClickHouse store")?;
+        tracing::info!(target = store.target(), "storing in ClickHouse");
         return Ok(Arc::new(store));
     }
     let postgres = store::postgres::PgConfig {

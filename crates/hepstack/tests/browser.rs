@@ -162,6 +162,18 @@ impl Browser {
         }
     }
 
+    /// Fills search fields (`#f-<name>`), searches and waits for the result total `total`.
+    fn search_for(&self, fields: &[(&str, &str)], total: &str) {
+        for (name, value) in fields {
+            self.type_into(&format!("#f-{name}"), value);
+        }
+        self.click("#search-submit");
+        self.wait_for(
+            &format!("{total} for {fields:?}"),
+            &format!("document.querySelector('#result-total').textContent === '{total}'"),
+        );
+    }
+
     fn click(&self, css: &str) {
         let id = self.find(css);
         self.post(&format!("/element/{id}/click"), json!({}));
@@ -243,6 +255,26 @@ impl Browser {
     fn quit(&self) {
         let _ = ureq::delete(&self.url).call();
     }
+
+    /// Ends the session, fails on script errors in the browser, and with
+    /// `HEPSTACK_UPDATE_SCREENSHOTS=1` copies the test's screenshots `names` to
+    /// `docs/screenshots/`.
+    fn finish(&self, shots: &Path, names: &[&str]) {
+        let errors = self.script_errors();
+        self.quit();
+        assert!(
+            errors.is_empty(),
+            "script errors in the browser: {errors:#?}"
+        );
+        if std::env::var("HEPSTACK_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+            let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+            std::fs::create_dir_all(&docs).expect("docs/screenshots");
+            for name in names {
+                let file = format!("{name}.png");
+                std::fs::copy(shots.join(&file), docs.join(&file)).expect("copy screenshot");
+            }
+        }
+    }
 }
 
 fn peers_present() -> bool {
@@ -288,21 +320,29 @@ fn pcap_payloads(bytes: &[u8]) -> Vec<(Vec<u8>, Option<u16>, Option<u16>)> {
     out
 }
 
-#[test]
-fn the_ui_logs_in_searches_shows_every_leg_with_rtcp_and_exports_a_pcap() {
+/// The screenshot folder, a data folder and `hepstack serve` on it with B-legs tied to their
+/// A-leg by the Call-ID in `X-CID` (as the synthetic traffic and the crafted calls carry it);
+/// `None` when the browser is not installed.
+fn setup() -> Option<(PathBuf, tempfile::TempDir, Server)> {
     if !peers_present() {
-        return;
+        return None;
     }
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-
     let data = tempfile::tempdir().expect("tmp");
-    // Synthetic B-legs carry their A-leg's Call-ID in X-CID.
     let env = [(
         "HEPSTACK_HEP__PIPELINE__ALEG_HEADERS",
         r#"[{ header = "X-CID" }]"#,
     )];
-    let mut server = Server::start(data.path(), &[], &env);
+    let server = Server::start(data.path(), &[], &env);
+    Some((shots, data, server))
+}
+
+#[test]
+fn the_ui_logs_in_searches_shows_every_leg_with_rtcp_and_exports_a_pcap() {
+    let Some((shots, _data, mut server)) = setup() else {
+        return;
+    };
     let udp = format!("udp://{}", server.addr("hep-udp"));
     let tcp = format!("tcp://{}", server.addr("hep-tcp"));
     for dir in ["kamailio-hep3-udp", "rtpengine-hep3-rtcp"] {
@@ -575,20 +615,613 @@ fn the_ui_logs_in_searches_shows_every_leg_with_rtcp_and_exports_a_pcap() {
     browser.click("#logout");
     browser.wait_for("login form", "document.querySelector('#login-form')");
 
-    let errors = browser.script_errors();
-    browser.quit();
-    assert!(
-        errors.is_empty(),
-        "script errors in the browser: {errors:#?}"
+    browser.finish(
+        &shots,
+        &[
+            "01-login",
+            "02-search-calls",
+            "03-search-messages",
+            "04-call-flow",
+            "05-call-qos",
+            "06-admin-users",
+            "07-live-tail",
+            "08-dashboard",
+            "09-call-flow-light",
+        ],
     );
+    assert!(server.stop().success());
+}
 
-    if std::env::var("HEPSTACK_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
-        std::fs::create_dir_all(&docs).expect("docs/screenshots");
-        for entry in std::fs::read_dir(&shots).expect("shots") {
-            let p = entry.expect("entry").path();
-            std::fs::copy(&p, docs.join(p.file_name().expect("name"))).expect("copy screenshot");
+/// Sends crafted HEP packets to the collector's UDP listener.
+struct HepSender {
+    socket: std::net::UdpSocket,
+    to: std::net::SocketAddr,
+    sent: u64,
+}
+
+impl HepSender {
+    fn new(to: std::net::SocketAddr) -> HepSender {
+        HepSender {
+            socket: std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket"),
+            to,
+            sent: 0,
         }
     }
+
+    /// One packet: HEP type `proto_type` from `src` to `dst` at `time_us`.
+    fn send(
+        &mut self,
+        time_us: i64,
+        src: (&str, u16),
+        dst: (&str, u16),
+        proto_type: u8,
+        correlation: Option<&str>,
+        payload: &str,
+    ) {
+        let m = hep::HepMessage {
+            ip_family: Some(2),
+            ip_proto: Some(17),
+            src_ip: Some(src.0.parse().expect("src ip")),
+            dst_ip: Some(dst.0.parse().expect("dst ip")),
+            src_port: Some(src.1),
+            dst_port: Some(dst.1),
+            ts_sec: u32::try_from(time_us / 1_000_000).ok(),
+            ts_usec: u32::try_from(time_us % 1_000_000).ok(),
+            proto_type: Some(proto_type),
+            capture_id: Some(31),
+            payload: Some(payload.as_bytes().to_vec()),
+            correlation_id: correlation.map(|c| c.as_bytes().to_vec()),
+            ..hep::HepMessage::default()
+        };
+        let bytes = m.encode_to_vec().expect("encode HEP");
+        self.socket.send_to(&bytes, self.to).expect("send HEP");
+        self.sent += 1;
+        // Loopback UDP: a short pause keeps the collector's socket buffer from overflowing.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    /// A SIP message with the dialog headers filled in, extra headers and a body (`extra` then
+    /// names its Content-Type).
+    #[allow(clippy::too_many_arguments)]
+    fn sip(
+        &mut self,
+        time_us: i64,
+        src: (&str, u16),
+        dst: (&str, u16),
+        start: &str,
+        call_id: &str,
+        cseq: &str,
+        extra: &str,
+        body: &str,
+    ) {
+        let raw = format!(
+            "{start}\r\nVia: SIP/2.0/UDP {}:{};branch=z9hG4bK-{}-{}\r\nFrom: <sip:alice@example.com>;tag=a31\r\n\
+             To: <sip:bob@example.com>\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            src.0,
+            src.1,
+            call_id.replace('@', "-"),
+            cseq.replace(' ', "-"),
+            body.len(),
+        );
+        self.send(time_us, src, dst, 1, None, &raw);
+    }
+}
+
+/// Issue 31: method/status lists and the final status in the search form, a Call-ID outside
+/// the time range offers its flow, reason phrases stay between their lifelines, a hidden
+/// B-leg gives its host columns back, RTCP whose SSRC changes stays one stream with the change
+/// marked, distinct chart ticks, unbroken legend entries, plurals, and the exports of a call
+/// without SIP (PCAP: 422) and of two legs (SVG: leg marks, the UI's colours).
+#[test]
+fn the_ui_finds_failed_calls_offers_flows_and_keeps_its_layout() {
+    let Some((shots, _data, mut server)) = setup() else {
+        return;
+    };
+    let mut hep = HepSender::new(server.addr("hep-udp"));
+    let now_us = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros(),
+    )
+    .expect("now");
+    let base = now_us - 10 * 60 * 1_000_000;
+    let s = |ms: i64| base + ms * 1000;
+    let (a, b) = (("10.31.0.1", 5060), ("10.31.0.2", 5060));
+    let (p_in, p_out, c) = (
+        ("10.31.0.3", 5060),
+        ("10.31.0.3", 5080),
+        ("10.31.0.4", 5060),
+    );
+    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0";
+    const ACK: &str = "ACK sip:bob@example.com SIP/2.0";
+    const BYE: &str = "BYE sip:bob@example.com SIP/2.0";
+    const REGISTER: &str = "REGISTER sip:example.com SIP/2.0";
+    const TRYING: &str = "SIP/2.0 100 trying -- your call is important to us";
+    let (long, reg, ua) = ("long-reason@ui31", "reg@ui31", "User-Agent: SIPp/3.7\r\n");
+    // (ms after base, from, to, start line, Call-ID, CSeq, extra headers)
+    let plain = [
+        // A call rejected after a chatty 100 Trying.
+        (0, a, b, INVITE, long, "1 INVITE", ""),
+        (10, b, a, TRYING, long, "1 INVITE", ""),
+        (900, b, a, "SIP/2.0 486 Busy Here", long, "1 INVITE", ""),
+        (910, a, b, ACK, long, "1 ACK", ""),
+        // A registration challenged, then accepted.
+        (10_000, a, b, REGISTER, reg, "1 REGISTER", ua),
+        (
+            10_010,
+            b,
+            a,
+            "SIP/2.0 401 Unauthorized",
+            reg,
+            "1 REGISTER",
+            "",
+        ),
+        (10_100, a, b, REGISTER, reg, "2 REGISTER", ua),
+        (10_110, b, a, "SIP/2.0 200 OK", reg, "2 REGISTER", ""),
+    ];
+    for (t, from, to, start, id, cseq, extra) in plain {
+        hep.sip(s(t), from, to, start, id, cseq, extra, "");
+    }
+    // An A-leg through a proxy and its B-leg to a host only the B-leg uses, with SDP.
+    let sdp = |ip: &str, port: u16, pts: &str| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {pts}\r\na=rtpmap:101 telephone-event/8000\r\n"
+        )
+    };
+    let (offer, answer) = (
+        sdp("10.31.0.1", 40000, "8 0 101"),
+        sdp("10.31.0.3", 50000, "8 101"),
+    );
+    let legs = [
+        ("a@ui31", a, p_in, "", 20_000),
+        ("b@ui31", p_out, c, "X-CID: a@ui31\r\n", 20_050),
+    ];
+    for (leg, from, to, x, t) in legs {
+        let ua = format!("{x}User-Agent: Zoiper 5\r\nContent-Type: application/sdp\r\n");
+        let srv = format!("{x}Server: Asterisk PBX 20\r\nContent-Type: application/sdp\r\n");
+        hep.sip(s(t), from, to, INVITE, leg, "1 INVITE", &ua, &offer);
+        hep.sip(
+            s(t + 120),
+            to,
+            from,
+            "SIP/2.0 180 Ringing",
+            leg,
+            "1 INVITE",
+            x,
+            "",
+        );
+        hep.sip(
+            s(t + 200),
+            to,
+            from,
+            "SIP/2.0 200 OK",
+            leg,
+            "1 INVITE",
+            &srv,
+            &answer,
+        );
+        hep.sip(s(t + 210), from, to, ACK, leg, "1 ACK", x, "");
+        hep.sip(s(t + 5_000), from, to, BYE, leg, "2 BYE", x, "");
+        hep.sip(
+            s(t + 5_010),
+            to,
+            from,
+            "SIP/2.0 200 OK",
+            leg,
+            "2 BYE",
+            x,
+            "",
+        );
+    }
+    // A call three hours ago: outside the default 60-minute window.
+    let old = now_us - 3 * 3_600 * 1_000_000;
+    hep.sip(old, a, b, INVITE, "old@ui31", "1 INVITE", "", "");
+    hep.sip(
+        old + 100_000,
+        b,
+        a,
+        "SIP/2.0 200 OK",
+        "old@ui31",
+        "1 INVITE",
+        "",
+        "",
+    );
+    // RTCP only, half a second apart, the reporter's SSRC changing after three reports.
+    for i in 0..6i64 {
+        let ssrc = if i < 3 { 1111 } else { 2222 };
+        let report = format!(
+            r#"{{"ssrc":{ssrc},"type":201,"report_count":1,"report_blocks":[{{"source_ssrc":9999,"highest_seq_no":{},"fraction_lost":{},"ia_jitter":{},"packets_lost":{},"lsr":0,"dlsr":0}}]}}"#,
+            100 + i * 25,
+            i * 3,
+            80 + i * 40,
+            i
+        );
+        hep.send(
+            s(40_000 + i * 500),
+            ("10.31.0.5", 40001),
+            ("10.31.0.6", 40001),
+            5,
+            Some("rtcp-only@ui31"),
+            &report,
+        );
+    }
+    let total = server.wait_total("", hep.sent, Duration::from_secs(30));
+    assert_eq!(total, hep.sent, "every crafted packet stored");
+
+    // The API answers the searches the form sends.
+    let window = format!(
+        "from={}&to={}",
+        (base - 1_000_000) / 1000,
+        now_us / 1000 + 1000
+    );
+    let count = |server: &mut Server, path: &str| -> u64 {
+        server.get(&format!("{path}&{window}"))["total"]
+            .as_u64()
+            .expect("total")
+    };
+    assert_eq!(
+        count(&mut server, "/api/v1/messages?method=INVITE,%20486"),
+        4
+    );
+    assert_eq!(
+        count(&mut server, "/api/v1/messages?method=INVITE&status=486"),
+        1
+    );
+    assert_eq!(count(&mut server, "/api/v1/calls?status=4xx"), 2);
+    assert_eq!(
+        count(&mut server, "/api/v1/calls?final_status=4xx,5xx,6xx"),
+        1
+    );
+    assert_eq!(count(&mut server, "/api/v1/messages?user_agent=*SIPP*"), 2);
+
+    let driver = Driver::start();
+    let browser = Browser::new(&driver, shots.clone());
+    let url = server.url("");
+    browser.goto(&format!("{url}/login"));
+    browser.type_into("#login-username", "admin");
+    browser.type_into("#login-password", ADMIN_PASSWORD);
+    browser.click("#login-submit");
+    browser.wait_for("search page", "document.querySelector('#search-form')");
+
+    // "Show me the failed calls": the final status, not any 4xx on the way.
+    browser.goto(&format!("{url}/search?view=calls&range=1h"));
+    browser.search_for(&[("final_status", "4xx, 5xx, 6xx")], "1 call");
+    let row = browser.text("#result-table tbody tr");
+    assert!(
+        row.contains("486") && row.contains("long-reason@ui31"),
+        "{row}"
+    );
+    browser.screenshot("10-search-failed-calls");
+    browser.search_for(&[("final_status", ""), ("status", "4xx")], "2 calls");
+    // Messages: a method list, then a method with a status (the replies to it).
+    browser.type_into("#f-status", "");
+    browser.click("#view-messages");
+    browser.search_for(&[("method", "INVITE, 486")], "4 messages");
+    let disabled = browser.js(
+        "return document.querySelector('#f-final_status').disabled",
+        json!([]),
+    );
+    assert_eq!(disabled, true, "the final status applies to calls only");
+    browser.search_for(&[("method", "INVITE"), ("status", "486")], "1 message");
+    // The user agent in any case.
+    browser.search_for(
+        &[("method", ""), ("status", ""), ("user_agent", "*SIPP*")],
+        "2 messages",
+    );
+    // The search result as CSV: every row, one line each, fields quoted where needed.
+    browser.js(
+        "window.__csv = []; const make = URL.createObjectURL.bind(URL);
+         URL.createObjectURL = (blob) => { blob.text().then(t => window.__csv.push(t)); return make(blob); };",
+        json!([]),
+    );
+    browser.click("#export-csv");
+    let csv = browser.wait_for("the CSV file", "window.__csv[0]");
+    let csv = csv.as_str().expect("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("time,method,status,cseq,"), "{csv}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains(",REGISTER,") && l.ends_with(",reg@ui31")),
+        "{csv}"
+    );
+    let fields = browser.js_async(
+        "const done = arguments[arguments.length - 1];
+         import('/assets/js/search.js').then(m => done([m.csvField('a,\"b\"'), m.csvField('=1+1'), m.csvField(null), m.csvField('x\\ny')]));",
+        json!([]),
+    );
+    assert_eq!(fields, json!(["\"a,\"\"b\"\"\"", "'=1+1", "", "\"x\ny\""]));
+
+    // Several calls ticked in the results open as one ladder.
+    browser.goto(&format!("{url}/search?view=calls&range=1h&status=4xx"));
+    browser.wait_for(
+        "the two calls",
+        "document.querySelectorAll('#result-table tbody tr').length === 2",
+    );
+    browser.click("#result-table tbody tr:nth-child(1) td.pick");
+    browser.click("#result-table tbody tr:nth-child(2) td.pick");
+    assert_eq!(browser.text("#open-picked"), "Open 2 as one ladder");
+    browser.click("#open-picked");
+    browser.wait_for(
+        "one ladder of both calls",
+        "document.querySelectorAll('#ladder g.msg').length === 8 && document.querySelectorAll('#legs .leg').length === 2",
+    );
+    let search = browser.js("return decodeURIComponent(location.search)", json!([]));
+    assert!(
+        search.as_str().is_some_and(|q| q.starts_with("?with=")),
+        "{search}"
+    );
+    let pcap = browser.js(
+        "return document.querySelector('#export-pcap').getAttribute('href')",
+        json!([]),
+    );
+    assert!(
+        pcap.as_str().is_some_and(|h| h.contains("/pcap?with=")),
+        "{pcap}"
+    );
+
+    // A Call-ID outside the 60-minute window: its flow is offered instead of "Nothing found".
+    browser.goto(&format!("{url}/search?view=calls&range=1h"));
+    browser.type_into("#f-callid", "old@ui31");
+    browser.click("#search-submit");
+    browser.wait_for("the flow offered", "document.querySelector('#offer-flow')");
+    assert!(browser.text("#results").contains("2 messages"));
+    browser.click("#offer-flow");
+    browser.wait_for(
+        "the old call's ladder",
+        "document.querySelectorAll('#ladder g.msg').length === 2",
+    );
+    assert_eq!(
+        browser.js("return decodeURIComponent(location.pathname)", json!([])),
+        "/call/old@ui31"
+    );
+
+    // Every arrow label stays between its two lifelines.
+    browser.goto(&format!("{url}/call/{}", urlencode("long-reason@ui31")));
+    browser.wait_for(
+        "ladder",
+        "document.querySelectorAll('#ladder g.msg').length === 4",
+    );
+    let spill = browser.js(
+        "return [...document.querySelectorAll('#ladder g.msg')].flatMap(g => {
+           const line = g.querySelector('line'); const lbl = g.querySelector('text.lbl');
+           if (!line || !lbl) return [];
+           const lo = Math.min(+line.getAttribute('x1'), +line.getAttribute('x2')) - 9;
+           const hi = Math.max(+line.getAttribute('x1'), +line.getAttribute('x2')) + 9;
+           const b = lbl.getBBox();
+           return (b.x < lo || b.x + b.width > hi) ? [lbl.textContent] : [];
+         })",
+        json!([]),
+    );
+    assert_eq!(spill, json!([]), "labels spilling past their lifelines");
+    assert!(
+        browser
+            .js(
+                "return document.querySelector('#ladder').textContent",
+                json!([])
+            )
+            .as_str()
+            .is_some_and(|t| t.contains("100 trying -- your call is important to us")),
+        "the whole reason phrase stays in the tooltip"
+    );
+
+    // Hiding the B-leg gives its hosts' columns back.
+    browser.goto(&format!("{url}/call/{}", urlencode("a@ui31")));
+    browser.wait_for(
+        "both legs",
+        "document.querySelectorAll('#legs .leg').length === 2",
+    );
+    let lifelines = "document.querySelectorAll('#ladder line.lifeline').length";
+    assert_eq!(browser.js(&format!("return {lifelines}"), json!([])), 4);
+    browser.click("#legs .leg[data-role='b-leg']");
+    browser.wait_for("A-leg hosts only", &format!("{lifelines} === 2"));
+    assert!(browser
+        .text("#legs .leg[data-role='a-leg']")
+        .contains("6 msgs"));
+
+    // The session-info summary of each leg.
+    browser.click("#legs .leg[data-role='b-leg']");
+    browser.click("#tab-summary");
+    browser.wait_for(
+        "summary",
+        "document.querySelectorAll('#summary section.summary').length === 2",
+    );
+    let summary = browser.js(
+        "return [...document.querySelectorAll(\"#summary section.summary[data-leg='0'] tr\")]
+           .map(r => r.querySelector('th').textContent + ' ' + r.querySelector('td').textContent).join('\\n')",
+        json!([]),
+    );
+    let summary = summary.as_str().expect("summary text");
+    for want in [
+        "a@ui31",
+        "Post-dial delay (to the first 18x) 120 ms",
+        "Setup time (to the final reply) 200 ms",
+        "Final status 200 OK",
+        "talk time 4.8 s (BYE)",
+        "Codecs offered audio 40000: PCMA/8000, PCMU/8000, telephone-event/8000",
+        "Codecs answered audio 50000: PCMA/8000, telephone-event/8000",
+        "Zoiper 5 (10.31.0.1:5060)",
+        "Asterisk PBX 20 (10.31.0.3:5060)",
+        "Hops (Via entries of the first request) 1",
+    ] {
+        assert!(summary.contains(want), "{want} in {summary}");
+    }
+    browser.screenshot("12-call-summary");
+    browser.click("#tab-flow");
+
+    // The server-side SVG marks the legs in the UI's colours.
+    let svg = browser.js_async(
+        "const done = arguments[arguments.length - 1];
+         fetch('/api/v1/calls/a%40ui31/flow.svg', {credentials: 'same-origin'})
+           .then(async r => done({status: r.status, text: await r.text()}));",
+        json!([]),
+    );
+    assert_eq!(svg["status"], 200);
+    let svg = svg["text"].as_str().expect("svg text");
+    assert!(
+        svg.contains("B-leg of 1") && svg.contains("class=\"legbar\""),
+        "{svg}"
+    );
+    assert!(
+        svg.contains("#3b8eea") && svg.contains("#e3b341"),
+        "the UI's leg colours"
+    );
+    assert!(svg.contains("#0969da"), "INVITE in the UI's blue");
+
+    // RTCP whose SSRC changes: one stream, the change marked, distinct ticks; no PCAP.
+    browser.goto(&format!("{url}/call/{}", urlencode("rtcp-only@ui31")));
+    browser.wait_for("QoS", "document.querySelector('#qos .stream svg circle')");
+    assert_eq!(
+        browser.js(
+            "return document.querySelectorAll('#qos section.stream').length",
+            json!([])
+        ),
+        1
+    );
+    let change = browser.text("#qos .ssrc-changes");
+    assert!(
+        change.contains("1111") && change.contains("2222"),
+        "{change}"
+    );
+    assert!(browser
+        .text("#qos .stream h3")
+        .contains("SSRC changed once"));
+    let repeated = browser.js(
+        "return [...document.querySelectorAll('#qos .chart svg')].filter(svg => {
+           const labels = [...svg.querySelectorAll('text.tick')].map(t => t.textContent);
+           return new Set(labels).size !== labels.length || labels.length < 2;
+         }).length",
+        json!([]),
+    );
+    assert_eq!(repeated, 0, "every chart has distinct x tick labels");
+    browser.screenshot("11-call-qos-ssrc-change");
+    assert_eq!(
+        browser.js(
+            "return document.querySelector('#export-pcap').getAttribute('aria-disabled')",
+            json!([])
+        ),
+        "true"
+    );
+    let pcap = browser.js_async(
+        "const done = arguments[arguments.length - 1];
+         fetch('/api/v1/calls/rtcp-only%40ui31/pcap', {credentials: 'same-origin'})
+           .then(async r => done({status: r.status, type: r.headers.get('Content-Type'), body: await r.json()}));",
+        json!([]),
+    );
+    assert_eq!(pcap["status"], 422, "{pcap}");
+    assert_eq!(pcap["type"], "application/json");
+    let error = pcap["body"]["error"].as_str().expect("error");
+    assert!(
+        error.contains("no SIP messages") && error.contains("6 RTCP records"),
+        "{error}"
+    );
+
+    // A legend entry keeps its square beside its name in a narrow chart; ticks of a short
+    // range are distinct.
+    let legend = browser.js_async(
+        "const done = arguments[arguments.length - 1];
+         import('/assets/js/charts.js').then(m => {
+           const box = document.createElement('div');
+           box.style.width = '260px';
+           document.body.append(box);
+           const pts = [[Date.now() - 2000, 1], [Date.now(), 2]];
+           box.append(m.lineChart('legend', ['first series', 'second series name', 'third', 'fourth series'].map((name, i) => ({name, cls: 's' + (i + 1), points: pts}))));
+           const broken = [...box.querySelectorAll('.legend > span')].filter(item => {
+             const square = document.createRange();
+             square.selectNodeContents(item.firstChild);
+             return Math.abs(square.getBoundingClientRect().top - item.lastElementChild.getBoundingClientRect().top) > 3;
+           }).length;
+           const ticks = m.timeTicks(Date.now() - 1500, Date.now()).map(t => t.label);
+           box.remove();
+           done({broken, ticks});
+         });",
+        json!([]),
+    );
+    assert_eq!(legend["broken"], 0, "{legend}");
+    let ticks: Vec<&str> = legend["ticks"]
+        .as_array()
+        .expect("ticks")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let distinct: std::collections::BTreeSet<&&str> = ticks.iter().collect();
+    assert_eq!((ticks.len(), distinct.len()), (4, 4), "{ticks:?}");
+
+    // Plurals.
+    browser.goto(&format!("{url}/admin/users"));
+    browser.wait_for("users", "document.querySelector('#users-table tbody tr')");
+    let headings = browser.js(
+        "return [...document.querySelectorAll('h3')].map(h => h.textContent)",
+        json!([]),
+    );
+    assert!(
+        headings
+            .as_array()
+            .expect("h3")
+            .iter()
+            .any(|h| h == "1 user"),
+        "{headings}"
+    );
+
+    // Tokens with an expiry and the time they were last used.
+    browser.goto(&format!("{url}/admin/tokens"));
+    browser.wait_for("tokens page", "document.querySelector('#token-form')");
+    browser.wait_for(
+        "no token yet",
+        "[...document.querySelectorAll('h3')].some(h => h.textContent === '0 tokens')",
+    );
+    browser.type_into("#token-name", "ci-export");
+    browser.type_into("#token-days", "30");
+    browser.click("#token-form button[type=submit]");
+    let secret = browser.wait_for(
+        "the new token",
+        "document.querySelector('#token-secret') && document.querySelector('#token-secret').textContent",
+    );
+    let secret = secret.as_str().expect("token").to_string();
+    browser.wait_for(
+        "one token",
+        "[...document.querySelectorAll('h3')].some(h => h.textContent === '1 token')",
+    );
+    let cells = |browser: &Browser| -> Vec<String> {
+        browser
+            .js(
+                "return [...document.querySelectorAll('#tokens-table tbody tr td')].map(td => td.textContent)",
+                json!([]),
+            )
+            .as_array()
+            .expect("cells")
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    };
+    let row = cells(&browser);
+    assert_ne!(row[5], "never", "expires in 30 days: {row:?}");
+    assert_eq!(row[6], "never", "not used yet: {row:?}");
+    let me: Value = ureq::get(&server.url("/api/v1/me"))
+        .set("Authorization", &format!("Bearer {secret}"))
+        .call()
+        .expect("token works")
+        .into_json()
+        .expect("json");
+    assert_eq!(me["username"], "token:ci-export");
+    browser.goto(&format!("{url}/admin/tokens"));
+    browser.wait_for(
+        "tokens table",
+        "document.querySelector('#tokens-table tbody tr')",
+    );
+    let row = cells(&browser);
+    assert_ne!(row[6], "never", "last use recorded: {row:?}");
+
+    browser.finish(
+        &shots,
+        &[
+            "10-search-failed-calls",
+            "11-call-qos-ssrc-change",
+            "12-call-summary",
+        ],
+    );
     assert!(server.stop().success());
 }

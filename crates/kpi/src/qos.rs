@@ -257,11 +257,13 @@ pub fn parse_vq_rtcpxr(body: &str) -> Option<QosSample> {
     })
 }
 
-fn e_model_mos(loss: Option<f64>, one_way_ms: Option<f64>, _jitter: Option<f64>) -> Option<f64> {
+/// The E-model MOS of a report without one of its own, with the jitter buffer's share of the
+/// delay ([`quality::effective_delay_ms`]) like the RTCP reports'.
+fn e_model_mos(loss: Option<f64>, one_way_ms: Option<f64>, jitter_ms: Option<f64>) -> Option<f64> {
     let loss = loss?;
     let r = emodel::evaluate(&EModelInput {
         codec: Codec::default(),
-        one_way_delay_ms: one_way_ms.unwrap_or(0.0),
+        one_way_delay_ms: quality::effective_delay_ms(one_way_ms, jitter_ms),
         packet_loss_percent: (loss * 100.0).clamp(0.0, 100.0),
         burst_ratio: 1.0,
         advantage: 0.0,

@@ -12,11 +12,18 @@
 //!   ([`QualityOptions::arrival_ntp_middle`], see [`ntp_middle_32`]). Unknown when LSR is 0 (no SR
 //!   received yet), when A is not supplied, or when the subtraction goes negative (clock skew).
 //!   The same formula on XR DLRR sub-blocks (`A − LRR − DLRR`) gives the receiver-side RTT.
-//! * **MOS**: the G.107 E-model ([`crate::emodel`]) with Ppl = fraction lost (%) and one-way delay
-//!   Ta = RTT/2 (0 when unknown) + [`QualityOptions::extra_delay_ms`]. For XR VoIP Metrics the
+//! * **MOS**: the G.107 E-model ([`crate::emodel`]) with Ppl = fraction lost (%) and the
+//!   *effective* one-way delay ([`effective_delay_ms`]):
+//!   `Ta = RTT/2 (0 when unknown) + 2 · jitter + 10 ms + `[`QualityOptions::extra_delay_ms`].
+//!   Why: a receiver's jitter buffer holds packets for about twice the interarrival jitter
+//!   before playing them out, and the codec adds a packetisation/look-ahead allowance; a stream
+//!   with hundreds of ms of jitter is heard late even on a short path. This is the effective
+//!   latency of heplify-server and homer-app (`latency + 2·jitter + 10`), here fed to G.107's
+//!   delay impairment instead of their linear fit. For XR VoIP Metrics the
 //!   reporter's own MOS-LQ / MOS-CQ / R factor are passed through (divided by 10 for MOS); an
 //!   E-model MOS is also computed from its loss + discard rates and Ta = (round-trip delay +
-//!   end-system delay) / 2.
+//!   end-system delay) / 2: the end-system delay already includes the jitter buffer, so no
+//!   jitter allowance is added there.
 
 use serde::Serialize;
 
@@ -25,6 +32,24 @@ use crate::rtcp::{RtcpPacket, RtcpReport, VoipMetrics, XrBlock};
 
 /// RTP clock rate assumed when the caller does not know the codec.
 pub const DEFAULT_CLOCK_RATE_HZ: u32 = 8000;
+
+/// How many times the interarrival jitter a receiver's jitter buffer adds to the delay.
+pub const JITTER_BUFFER_FACTOR: f64 = 2.0;
+
+/// Packetisation and codec allowance added to the effective delay, ms.
+pub const CODEC_DELAY_MS: f64 = 10.0;
+
+/// The effective one-way delay fed to the E-model for a reception report: network one-way delay
+/// + [`JITTER_BUFFER_FACTOR`] · jitter + [`CODEC_DELAY_MS`] (unknown parts count as 0).
+pub fn effective_delay_ms(one_way_ms: Option<f64>, jitter_ms: Option<f64>) -> f64 {
+    let jitter = jitter_ms
+        .filter(|j| j.is_finite() && *j >= 0.0)
+        .unwrap_or(0.0);
+    let one_way = one_way_ms
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .unwrap_or(0.0);
+    one_way + JITTER_BUFFER_FACTOR * jitter + CODEC_DELAY_MS
+}
 
 /// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
 pub const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
@@ -41,8 +66,9 @@ pub struct QualityOptions {
     pub codec: Codec,
     /// Burst ratio for the E-model (1 = random loss). Default 1.
     pub burst_ratio: f64,
-    /// Delay added to RTT/2 for the E-model's mouth-to-ear delay: packetisation, jitter buffer
-    /// and codec look-ahead, which RTCP does not report. Default 0 ms.
+    /// Delay added to the effective delay ([`effective_delay_ms`]) for the E-model's
+    /// mouth-to-ear delay: further fixed delays of the path that RTCP does not report
+    /// (transcoders, satellite hops). Default 0 ms.
     pub extra_delay_ms: f64,
 }
 
@@ -183,9 +209,11 @@ pub fn assess(report: &RtcpReport, options: &QualityOptions) -> ReportQuality {
                 .arrival_ntp_middle
                 .and_then(|a| round_trip_ms(a, b.lsr, b.dlsr));
             let fraction_lost_percent = percent_of_256(b.fraction_lost);
+            let jitter = jitter_ms(b.jitter, options.clock_rate_hz);
             let e = emodel::evaluate(&EModelInput {
                 codec: options.codec,
-                one_way_delay_ms: rtt_ms.unwrap_or(0.0) / 2.0 + options.extra_delay_ms,
+                one_way_delay_ms: effective_delay_ms(rtt_ms.map(|r| r / 2.0), jitter)
+                    + options.extra_delay_ms,
                 packet_loss_percent: fraction_lost_percent,
                 burst_ratio: options.burst_ratio,
                 advantage: 0.0,
@@ -196,7 +224,7 @@ pub fn assess(report: &RtcpReport, options: &QualityOptions) -> ReportQuality {
                 fraction_lost_percent,
                 cumulative_lost: b.cumulative_lost_signed(),
                 highest_seq: b.highest_seq,
-                jitter_ms: jitter_ms(b.jitter, options.clock_rate_hz),
+                jitter_ms: jitter,
                 rtt_ms,
                 r_factor: e.r,
                 mos: e.mos,
@@ -341,5 +369,55 @@ mod tests {
         assert_eq!(v.reported_mos_cq, None);
         assert_eq!(v.reported_r_factor, None);
         assert!((v.mos - 4.41).abs() < 0.01);
+    }
+
+    fn rr_with_jitter(jitter: u32, lsr: u32, dlsr: u32) -> RtcpReport {
+        RtcpReport {
+            packets: vec![RtcpPacket::ReceiverReport(ReceiverReport {
+                ssrc: 1,
+                report_blocks: vec![ReportBlock {
+                    source_ssrc: 2,
+                    jitter,
+                    lsr,
+                    dlsr,
+                    ..ReportBlock::default()
+                }],
+            })],
+            diagnostics: vec![],
+        }
+    }
+
+    /// Hand-computed G.107 values for the effective delay Ta = RTT/2 + 2·jitter + 10 ms, no loss:
+    /// Idd = 25·((1 + X⁶)^⅙ − 3·(1 + (X/3)⁶)^⅙ + 2), X = log2(Ta/100), R = 93.2 − Idd,
+    /// MOS = 1 + 0.035·R + R·(R − 60)·(100 − R)·7·10⁻⁶.
+    #[test]
+    fn jitter_raises_the_effective_delay() {
+        assert_eq!(effective_delay_ms(None, None), 10.0);
+        assert_eq!(effective_delay_ms(Some(125.0), Some(20.0)), 175.0);
+        assert_eq!(effective_delay_ms(Some(f64::NAN), Some(-3.0)), 10.0);
+        let options = QualityOptions::default();
+        // 236 ms of jitter at 8 kHz (1888 timestamp units), no RTT: Ta = 2·236 + 10 = 482 ms,
+        // X = 2.2691, Idd = 29.619, R = 63.581, MOS = 3.283 (it was 4.41 with the jitter ignored).
+        let b = assess(&rr_with_jitter(1888, 0, 0), &options).blocks[0];
+        assert_eq!(b.jitter_ms, Some(236.0));
+        assert!((b.r_factor - 63.581).abs() < 0.001, "{b:?}");
+        assert!((b.mos - 3.2834).abs() < 0.0001, "{b:?}");
+        // 1155 ms of jitter: Ta = 2320 ms, X = 4.5361, Idd = 48.473, R = 44.727, MOS = 2.3011.
+        let b = assess(&rr_with_jitter(9240, 0, 0), &options).blocks[0];
+        assert!((b.r_factor - 44.727).abs() < 0.001, "{b:?}");
+        assert!((b.mos - 2.3011).abs() < 0.0001, "{b:?}");
+        // 20 ms jitter and an RTT of 250 ms: Ta = 125 + 40 + 10 = 175 ms, X = 0.80735,
+        // Idd = 1.0349, R = 92.165, MOS = 4.3884.
+        let rtt = QualityOptions {
+            arrival_ntp_middle: Some(0x0001_c000),
+            ..options
+        };
+        let b = assess(&rr_with_jitter(160, 0x0001_0000, 0x0000_8000), &rtt).blocks[0];
+        assert_eq!(b.rtt_ms, Some(250.0));
+        assert!((b.r_factor - 92.165).abs() < 0.001, "{b:?}");
+        assert!((b.mos - 4.3884).abs() < 0.0001, "{b:?}");
+        // Under 100 ms of effective delay G.107 has no delay impairment: R0.
+        let b = assess(&rr_with_jitter(160, 0, 0), &options).blocks[0];
+        assert_eq!(b.r_factor, 93.2);
     }
 }

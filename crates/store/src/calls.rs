@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use crate::{CallSummary, StoreError, StoredMessage};
+use crate::{CallSummary, MessageFilter, Page, StoreError, StoredMessage};
 
 /// Most Call-IDs one filter or call flow may name (SQLite binds each as a parameter).
 pub const MAX_CALL_IDS: usize = 1000;
@@ -209,15 +209,21 @@ impl CallFold {
         }
     }
 
+    /// The call's final status ([`CallSummary::status`]): the last final reply to the method
+    /// of its first request.
+    pub fn status(&self) -> Option<u16> {
+        let method = self.first_request.as_ref()?.method.as_ref()?;
+        self.finals
+            .get(&method.to_ascii_uppercase())
+            .map(|(_, _, s)| *s)
+    }
+
     /// The call's summary; `agg` (its in-window aggregate) stands in when no message was folded.
     pub fn summary(self, call_id: String, agg: CallAgg) -> CallSummary {
         let agg = if self.span.count > 0 { self.span } else { agg };
+        let status = self.status();
         let request = self.first_request.as_ref();
         let method = request.and_then(|r| r.method.clone());
-        let status = method
-            .as_ref()
-            .and_then(|m| self.finals.get(&m.to_ascii_uppercase()))
-            .map(|(_, _, s)| *s);
         let is_invite = method
             .as_deref()
             .is_some_and(|m| m.eq_ignore_ascii_case("INVITE"));
@@ -255,4 +261,58 @@ impl CallFold {
             nodes: self.nodes.into_iter().collect(),
         }
     }
+}
+
+/// The page of a call search from its candidate calls (Call-ID → in-window aggregate), the
+/// same on every backend: the final-status filter (a fact of the whole call, so every
+/// candidate is folded first when it is set), the true total, newest first by (start,
+/// Call-ID) after the `cursor`, at most `limit`, summaries from `fold` (the backend's read of
+/// the calls' messages around the window) and the next cursor made by `cursor_of`.
+pub(crate) fn call_page(
+    mut calls: HashMap<String, CallAgg>,
+    filter: &MessageFilter,
+    cursor: Option<(i64, String)>,
+    limit: usize,
+    mut fold: impl FnMut(&[String]) -> Result<HashMap<String, CallFold>, StoreError>,
+    cursor_of: fn(i64, &str) -> String,
+) -> Result<Page<CallSummary>, StoreError> {
+    let mut folds = HashMap::new();
+    if !filter.final_status.is_empty() && !calls.is_empty() {
+        let sids: Vec<String> = calls.keys().cloned().collect();
+        folds = fold(&sids)?;
+        calls.retain(|sid, _| {
+            filter.final_status_matches(folds.get(sid).and_then(CallFold::status))
+        });
+    }
+    let total = calls.len() as u64;
+    let mut ordered: Vec<(String, CallAgg)> = calls
+        .into_iter()
+        .filter(|(sid, agg)| match &cursor {
+            Some((start, csid)) => (agg.start_us, sid.as_str()) < (*start, csid.as_str()),
+            None => true,
+        })
+        .collect();
+    ordered.sort_unstable_by(|(sa, a), (sb, b)| (b.start_us, sb).cmp(&(a.start_us, sa)));
+    let has_more = ordered.len() > limit;
+    ordered.truncate(limit);
+    let unfolded: Vec<String> = ordered
+        .iter()
+        .filter(|(sid, _)| !folds.contains_key(sid))
+        .map(|(sid, _)| sid.clone())
+        .collect();
+    if !unfolded.is_empty() {
+        folds.extend(fold(&unfolded)?);
+    }
+    let next = if has_more {
+        ordered
+            .last()
+            .map(|(sid, agg)| cursor_of(agg.start_us, sid))
+    } else {
+        None
+    };
+    let items = ordered
+        .into_iter()
+        .map(|(sid, agg)| folds.remove(&sid).unwrap_or_default().summary(sid, agg))
+        .collect();
+    Ok(Page { total, items, next })
 }

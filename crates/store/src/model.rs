@@ -175,9 +175,16 @@ pub struct StoredMessage {
 /// Search filter for messages and calls. Every set field must match (AND); empty means any.
 ///
 /// Wildcards: in `call_ids`, `from_user`, `to_user`, `ruri_user`, `any_user`, `user_agent`,
-/// `method`, `node` and `correlation_id`, a `*` matches any run of characters (also none); a
-/// value without `*` is an exact match (and uses the backend's index). There is no escape:
-/// a literal `*` cannot be searched for in those fields. [`MessageFilter::matches`] is the
+/// `method`, `status`, `final_status`, `node` and `correlation_id`, a `*` matches any run of
+/// characters (also none); a value without `*` is an exact match (and uses the backend's
+/// index). There is no escape: a literal `*` cannot be searched for in those fields.
+///
+/// Case: the text people type matches ASCII case-insensitively: methods always, the User-Agent
+/// always, and the users (`from_user`, `to_user`, `ruri_user`, `any_user`) when the value is a
+/// `*` pattern (an exact user stays exact so that it uses the index; SIP users are mostly
+/// digits). Call-IDs, correlation ids and node names are identifiers and match as given.
+///
+/// [`MessageFilter::matches`] (and [`MessageFilter::final_status_matches`] for calls) is the
 /// reference semantics every backend follows.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageFilter {
@@ -199,8 +206,21 @@ pub struct MessageFilter {
     pub src_ip: Option<IpAddr>,
     /// Destination IP.
     pub dst_ip: Option<IpAddr>,
-    /// SIP method or status code as text (HOMER's `method` key), case-insensitive for methods.
-    pub method: Option<String>,
+    /// Any of these SIP methods or status codes as text (HOMER's `method` key: a request's
+    /// method, a reply's code), case-insensitive. With [`MessageFilter::status`] also set, they
+    /// name the method a reply answers (its CSeq method): `INVITE` + `486` finds the 486
+    /// replies to INVITEs.
+    #[serde(default)]
+    pub method: Vec<String>,
+    /// Any of these reply status codes (`486`, `4*`); requests never match.
+    #[serde(default)]
+    pub status: Vec<String>,
+    /// Calls only: any of these patterns matches the call's final status
+    /// ([`CallSummary::status`]: `4*` lists the calls that ended with a 4xx, not a REGISTER
+    /// that was challenged with 401 and then accepted). A call without a final reply has none
+    /// and does not match. Ignored by [`Store::messages`].
+    #[serde(default)]
+    pub final_status: Vec<String>,
     /// Node name.
     pub node: Option<String>,
     /// HEP proto type.
@@ -294,6 +314,17 @@ pub fn wildcard_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
     true
 }
 
+/// Whether a user filter value matches case-insensitively: when it is a `*` pattern.
+pub fn user_ignores_case(pattern: Option<&str>) -> bool {
+    pattern.is_some_and(has_wildcard)
+}
+
+fn any_code_matches(patterns: &[String], code: u16) -> bool {
+    let mut digits = itoa::Buffer::new();
+    let code = digits.format(code);
+    patterns.iter().any(|p| wildcard_match(p, code, false))
+}
+
 fn text_matches(pattern: &Option<String>, value: Option<&str>, ignore_case: bool) -> bool {
     match pattern {
         None => true,
@@ -331,6 +362,13 @@ fn json_path_text(doc: &serde_json::Value, path: &str) -> Option<String> {
 }
 
 impl MessageFilter {
+    /// Whether a call whose final status is `status` ([`CallSummary::status`]) passes
+    /// [`MessageFilter::final_status`] (always when it is empty).
+    pub fn final_status_matches(&self, status: Option<u16>) -> bool {
+        self.final_status.is_empty()
+            || status.is_some_and(|s| any_code_matches(&self.final_status, s))
+    }
+
     /// Whether `record` matches every set condition (time bounds, `limit` and `cursor` are
     /// not conditions on a record and are ignored unless `with_time` asks for the bounds).
     /// This is the reference semantics of the filter; the live tail applies it in memory.
@@ -351,18 +389,32 @@ impl MessageFilter {
         }
         let sip = r.sip.as_ref();
         let field = |f: fn(&SipFields) -> &Option<CompactString>| sip.and_then(|s| f(s).as_deref());
-        if !text_matches(&self.from_user, field(|s| &s.from_user), false)
-            || !text_matches(&self.to_user, field(|s| &s.to_user), false)
-            || !text_matches(&self.ruri_user, field(|s| &s.ruri_user), false)
+        let user = |p: &Option<String>, v| text_matches(p, v, user_ignores_case(p.as_deref()));
+        if !user(&self.from_user, field(|s| &s.from_user))
+            || !user(&self.to_user, field(|s| &s.to_user))
+            || !user(&self.ruri_user, field(|s| &s.ruri_user))
             || !text_matches(&self.node, r.node.as_deref(), false)
             || !text_matches(&self.correlation_id, r.correlation_id.as_deref(), false)
-            || !text_matches(
-                &self.method,
-                sip.map(|s| s.method.as_str()).filter(|m| !m.is_empty()),
-                true,
-            )
         {
             return false;
+        }
+        if !self.status.is_empty() {
+            let code = sip.filter(|s| !s.is_request).and_then(|s| s.status);
+            if !code.is_some_and(|c| any_code_matches(&self.status, c)) {
+                return false;
+            }
+        }
+        if !self.method.is_empty() {
+            // With `status`, the method a reply answers; else HOMER's method key.
+            let key = if self.status.is_empty() {
+                sip.map(|s| s.method.as_str())
+            } else {
+                field(|s| &s.cseq_method)
+            };
+            let key = key.filter(|m| !m.is_empty());
+            if !key.is_some_and(|k| self.method.iter().any(|p| wildcard_match(p, k, true))) {
+                return false;
+            }
         }
         if let Some(p) = &self.any_user {
             let users = [
@@ -370,10 +422,11 @@ impl MessageFilter {
                 field(|s| &s.to_user),
                 field(|s| &s.ruri_user),
             ];
+            let ignore_case = user_ignores_case(Some(p));
             if !users
                 .into_iter()
                 .flatten()
-                .any(|u| wildcard_match(p, u, false))
+                .any(|u| wildcard_match(p, u, ignore_case))
             {
                 return false;
             }
@@ -383,7 +436,7 @@ impl MessageFilter {
             if !agents
                 .into_iter()
                 .flatten()
-                .any(|u| wildcard_match(p, u, false))
+                .any(|u| wildcard_match(p, u, true))
             {
                 return false;
             }

@@ -49,6 +49,8 @@ suite_tests!(
     call_flow_follows_legs_both_ways_and_transitively,
     call_flow_of_real_traffic_has_the_logs,
     scan_reads_every_record_once_in_order,
+    method_status_lists_and_typed_text,
+    calls_by_final_status,
 );
 
 #[test]

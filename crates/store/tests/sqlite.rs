@@ -248,6 +248,8 @@ suite_tests!(
     call_flow_follows_legs_both_ways_and_transitively,
     call_flow_of_real_traffic_has_the_logs,
     scan_reads_every_record_once_in_order,
+    method_status_lists_and_typed_text,
+    calls_by_final_status,
 );
 
 /// Segmented index lookups return exactly what a scan would, for windows that cut segments
@@ -965,7 +967,7 @@ fn sip_detail_columns_are_derived_from_the_raw_message() {
     // Filters on the kept columns still find the derived rows.
     let invites = store
         .messages(&MessageFilter {
-            method: Some("INVITE".into()),
+            method: vec!["INVITE".into()],
             ..MessageFilter::default()
         })
         .unwrap();

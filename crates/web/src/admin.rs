@@ -283,11 +283,19 @@ fn token_json(id: &str, t: &tokens::StoredToken) -> Value {
         "created": format_time_us(t.created_us),
         "created_us": t.created_us,
         "created_by": t.created_by,
+        "expires": t.expires_us.and_then(format_time_us),
+        "expires_us": t.expires_us,
+        "expired": t.expired(now_us()),
+        "last_used": t.last_used_us.and_then(format_time_us),
+        "last_used_us": t.last_used_us,
     })
 }
 
-/// `GET /api/v1/tokens` → `{items: [{id, name, admin, created, created_us, created_by}]}`
-/// (never the token itself).
+/// Longest lifetime a token may be given, in days.
+pub const MAX_TOKEN_DAYS: u32 = 3650;
+
+/// `GET /api/v1/tokens` → `{items: [{id, name, admin, created, created_us, created_by,
+/// expires, expires_us, expired, last_used, last_used_us}]}` (never the token itself).
 pub async fn list_tokens(
     State(state): State<AppState>,
     Extension(auth): Extension<Authenticated>,
@@ -304,10 +312,13 @@ struct NewToken {
     name: String,
     #[serde(default)]
     admin: bool,
+    /// Lifetime in days (1 to [`MAX_TOKEN_DAYS`]); absent: the token does not expire.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
 }
 
-/// `POST /api/v1/tokens {name, admin}` → 201 `{id, name, admin, created…, token}`: the only
-/// time the token is shown.
+/// `POST /api/v1/tokens {name, admin, expires_in_days?}` → 201 `{id, name, admin, created…,
+/// expires…, token}`: the only time the token is shown.
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(auth): Extension<Authenticated>,
@@ -321,9 +332,20 @@ pub async fn create_token(
             "name must be 1 to {MAX_TOKEN_NAME_BYTES} bytes without control characters"
         )));
     }
+    let expires_us = match new.expires_in_days {
+        None => None,
+        Some(days) if (1..=MAX_TOKEN_DAYS).contains(&days) => {
+            Some(now_us().saturating_add(i64::from(days) * 86_400_000_000))
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "expires_in_days must be 1 to {MAX_TOKEN_DAYS}"
+            )))
+        }
+    };
     let by = auth.user.clone();
     let (id, token, entry) = blocking(&state, move |s| {
-        tokens::create(s, &name, new.admin, &by, now_us()).map_err(|e| match e {
+        tokens::create(s, &name, new.admin, &by, now_us(), expires_us).map_err(|e| match e {
             crate::WebError::Store(e) => store_err(e),
             other => ApiError::Internal(other.to_string()),
         })

@@ -18,7 +18,9 @@ use store::StoredMessage;
 
 use crate::aliases::AliasTable;
 use crate::auth::{constant_time_eq, verify_password, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES};
-use crate::query::{format_time_us, now_us, parse_filter, parse_flow_bounds, MAX_PARAM_BYTES};
+use crate::query::{
+    format_time_us, now_us, parse_call_filter, parse_filter, parse_flow_query, MAX_PARAM_BYTES,
+};
 use crate::render::{add_aliases, call_json, flow_json_with, message_json};
 use crate::{ApiError, AppState};
 
@@ -106,10 +108,11 @@ async fn authenticate(
     if from_header && crate::tokens::token_id(token).is_some() {
         let store = state.inner.store.clone();
         let token = token.to_string();
-        let entry =
-            tokio::task::spawn_blocking(move || crate::tokens::verify(store.as_ref(), &token))
-                .await?
-                .map_err(|e| ApiError::from_store(e, false))?;
+        let entry = tokio::task::spawn_blocking(move || {
+            crate::tokens::verify(store.as_ref(), &token, now_us())
+        })
+        .await?
+        .map_err(|e| ApiError::from_store(e, false))?;
         return Ok(entry.map(|e| Authenticated {
             user: format!("token:{}", e.name),
             admin: e.admin,
@@ -362,7 +365,7 @@ pub async fn calls(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let filter = parse_filter(query.as_deref(), &state.inner.config, now_us())?;
+    let filter = parse_call_filter(query.as_deref(), &state.inner.config, now_us())?;
     let cursor_given = filter.cursor.is_some();
     let store = state.inner.store.clone();
     let (page, aliases) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
@@ -390,12 +393,15 @@ async fn fetch_flow(
             format!("must be 1 to {MAX_PARAM_BYTES} bytes"),
         ));
     }
-    let (from_us, to_us) = parse_flow_bounds(query)?;
+    let q = parse_flow_query(query)?;
     let store = state.inner.store.clone();
     let missing = format!("no messages found for Call-ID {call_id:?}");
+    let with: Vec<String> = q.with.into_iter().filter(|id| *id != call_id).collect();
+    let mut call_ids = vec![call_id];
+    call_ids.extend(with);
     let (records, aliases) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let records = store
-            .call_flow(&[call_id], from_us, to_us)
+            .call_flow(&call_ids, q.from_us, q.to_us)
             .map_err(|e| ApiError::from_store(e, false))?;
         Ok((records, load_aliases(store.as_ref())?))
     })
@@ -406,7 +412,8 @@ async fn fetch_flow(
     Ok((records, aliases))
 }
 
-/// `GET /api/v1/calls/{callid}/flow[?from=&to=]` → `{legs, hosts, messages, qos, logs, …}`.
+/// `GET /api/v1/calls/{callid}/flow[?from=&to=&with=]` → `{legs, hosts, messages, qos, logs,
+/// …}`; `with` names further calls to show in the same ladder (also for the exports).
 pub async fn flow(
     State(state): State<AppState>,
     Path(call_id): Path<String>,
@@ -446,12 +453,14 @@ fn download(content_type: &'static str, call_id: &str, ext: &str, body: Vec<u8>)
 
 /// `GET /api/v1/calls/{callid}/pcap[?from=&to=]`: the SIP messages of every leg as a pcap file
 /// (see [`crate::export`]). Headers `X-Hepstack-Packets` and `X-Hepstack-Skipped` count them.
+/// A call without SIP messages (RTCP or logs only) is a 422 saying what it has instead.
 pub async fn export_pcap(
     State(state): State<AppState>,
     Path(call_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (records, _) = fetch_flow(&state, call_id.clone(), query.as_deref()).await?;
+    crate::export::check_pcap(&records).map_err(ApiError::Unprocessable)?;
     let export = tokio::task::spawn_blocking(move || crate::export::pcap(&records))
         .await?
         .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -55,6 +55,13 @@ pub enum ApiError {
     /// Nothing matched (404).
     #[error("{0}")]
     NotFound(String),
+    /// The request is understood but what it names cannot be given in the asked form: a PCAP
+    /// of a call without SIP messages (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The path exists but not with this method (405); the value is the `Allow` list.
+    #[error("method not allowed here; allowed: {0}")]
+    MethodNotAllowed(String),
     /// Too many failed logins from this address (429).
     #[error("too many failed logins, retry in {retry_after_secs} s")]
     TooManyRequests {
@@ -84,6 +91,8 @@ impl ApiError {
             ApiError::BadParam { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -105,6 +114,25 @@ impl ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+/// Gives the router's bodiless 405 answers the JSON error body every other error has, keeping
+/// their `Allow` list.
+pub async fn json_method_not_allowed(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED
+        || response
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let allow = response
+        .headers()
+        .get(axum::http::header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    ApiError::MethodNotAllowed(allow).into_response()
 }
 
 impl From<tokio::task::JoinError> for ApiError {
@@ -129,6 +157,11 @@ impl IntoResponse for ApiError {
         if let ApiError::TooManyRequests { retry_after_secs } = self {
             if let Ok(v) = retry_after_secs.to_string().parse() {
                 response.headers_mut().insert("retry-after", v);
+            }
+        }
+        if let ApiError::MethodNotAllowed(allow) = &self {
+            if let Ok(v) = allow.parse() {
+                response.headers_mut().insert("allow", v);
             }
         }
         if status == StatusCode::UNAUTHORIZED {

@@ -172,6 +172,39 @@ fn initial_seq(from: Endpoint, to: Endpoint) -> u32 {
     (h.finish() & 0x7fff_ffff) as u32
 }
 
+/// Whether `records` have SIP messages to export as PCAP; else what they hold instead, as the
+/// message of the error answer. Why: the PCAP is rebuilt from SIP messages only (RTCP arrives
+/// as the collectors' JSON, not as the packets), and an empty 24-byte file answered with 200
+/// looked like a successful export of nothing.
+pub fn check_pcap(records: &[StoredMessage]) -> Result<(), String> {
+    if records.iter().any(|m| m.record.hep_type == 1) {
+        return Ok(());
+    }
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for m in records {
+        let name = crate::render::proto_name(m.record.hep_type);
+        match kinds.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((name, 1)),
+        }
+    }
+    let held: Vec<String> = kinds
+        .iter()
+        .map(|(k, n)| {
+            format!(
+                "{n} {} record{}",
+                k.to_uppercase(),
+                if *n == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    Err(format!(
+        "no SIP messages in this call to export as PCAP; it has {}: see its flow (QoS and Logs \
+         tabs) or /calls/{{callid}}/flow",
+        held.join(", ")
+    ))
+}
+
 /// Writes the SIP messages of `records` (HEP type 1) as a pcap file.
 pub fn pcap(records: &[StoredMessage]) -> Result<PcapExport, capture::CaptureError> {
     let mut w = PcapWriter::new(
@@ -300,26 +333,82 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
-/// Colour of an arrow: requests by method, replies by status class.
+/// Colour of an arrow: requests by method, replies by status class, in the palette of the UI's
+/// light theme (`assets/app.css`, `--m-*` and the status colours), as the export is drawn on
+/// white.
 pub fn arrow_colour(r: &Record) -> &'static str {
     let Some(sip) = &r.sip else {
-        return "#888888";
+        return "#59636e";
     };
     match sip.status {
-        Some(s) if s < 200 => "#8a8a8a",
-        Some(s) if s < 300 => "#2e9d4a",
-        Some(s) if s < 400 => "#1f8a9e",
-        Some(s) if s < 500 => "#e08a00",
-        Some(_) => "#d0312d",
+        Some(s) if s < 200 => "#59636e",
+        Some(s) if s < 300 => "#1a7f37",
+        Some(s) if s < 400 => "#9a6700",
+        Some(s) if s < 500 => "#bc4c00",
+        Some(_) => "#cf222e",
         None => match sip.method.to_ascii_uppercase().as_str() {
-            "INVITE" => "#2f6fdf",
-            "ACK" => "#6a5acd",
-            "BYE" | "CANCEL" => "#b03aa8",
-            "REGISTER" => "#0f7c8c",
-            "OPTIONS" => "#7a7a7a",
-            _ => "#3a55a0",
+            "INVITE" => "#0969da",
+            "ACK" => "#59636e",
+            "BYE" => "#cf222e",
+            "CANCEL" => "#bc4c00",
+            "OPTIONS" => "#1b7c83",
+            // REGISTER and the other methods share the UI's violet.
+            _ => "#8250df",
         },
     }
+}
+
+/// The leg colours of the UI's ladder (`assets/js/flow.js`, `LEG_COLOURS`), in leg order.
+pub const LEG_COLOURS: [&str; 8] = [
+    "#3b8eea", "#e3b341", "#bc8cff", "#3fb950", "#f0883e", "#56d4dd", "#ff7b72", "#a5d6ff",
+];
+
+/// One leg of an exported ladder: its Call-ID and, for a B-leg, the index of its A-leg.
+struct SvgLeg<'a> {
+    call_id: &'a str,
+    a_leg: Option<usize>,
+}
+
+/// The legs of the SIP messages in order of first appearance, the way the flow JSON numbers
+/// them, with each message's leg index: a leg is a B-leg when its A-leg header or correlation
+/// id names another leg's Call-ID.
+fn svg_legs<'a>(sip: &[&'a Record]) -> (Vec<SvgLeg<'a>>, Vec<usize>) {
+    let mut legs: Vec<SvgLeg<'a>> = Vec::new();
+    let mut names: Vec<Vec<&'a str>> = Vec::new();
+    let mut of_row = Vec::with_capacity(sip.len());
+    for r in sip {
+        let call_id = r
+            .sip
+            .as_ref()
+            .and_then(|s| s.call_id.as_deref())
+            .unwrap_or(r.sid.as_str());
+        let leg = match legs.iter().position(|l| l.call_id == call_id) {
+            Some(i) => i,
+            None => {
+                legs.push(SvgLeg {
+                    call_id,
+                    a_leg: None,
+                });
+                names.push(Vec::new());
+                legs.len() - 1
+            }
+        };
+        of_row.push(leg);
+        let aleg = r.sip.as_ref().and_then(|s| s.aleg_id.as_deref());
+        if let Some(list) = names.get_mut(leg) {
+            list.extend(aleg.into_iter().chain(r.correlation_id.as_deref()));
+        }
+    }
+    for (i, list) in names.iter().enumerate() {
+        let a_leg = list
+            .iter()
+            .find_map(|n| legs.iter().position(|l| l.call_id == *n))
+            .filter(|&a| a != i);
+        if let Some(l) = legs.get_mut(i) {
+            l.a_leg = a_leg;
+        }
+    }
+    (legs, of_row)
 }
 
 fn label(r: &Record) -> String {
@@ -343,15 +432,19 @@ fn label(r: &Record) -> String {
             }
         }
     }
-    if l.len() > 48 {
-        let mut cut = 45;
-        while !l.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        l.truncate(cut);
-        l.push('…');
-    }
     l
+}
+
+/// `text` cut to at most `max` characters (at least 4), the last one `…` when cut.
+fn fit_chars(text: &str, max: usize) -> String {
+    let max = max.max(4);
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max - 1).collect();
+    out.truncate(out.trim_end().len());
+    out.push('…');
+    out
 }
 
 fn first_line_reason(raw: &[u8]) -> Option<String> {
@@ -392,12 +485,16 @@ pub fn svg(records: &[StoredMessage], aliases: &AliasTable) -> String {
         rows.push((s, d));
     }
     let repeat = repeats(&sip);
+    let (legs, leg_of_row) = svg_legs(&sip);
     const LEFT: usize = 170;
     const COL: usize = 200;
-    const TOP: usize = 70;
     const ROW: usize = 34;
+    const LEGEND_ROW: usize = 16;
+    // A legend line per leg above the host headers, as the UI's leg chips.
+    let legend = LEGEND_ROW * legs.len() + if legs.is_empty() { 0 } else { 6 };
+    let top = 70 + legend;
     let width = LEFT + COL * hosts.len().max(1) + 40;
-    let height = TOP + ROW * sip.len() + 30;
+    let height = top + ROW * sip.len() + 30;
     let x_of = |i: usize| LEFT + COL * i + COL / 2;
     let mut out = String::with_capacity(512 + sip.len() * 400);
     let _ = writeln!(
@@ -409,6 +506,21 @@ pub fn svg(records: &[StoredMessage], aliases: &AliasTable) -> String {
 <rect width="100%" height="100%" fill="#ffffff"/>
 "##,
     );
+    for (i, leg) in legs.iter().enumerate() {
+        let y = 16 + LEGEND_ROW * i;
+        let role = match leg.a_leg {
+            Some(a) => format!("B-leg of {}", a + 1),
+            None => "A-leg".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            r##"<g class="leg" data-leg="{i}"><rect x="8" y="{}" width="10" height="10" fill="{}"/><text x="24" y="{y}" fill="#1f2328">leg {}: {role} · {}</text></g>"##,
+            y - 9,
+            LEG_COLOURS[i % LEG_COLOURS.len()],
+            i + 1,
+            xml_escape(leg.call_id)
+        );
+    }
     for (i, &(ip, port)) in hosts.iter().enumerate() {
         let x = x_of(i);
         let node = host_node.get(i).copied().flatten();
@@ -417,14 +529,15 @@ pub fn svg(records: &[StoredMessage], aliases: &AliasTable) -> String {
         if let Some(a) = alias {
             let _ = writeln!(
                 out,
-                r#"<text x="{x}" y="22" text-anchor="middle" font-weight="bold">{}</text>"#,
+                r#"<text x="{x}" y="{}" text-anchor="middle" font-weight="bold">{}</text>"#,
+                legend + 22,
                 xml_escape(a)
             );
         }
         let _ = writeln!(
             out,
             r#"<text x="{x}" y="{}" text-anchor="middle"{}>{}</text>"#,
-            if alias.is_some() { 40 } else { 30 },
+            legend + if alias.is_some() { 40 } else { 30 },
             if alias.is_some() {
                 ""
             } else {
@@ -434,21 +547,30 @@ pub fn svg(records: &[StoredMessage], aliases: &AliasTable) -> String {
         );
         let _ = writeln!(
             out,
-            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#b0b0b0" stroke-width="1"/>"##,
-            TOP - 14,
+            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#d0d7de" stroke-width="1" stroke-dasharray="3,3"/>"##,
+            top - 14,
             height - 10
         );
     }
     let mut previous: Option<i64> = None;
     for (i, (r, &(s, d))) in sip.iter().zip(&rows).enumerate() {
-        let y = TOP + ROW * i + ROW / 2;
+        let y = top + ROW * i + ROW / 2;
+        if let Some(&leg) = leg_of_row.get(i) {
+            // The leg bar of the UI's ladder, left of the time.
+            let _ = writeln!(
+                out,
+                r#"<rect class="legbar" x="1" y="{}" width="4" height="22" fill="{}"/>"#,
+                y - 14,
+                LEG_COLOURS[leg % LEG_COLOURS.len()]
+            );
+        }
         let time = format_time_us(r.time_us).unwrap_or_default();
         let clock = time.get(11..23).unwrap_or(&time).to_string();
         let delta = previous.map_or(0, |p| r.time_us - p);
         previous = Some(r.time_us);
         let _ = writeln!(
             out,
-            r##"<text x="8" y="{}" fill="#333333">{}</text><text x="8" y="{}" fill="#888888" font-size="10">+{:.3} s</text>"##,
+            r##"<text x="8" y="{}" fill="#1f2328">{}</text><text x="8" y="{}" fill="#59636e" font-size="10">+{:.3} s</text>"##,
             y - 2,
             xml_escape(&clock),
             y + 10,
@@ -481,16 +603,25 @@ pub fn svg(records: &[StoredMessage], aliases: &AliasTable) -> String {
             );
         }
         let mid = (x1 + x2) / 2;
+        // The label stays between the two lifelines (about 7.2 px per character of the 12 px
+        // monospace font): a long reason phrase is cut, whole in the tooltip.
+        let span = if s == d {
+            COL - 20
+        } else {
+            x1.abs_diff(x2).saturating_sub(14)
+        };
+        let shown = fit_chars(&text, span * 10 / 72);
         let _ = writeln!(
             out,
-            r#"<text x="{mid}" y="{}" text-anchor="middle" fill="{stroke}">{}</text>"#,
+            r#"<text x="{mid}" y="{}" text-anchor="middle" fill="{stroke}">{}<title>{}</title></text>"#,
             y - 5,
-            xml_escape(&text)
+            xml_escape(&shown),
+            xml_escape(&fit_chars(&text, 200))
         );
         if has_sdp(r) {
             let _ = writeln!(
                 out,
-                r##"<rect x="{}" y="{}" width="26" height="13" rx="3" fill="#d08800"/><text x="{mid}" y="{}" text-anchor="middle" font-size="10" fill="#ffffff">SDP</text>"##,
+                r##"<rect x="{}" y="{}" width="26" height="13" rx="3" fill="#9a6700"/><text x="{mid}" y="{}" text-anchor="middle" font-size="10" fill="#ffffff">SDP</text>"##,
                 mid - 13,
                 y + 3,
                 y + 13
@@ -518,5 +649,82 @@ mod tests {
     #[test]
     fn escaping() {
         assert_eq!(xml_escape("<a&\"b'>"), "&lt;a&amp;&quot;b&#39;&gt;");
+    }
+
+    fn message(time_us: i64, call_id: &str, start: &str, src: u16, dst: u16) -> StoredMessage {
+        let raw = format!("{start}\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\r\n");
+        let status: Option<u16> = start
+            .strip_prefix("SIP/2.0 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok());
+        let fields = store::SipFields {
+            method: status.map_or_else(|| "INVITE".into(), |s| s.to_string().into()),
+            is_request: status.is_none(),
+            status,
+            cseq: Some("1 INVITE".into()),
+            cseq_method: Some("INVITE".into()),
+            call_id: Some(call_id.into()),
+            ..store::SipFields::default()
+        };
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        StoredMessage {
+            id: time_us,
+            record: Record {
+                time_us,
+                received_us: time_us,
+                hep_type: 1,
+                hep_version: 3,
+                ip_family: 2,
+                ip_proto: 17,
+                src_ip: ip,
+                src_port: src,
+                dst_ip: ip,
+                dst_port: dst,
+                capture_id: 1,
+                node: None,
+                correlation_id: (call_id == "b").then(|| "a".to_string()),
+                sid: call_id.into(),
+                profile: store::Profile::Call,
+                sip: Some(fields),
+                payload_json: None,
+                raw: raw.into_bytes(),
+            },
+        }
+    }
+
+    #[test]
+    fn svg_marks_legs_and_keeps_labels_between_lifelines() {
+        let records = vec![
+            message(1, "a", "INVITE sip:b@x SIP/2.0", 1, 2),
+            message(2, "b", "INVITE sip:c@x SIP/2.0", 3, 4),
+            message(
+                3,
+                "a",
+                "SIP/2.0 100 trying -- your call is important to us",
+                2,
+                1,
+            ),
+        ];
+        let svg = svg(&records, &AliasTable::default());
+        assert!(svg.contains("leg 1: A-leg · a"), "{svg}");
+        assert!(svg.contains("leg 2: B-leg of 1 · b"), "{svg}");
+        assert_eq!(svg.matches(LEG_COLOURS[0]).count(), 3, "legend + 2 bars");
+        assert_eq!(svg.matches(LEG_COLOURS[1]).count(), 2, "legend + 1 bar");
+        // Adjacent columns are 200 px apart: 25 characters fit; the tooltip has all of it.
+        assert!(svg.contains(">100 trying -- your call…<title>100 trying -- your call is important to us (INVITE)</title>"), "{svg}");
+        assert!(svg.contains("#0969da"), "INVITE in the UI's blue");
+    }
+
+    #[test]
+    fn labels_fit() {
+        assert_eq!(fit_chars("INVITE", 25), "INVITE");
+        assert_eq!(fit_chars("abcdef", 4), "abc…");
+        assert_eq!(fit_chars("äöüäöü", 5), "äöüä…");
+        assert_eq!(fit_chars("abcdef", 0), "abc…");
+        assert_eq!(
+            fit_chars("ab  cdef", 5),
+            "ab…",
+            "no space before the ellipsis"
+        );
     }
 }

@@ -59,7 +59,7 @@
 //! # Errors
 //!
 //! Every error is JSON `{"error":"…"}` with the status: 400 (with `"param"` naming the
-//! offending query parameter), 401, 404, 429 (with `Retry-After`), 503 (store unavailable),
+//! offending query parameter), 401, 404, 405 (with `Allow`), 429 (with `Retry-After`), 503 (store unavailable),
 //! 500 (details only in the log).
 //!
 //! # Search parameters (`/messages`, `/calls`)
@@ -70,8 +70,11 @@
 //! | parameter | meaning |
 //! |---|---|
 //! | `callid` | Call-ID (`sid`); may repeat and may be comma-separated: any of them |
-//! | `from_user`, `to_user`, `ruri_user` | SIP users, exact |
-//! | `method` | SIP method or reply status code (`INVITE`, `200`) |
+//! | `from_user`, `to_user`, `ruri_user`, `any_user` | SIP users; exact, or a `*` pattern matched ignoring case |
+//! | `user_agent` | User-Agent or Server header, ignoring case (`*sipp*`) |
+//! | `method` | comma-separated list of SIP methods or reply codes (`INVITE, 486`): any of them; with `status`, the method the replies answer |
+//! | `status` | comma-separated list of reply codes (`486`, `4*`, `4xx`); requests never match |
+//! | `final_status` | `/calls` only: the call's final status (`4xx,5xx,6xx`: the failed calls) |
 //! | `ip`, `src_ip`, `dst_ip` | IPv4/IPv6 address: either end, source, destination |
 //! | `node` | capture node name |
 //! | `hep_type` | HEP proto type number (1 SIP, 5 RTCP, 100 log …) |
@@ -79,7 +82,7 @@
 //! | `text` | substring of the raw payload (case-sensitive) |
 //! | `json.<path>=<value>` | JSON payload field equals value, e.g. `json.questions[0].name=example.org` (may repeat) |
 //! | `from`, `to` | time range `[from, to)`: RFC 3339 (`2026-11-23T12:00:00Z`, any offset) or epoch milliseconds. Neither: the last `default_window_secs` (1 h); one: a window of that length from it |
-//! | `limit` | page size, default `default_page_size` (100), capped at `max_page_size` |
+//! | `limit` | page size, default `default_page_size` (100), at most `max_page_size` (more is a 400) |
 //! | `cursor` | the `next` of the previous page; keep the other parameters unchanged |
 //!
 //! # Message item
@@ -326,7 +329,11 @@ pub fn router(state: AppState) -> Router {
     if state.inner.metrics_render.is_some() {
         app = app.route("/metrics", get(api::metrics));
     }
-    let app = app.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY));
+    let app = app
+        .layer(axum::middleware::map_response(
+            error::json_method_not_allowed,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY));
     let app = match cors_layer(&state.inner.config) {
         Some(cors) => app.layer(cors),
         None => app,

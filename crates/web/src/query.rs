@@ -18,6 +18,9 @@ pub const MAX_CALL_IDS: usize = 1000;
 /// Most `json.<path>` conditions one search may give.
 pub const MAX_JSON_CONDITIONS: usize = 16;
 
+/// Most entries of a `method`, `status` or `final_status` list.
+pub const MAX_LIST_ENTRIES: usize = 64;
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -72,6 +75,54 @@ fn text_param(name: &str, value: &str) -> Result<String, ApiError> {
     Ok(value.to_string())
 }
 
+/// The non-empty, trimmed entries of a comma-separated list parameter.
+fn list_param(name: &str, value: &str) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if out.len() >= MAX_LIST_ENTRIES {
+            return Err(ApiError::bad_param(
+                name,
+                format!("more than {MAX_LIST_ENTRIES} entries"),
+            ));
+        }
+        let entry = text_param(name, entry)?;
+        if !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::bad_param(name, "empty value"));
+    }
+    Ok(out)
+}
+
+/// A list of status-code patterns: `486`, `4*`, and the `4xx` / `48x` spelling (trailing `x`
+/// for any digit, the same as `*` since codes have three digits).
+fn status_param(name: &str, value: &str) -> Result<Vec<String>, ApiError> {
+    list_param(name, value)?
+        .into_iter()
+        .map(|entry| {
+            let digits = entry.trim_end_matches(['x', 'X']);
+            let pattern = if digits.len() < entry.len() {
+                format!("{digits}*")
+            } else {
+                entry.clone()
+            };
+            let valid = !pattern.is_empty()
+                && pattern.len() <= 8
+                && pattern.bytes().all(|b| b.is_ascii_digit() || b == b'*');
+            if valid {
+                Ok(pattern)
+            } else {
+                Err(ApiError::bad_param(
+                    name,
+                    format!("`{entry}`: expected status codes like 486, 4xx or 4*"),
+                ))
+            }
+        })
+        .collect()
+}
+
 fn ip_param(name: &str, value: &str) -> Result<IpAddr, ApiError> {
     value
         .trim()
@@ -87,21 +138,39 @@ fn once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Parses the search parameters shared by `/messages` and `/calls` (see the crate docs for
-/// the list). Unknown parameters are errors, so a typo never silently widens a search.
-/// `now_us` anchors the default window.
+/// [`once`] for a list parameter (its entries are comma-separated in one value).
+fn once_list(slot: &mut Vec<String>, name: &str, value: Vec<String>) -> Result<(), ApiError> {
+    if !slot.is_empty() {
+        return Err(ApiError::bad_param(name, "given more than once"));
+    }
+    *slot = value;
+    Ok(())
+}
+
+/// Parses the search parameters of `/messages` (see the crate docs for the list). Unknown
+/// parameters are errors, so a typo never silently widens a search. `now_us` anchors the
+/// default window.
 pub fn parse_filter(
     raw_query: Option<&str>,
     config: &WebConfig,
     now_us: i64,
 ) -> Result<MessageFilter, ApiError> {
-    parse_params(raw_query, Some((config, now_us)))
+    parse_params(raw_query, Some((config, now_us)), false)
+}
+
+/// Parses the search parameters of `/calls`: those of [`parse_filter`] plus `final_status`.
+pub fn parse_call_filter(
+    raw_query: Option<&str>,
+    config: &WebConfig,
+    now_us: i64,
+) -> Result<MessageFilter, ApiError> {
+    parse_params(raw_query, Some((config, now_us)), true)
 }
 
 /// Parses the filter of the live tail: the search parameters without `from`, `to`, `limit`
 /// and `cursor` (a tail has no window and no pages).
 pub fn parse_tail_filter(raw_query: Option<&str>) -> Result<MessageFilter, ApiError> {
-    parse_params(raw_query, None)
+    parse_params(raw_query, None, false)
 }
 
 fn port_param(name: &str, value: &str) -> Result<u16, ApiError> {
@@ -116,6 +185,7 @@ fn port_param(name: &str, value: &str) -> Result<u16, ApiError> {
 fn parse_params(
     raw_query: Option<&str>,
     search: Option<(&WebConfig, i64)>,
+    calls: bool,
 ) -> Result<MessageFilter, ApiError> {
     let mut f = MessageFilter::default();
     let mut from = None;
@@ -145,16 +215,15 @@ fn parse_params(
             "from_user" => once(&mut f.from_user, key, text_param(key, value)?)?,
             "to_user" => once(&mut f.to_user, key, text_param(key, value)?)?,
             "ruri_user" => once(&mut f.ruri_user, key, text_param(key, value)?)?,
-            // `status` is the same HOMER `method` key under the name a user looks for.
-            "method" | "status" => {
-                if f.method.is_some() {
-                    return Err(ApiError::bad_param(
-                        key,
-                        "give one of `method` or `status`, once",
-                    ));
-                }
-                f.method = Some(text_param(key, value.trim())?);
+            "method" => once_list(&mut f.method, key, list_param(key, value)?)?,
+            "status" => once_list(&mut f.status, key, status_param(key, value)?)?,
+            "final_status" if !calls => {
+                return Err(ApiError::bad_param(
+                    key,
+                    "a parameter of the call search (/calls) only",
+                ));
             }
+            "final_status" => once_list(&mut f.final_status, key, status_param(key, value)?)?,
             "any_user" => once(&mut f.any_user, key, text_param(key, value)?)?,
             "user_agent" => once(&mut f.user_agent, key, text_param(key, value)?)?,
             "port" => once(&mut f.port, key, port_param(key, value)?)?,
@@ -185,6 +254,19 @@ fn parse_params(
                     .ok()
                     .filter(|&n| n > 0)
                     .ok_or_else(|| ApiError::bad_param(key, "expected a positive integer"))?;
+                // Like an unknown parameter, a page larger than allowed is refused rather
+                // than shortened behind the caller's back.
+                if let Some((config, _)) = search {
+                    if n > config.max_page_size {
+                        return Err(ApiError::bad_param(
+                            key,
+                            format!(
+                                "at most {} per page (web.max_page_size); page on with `cursor`",
+                                config.max_page_size
+                            ),
+                        ));
+                    }
+                }
                 once(&mut limit, key, n)?;
             }
             "cursor" => once(&mut f.cursor, key, text_param(key, value)?)?,
@@ -231,30 +313,57 @@ fn parse_params(
     }
     f.from_us = Some(from_us);
     f.to_us = Some(to_us);
-    f.limit = limit
-        .unwrap_or(config.default_page_size)
-        .min(config.max_page_size);
+    f.limit = limit.unwrap_or(config.default_page_size);
     Ok(f)
 }
 
-/// Parses the optional `from`/`to` of the call flow (no default window: the flow of a Call-ID
-/// is found wherever it is).
-pub fn parse_flow_bounds(raw_query: Option<&str>) -> Result<(Option<i64>, Option<i64>), ApiError> {
-    let mut from = None;
-    let mut to = None;
+/// Most further calls one flow may join with `with` (the UI's multi-select).
+pub const MAX_FLOW_WITH: usize = 49;
+
+/// The query of a call flow and its exports.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FlowQuery {
+    /// Optional lower bound, µs (no default window: the flow of a Call-ID is found wherever
+    /// it is).
+    pub from_us: Option<i64>,
+    /// Optional upper bound, µs.
+    pub to_us: Option<i64>,
+    /// Further Call-IDs shown in the same ladder (`with`, repeated or comma-separated), each
+    /// with its own correlated legs.
+    pub with: Vec<String>,
+}
+
+/// Parses the optional `from`/`to` and `with` of the call flow.
+pub fn parse_flow_query(raw_query: Option<&str>) -> Result<FlowQuery, ApiError> {
+    let mut q = FlowQuery::default();
     for (key, value) in form_urlencoded::parse(raw_query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
-            "from" => once(&mut from, "from", parse_time_param("from", &value)?)?,
-            "to" => once(&mut to, "to", parse_time_param("to", &value)?)?,
+            "from" => once(&mut q.from_us, "from", parse_time_param("from", &value)?)?,
+            "to" => once(&mut q.to_us, "to", parse_time_param("to", &value)?)?,
+            "with" => {
+                for id in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let id = text_param("with", id)?;
+                    if q.with.contains(&id) {
+                        continue;
+                    }
+                    if q.with.len() >= MAX_FLOW_WITH {
+                        return Err(ApiError::bad_param(
+                            "with",
+                            format!("at most {MAX_FLOW_WITH} further calls in one flow"),
+                        ));
+                    }
+                    q.with.push(id);
+                }
+            }
             other => return Err(ApiError::bad_param(other, "unknown parameter")),
         }
     }
-    if let (Some(a), Some(b)) = (from, to) {
+    if let (Some(a), Some(b)) = (q.from_us, q.to_us) {
         if a >= b {
             return Err(ApiError::bad_param("from", "`from` must be before `to`"));
         }
     }
-    Ok((from, to))
+    Ok(q)
 }
 
 #[cfg(test)]
@@ -313,7 +422,7 @@ mod tests {
         assert_eq!(f.from_user.as_deref(), Some("alice"));
         assert_eq!(f.to_user.as_deref(), Some("bob"));
         assert_eq!(f.ruri_user.as_deref(), Some("100"));
-        assert_eq!(f.method.as_deref(), Some("INVITE"));
+        assert_eq!(f.method, ["INVITE"]);
         assert_eq!(f.ip, Some("10.0.0.1".parse().expect("ip")));
         assert_eq!(f.src_ip, Some("10.0.0.2".parse().expect("ip")));
         assert_eq!(f.dst_ip, Some("::1".parse().expect("ip")));
@@ -346,10 +455,14 @@ mod tests {
             (f.port, f.src_port, f.dst_port),
             (Some(5060), Some(5061), Some(5062))
         );
-        assert_eq!(f.method.as_deref(), Some("4*"));
+        assert_eq!(f.status, ["4*"]);
         assert_eq!(f.call_ids, ["abc*"]);
         for (q, param) in [
-            ("method=INVITE&status=200", "status"),
+            ("method=INVITE&method=BYE", "method"),
+            ("status=INVITE", "status"),
+            ("status=4x5", "status"),
+            ("status=,", "status"),
+            ("final_status=4xx", "final_status"),
             ("port=70000", "port"),
             ("src_port=-1", "src_port"),
         ] {
@@ -368,6 +481,26 @@ mod tests {
     }
 
     #[test]
+    fn method_and_status_lists() {
+        let c = WebConfig::default();
+        let f = parse_filter(Some("method=INVITE,%20486,,invite&status=486"), &c, 0)
+            .expect("lists and both fields");
+        assert_eq!(f.method, ["INVITE", "486", "invite"]);
+        assert_eq!(f.status, ["486"]);
+        let f = parse_call_filter(Some("final_status=4xx,5XX,6*,603,48x"), &c, 0).expect("calls");
+        assert_eq!(f.final_status, ["4*", "5*", "6*", "603", "48*"]);
+        let many = format!("method={}", vec!["A"; MAX_LIST_ENTRIES + 1].join(","));
+        assert!(parse_filter(Some(&many), &c, 0).is_ok(), "duplicates fold");
+        let many: Vec<String> = (0..=MAX_LIST_ENTRIES).map(|i| format!("M{i}")).collect();
+        let many = format!("method={}", many.join(","));
+        assert_eq!(
+            param_of(parse_filter(Some(&many), &c, 0).unwrap_err()),
+            "method"
+        );
+        assert!(parse_tail_filter(Some("final_status=4xx")).is_err());
+    }
+
+    #[test]
     fn defaults_window_and_limit() {
         let c = WebConfig::default();
         let now = 10_000_000_000;
@@ -375,8 +508,10 @@ mod tests {
         assert_eq!(f.from_us, Some(now - 3_600_000_000));
         assert_eq!(f.to_us, Some(now + 1));
         assert_eq!(f.limit, 100);
-        let f = parse_filter(Some("limit=999999"), &c, now).expect("parse");
-        assert_eq!(f.limit, 1000, "capped by max_page_size");
+        let e = parse_filter(Some("limit=1001"), &c, now).expect_err("over max_page_size");
+        assert_eq!(param_of(e), "limit");
+        let f = parse_filter(Some("limit=1000"), &c, now).expect("max_page_size");
+        assert_eq!(f.limit, 1000);
         let f = parse_filter(Some("from=1000"), &c, now).expect("parse");
         assert_eq!((f.from_us, f.to_us), (Some(1_000_000), Some(3_601_000_000)));
         let f = parse_filter(Some("to=7200000"), &c, now).expect("parse");
@@ -419,12 +554,15 @@ mod tests {
 
     #[test]
     fn flow_bounds() {
-        assert_eq!(parse_flow_bounds(None).expect("none"), (None, None));
-        assert_eq!(
-            parse_flow_bounds(Some("from=1&to=2")).expect("both"),
-            (Some(1000), Some(2000))
-        );
-        assert!(parse_flow_bounds(Some("from=2&to=1")).is_err());
-        assert!(parse_flow_bounds(Some("limit=1")).is_err());
+        assert_eq!(parse_flow_query(None).expect("none"), FlowQuery::default());
+        let q = parse_flow_query(Some("from=1&to=2")).expect("both");
+        assert_eq!((q.from_us, q.to_us), (Some(1000), Some(2000)));
+        assert!(parse_flow_query(Some("from=2&to=1")).is_err());
+        assert!(parse_flow_query(Some("limit=1")).is_err());
+        let q = parse_flow_query(Some("with=b,c&with=c&with=d")).expect("with");
+        assert_eq!(q.with, ["b", "c", "d"]);
+        let many: Vec<String> = (0..=MAX_FLOW_WITH).map(|i| format!("c{i}")).collect();
+        let e = parse_flow_query(Some(&format!("with={}", many.join(",")))).unwrap_err();
+        assert_eq!(param_of(e), "with");
     }
 }

@@ -8,6 +8,11 @@
 //! low-entropy passwords, not random keys). Requests carrying a token act as the user
 //! `token:<name>` with the token's role; revoking deletes the entry and takes effect at the
 //! next request.
+//!
+//! A token may carry an expiry (refused from then on, listed as expired until revoked) and
+//! records when it was last used, to the minute: the entry is rewritten at most once per
+//! [`LAST_USED_RESOLUTION_US`] per token, so a busy script does not write the store on every
+//! request.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,6 +30,9 @@ pub const TOKEN_PREFIX: &str = "hst_";
 /// Longest token name, in bytes.
 pub const MAX_TOKEN_NAME_BYTES: usize = 64;
 
+/// How stale the recorded last use of a token may get before a request records it again.
+pub const LAST_USED_RESOLUTION_US: i64 = 60_000_000;
+
 /// A stored token: everything but the token itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredToken {
@@ -38,6 +46,20 @@ pub struct StoredToken {
     pub created_by: String,
     /// Lower-case hex SHA-256 of the whole token.
     pub sha256: String,
+    /// When the token stops working, µs since the epoch; `None`: never.
+    #[serde(default)]
+    pub expires_us: Option<i64>,
+    /// When a request last authenticated with it (to [`LAST_USED_RESOLUTION_US`]); `None`:
+    /// never used.
+    #[serde(default)]
+    pub last_used_us: Option<i64>,
+}
+
+impl StoredToken {
+    /// Whether the token has expired at `now_us`.
+    pub fn expired(&self, now_us: i64) -> bool {
+        self.expires_us.is_some_and(|e| now_us >= e)
+    }
 }
 
 fn digest_hex(token: &str) -> String {
@@ -54,6 +76,7 @@ pub fn create(
     admin: bool,
     created_by: &str,
     now_us: i64,
+    expires_us: Option<i64>,
 ) -> Result<(String, String, StoredToken), WebError> {
     let mut id_bytes = [0u8; 8];
     getrandom::getrandom(&mut id_bytes).map_err(|e| WebError::Crypto(e.to_string()))?;
@@ -65,6 +88,8 @@ pub fn create(
         created_us: now_us,
         created_by: created_by.to_string(),
         sha256: digest_hex(&token),
+        expires_us,
+        last_used_us: None,
     };
     let json = serde_json::to_string(&entry).map_err(|e| WebError::Crypto(e.to_string()))?;
     store.put_setting(TOKEN_NAMESPACE, &id, Some(&json))?;
@@ -100,19 +125,39 @@ pub fn token_id(token: &str) -> Option<&str> {
     well_formed.then_some(id)
 }
 
-/// The entry a presented token belongs to, if it is live and matches.
-pub fn verify(store: &dyn Store, token: &str) -> Result<Option<StoredToken>, StoreError> {
+/// The entry a presented token belongs to, if it matches and has not expired at `now_us`;
+/// records the use (see [`LAST_USED_RESOLUTION_US`]).
+pub fn verify(
+    store: &dyn Store,
+    token: &str,
+    now_us: i64,
+) -> Result<Option<StoredToken>, StoreError> {
     let Some(id) = token_id(token) else {
         return Ok(None);
     };
     let Some(json) = store.setting(TOKEN_NAMESPACE, id)? else {
         return Ok(None);
     };
-    let Ok(entry) = serde_json::from_str::<StoredToken>(&json) else {
+    let Ok(mut entry) = serde_json::from_str::<StoredToken>(&json) else {
         return Ok(None);
     };
     let ok = constant_time_eq(digest_hex(token).as_bytes(), entry.sha256.as_bytes());
-    Ok(ok.then_some(entry))
+    if !ok || entry.expired(now_us) {
+        return Ok(None);
+    }
+    let stale = entry.last_used_us.map_or(true, |t| {
+        now_us.saturating_sub(t) >= LAST_USED_RESOLUTION_US
+    });
+    if stale {
+        entry.last_used_us = Some(now_us);
+        // Written only when the entry is still there: a revocation racing this request wins.
+        if let Ok(json) = serde_json::to_string(&entry) {
+            if store.setting(TOKEN_NAMESPACE, id)?.is_some() {
+                store.put_setting(TOKEN_NAMESPACE, id, Some(&json))?;
+            }
+        }
+    }
+    Ok(Some(entry))
 }
 
 #[cfg(test)]
@@ -133,5 +178,49 @@ mod tests {
         ] {
             assert_eq!(token_id(&bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn expiry_and_last_use() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = store::SqliteStore::open(store::SqliteConfig {
+            data_dir: dir.path().into(),
+            ..store::SqliteConfig::default()
+        })
+        .expect("store");
+        let t0 = 1_800_000_000_000_000;
+        let day = 86_400_000_000;
+        let (id, token, entry) =
+            create(&store, "ci", false, "admin", t0, Some(t0 + day)).expect("create");
+        assert_eq!(entry.last_used_us, None);
+        let used = verify(&store, &token, t0 + 10)
+            .expect("verify")
+            .expect("live");
+        assert_eq!(used.last_used_us, Some(t0 + 10));
+        // Within the resolution the entry is not rewritten; after it, it is.
+        verify(&store, &token, t0 + 20_000_000)
+            .expect("verify")
+            .expect("live");
+        let listed = |store: &store::SqliteStore| list(store).expect("list")[0].1.last_used_us;
+        assert_eq!(listed(&store), Some(t0 + 10));
+        verify(&store, &token, t0 + 70_000_000)
+            .expect("verify")
+            .expect("live");
+        assert_eq!(listed(&store), Some(t0 + 70_000_000));
+        // Expired: refused, still listed until revoked.
+        assert_eq!(verify(&store, &token, t0 + day).expect("verify"), None);
+        assert!(list(&store).expect("list")[0].1.expired(t0 + day));
+        assert!(revoke(&store, &id).expect("revoke"));
+        // A token without expiry lives on.
+        let (_, forever, _) = create(&store, "cron", true, "admin", t0, None).expect("create");
+        assert!(verify(&store, &forever, i64::MAX)
+            .expect("verify")
+            .is_some());
+        // Entries written before expiry existed parse with neither field.
+        let old: StoredToken = serde_json::from_str(
+            r#"{"name":"n","admin":false,"created_us":1,"created_by":"a","sha256":"00"}"#,
+        )
+        .expect("old entry");
+        assert_eq!((old.expires_us, old.last_used_us), (None, None));
     }
 }

@@ -602,9 +602,19 @@ async fn paging_with_cursor() {
     unique.dedup();
     assert_eq!(unique.len(), 15, "every message once: {seen:?}");
 
-    // The limit is capped by the configuration.
-    let (_, body) = server.get(&token, "/api/v1/messages?limit=100000").await;
-    assert_eq!(body["items"].as_array().expect("items").len(), 15);
+    // A limit above the configured maximum is refused like any bad parameter, not shortened.
+    let (status, body) = server.get(&token, "/api/v1/messages?limit=100000").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["param"], "limit");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("at most 1000"),
+        "{body}"
+    );
+    let (status, _) = server.get(&token, "/api/v1/calls?limit=1001").await;
+    assert_eq!(status, 400);
     server.stop().await;
 }
 

@@ -873,8 +873,13 @@ fn transport_dataset(t0: i64) -> Vec<Record> {
 async fn exports_pcap_text_and_svg() {
     let t0 = now_us() - 2 * 60 * 1_000_000;
     let data = transport_dataset(t0);
+    let rtcp = rtpengine_rtcp_payload();
+    let rtcp_only: Vec<Record> = (0..2)
+        .map(|k| event(t0 + k * 1_000_000, 5, "rtcp-only", rtcp.as_bytes(), None))
+        .collect();
     for b in backends("export") {
         b.with(|st| st.insert_batch(&data)).expect("insert");
+        b.with(|st| st.insert_batch(&rtcp_only)).expect("insert");
         let server = start_on(b.store(), None).await;
         let token = server.login("admin", PASSWORD).await;
 
@@ -983,7 +988,32 @@ async fn exports_pcap_text_and_svg() {
         ] {
             assert!(svg.contains(label), "{label} in {svg}");
         }
-        assert!(svg.contains("#2e9d4a"), "2xx in green");
+        assert!(svg.contains("#1a7f37"), "2xx in the UI's green");
+        assert!(
+            svg.contains("leg 1: A-leg · pcap-1"),
+            "the leg legend: {svg}"
+        );
+        assert_eq!(
+            svg.matches("class=\"legbar\"").count(),
+            5,
+            "a leg bar per arrow"
+        );
+
+        // A call with RTCP only: the PCAP says what the call has instead of an empty file.
+        let (s, body) = send(
+            &server,
+            reqwest::Method::GET,
+            &token,
+            "/api/v1/calls/rtcp-only/pcap",
+            None,
+        )
+        .await;
+        assert_error(s, &body, 422);
+        let error = body["error"].as_str().expect("error");
+        assert!(
+            error.contains("no SIP messages") && error.contains("2 RTCP records"),
+            "{error}"
+        );
 
         for path in ["pcap", "text", "flow.svg"] {
             let (s, body) = send(
@@ -1210,6 +1240,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/calls/{callid}/text"),
     ("get", "/api/v1/calls/{callid}/flow.svg"),
     ("get", "/api/v1/tail"),
+    ("get", "/api/v1/kpi"),
+    ("get", "/api/v1/kpi/series"),
     ("get", "/api/v1/users"),
     ("post", "/api/v1/users"),
     ("patch", "/api/v1/users/{name}"),
@@ -1270,6 +1302,30 @@ async fn openapi_document_lists_every_route_and_is_served() {
             let body: Value = r.json().await.expect("json error");
             assert_eq!(body["status"], 401);
         }
+    }
+    // A known path with a method it does not take: 405, JSON body like every error, `Allow`.
+    for (method, path) in [("POST", "/api/v1/openapi.json"), ("PUT", "/api/v1/login")] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = server
+            .client
+            .request(m, server.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 405, "{method} {path}");
+        let allow = r
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(allow.contains("GET") || allow.contains("POST"), "{allow}");
+        let body: Value = r.json().await.expect("json 405 body");
+        assert_eq!(body["status"], 405, "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(&allow)),
+            "{body}"
+        );
     }
     // Every $ref resolves.
     let text = doc.to_string();

@@ -17,10 +17,10 @@
 //! backs off (see [`pool`]); the store opens even when the server is down and creates its
 //! objects on the first successful connection.
 
-mod codec;
+pub(crate) mod codec;
 mod config;
 mod pool;
-mod query;
+pub(crate) mod query;
 mod scan;
 mod schema;
 mod tls;

@@ -15,7 +15,8 @@ use super::pool::Conn;
 use super::schema::{Table, TABLES, TABLE_BITS};
 use super::PgStore;
 use crate::calls::{
-    check_flow_request, CallAgg, CallFold, CallRow, CALL_CONTEXT_US, FLOW_ROUNDS, MAX_CALL_IDS,
+    call_page, check_flow_request, CallAgg, CallFold, CallRow, CALL_CONTEXT_US, FLOW_ROUNDS,
+    MAX_CALL_IDS,
 };
 use crate::{has_wildcard, CallSummary, MessageFilter, Page, StoreError, StoredMessage, MAX_PAGE};
 
@@ -247,15 +248,17 @@ fn compile(filter: &MessageFilter) -> Result<Sql, StoreError> {
         ("ruri_user", &filter.ruri_user),
     ] {
         if let Some(v) = value {
-            let cond = q.text_cond(&format!("data_header->>'{key}'"), v, false);
+            let ignore_case = crate::user_ignores_case(Some(v));
+            let cond = q.text_cond(&format!("data_header->>'{key}'"), v, ignore_case);
             q.common.push(cond);
             q.sip_only = true;
         }
     }
     if let Some(v) = &filter.any_user {
+        let ignore_case = crate::user_ignores_case(Some(v));
         let conds: Vec<String> = ["from_user", "to_user", "ruri_user"]
             .iter()
-            .map(|key| q.text_cond(&format!("data_header->>'{key}'"), v, false))
+            .map(|key| q.text_cond(&format!("data_header->>'{key}'"), v, ignore_case))
             .collect();
         q.common.push(format!("({})", conds.join(" OR ")));
         q.sip_only = true;
@@ -263,18 +266,41 @@ fn compile(filter: &MessageFilter) -> Result<Sql, StoreError> {
     if let Some(v) = &filter.user_agent {
         // User-Agent is a default data_header key; Server only in the hepstack object (or in
         // data_header when configured, as on heplify-server rows).
-        let ua = q.text_cond("data_header->>'user_agent'", v, false);
+        let ua = q.text_cond("data_header->>'user_agent'", v, true);
         let server = q.text_cond(
             "coalesce(protocol_header #>> '{hepstack,sip,server}', data_header->>'server')",
             v,
-            false,
+            true,
         );
         q.common.push(format!("({ua} OR {server})"));
         q.sip_only = true;
     }
-    if let Some(m) = &filter.method {
-        let cond = q.text_cond("data_header->>'method'", m, true);
-        q.common.push(cond);
+    if !filter.status.is_empty() {
+        // A reply's method key is its status code (a request's is its method).
+        let conds: Vec<String> = filter
+            .status
+            .iter()
+            .map(|code| q.text_cond("data_header->>'method'", code, false))
+            .collect();
+        q.common.push(format!(
+            "(data_header->>'method' ~ '^[0-9]+$' AND ({}))",
+            conds.join(" OR ")
+        ));
+        q.sip_only = true;
+    }
+    if !filter.method.is_empty() {
+        // With a status, the method the reply answers: the CSeq's method.
+        let expr = if filter.status.is_empty() {
+            "data_header->>'method'"
+        } else {
+            "split_part(data_header->>'cseq', ' ', 2)"
+        };
+        let conds: Vec<String> = filter
+            .method
+            .iter()
+            .map(|m| q.text_cond(expr, m, true))
+            .collect();
+        q.common.push(format!("({})", conds.join(" OR ")));
         q.sip_only = true;
     }
     if let Some(n) = &filter.node {
@@ -569,51 +595,44 @@ pub(crate) fn calls(
             )?;
         }
     }
-    let total = calls.len() as u64;
-    let mut ordered: Vec<(String, CallAgg)> = calls
-        .into_iter()
-        .filter(|(sid, agg)| match &cursor {
-            Some((start, csid)) => (agg.start_us, sid.as_str()) < (*start, csid.as_str()),
-            None => true,
-        })
-        .collect();
-    ordered.sort_unstable_by(|(sa, a), (sb, b)| (b.start_us, sb).cmp(&(a.start_us, sa)));
-    let has_more = ordered.len() > limit;
-    ordered.truncate(limit);
-    let mut folds: HashMap<String, CallFold> = ordered
+    call_page(
+        calls,
+        filter,
+        cursor,
+        limit,
+        |sids| fold_calls(conn, filter, sids.to_vec()),
+        codec::call_cursor,
+    )
+}
+
+/// Folds every SIP message of the calls `sids` around the filter's window (see
+/// CALL_CONTEXT_US) into their summaries' state.
+fn fold_calls(
+    conn: &mut Conn<'_>,
+    filter: &MessageFilter,
+    sids: Vec<String>,
+) -> Result<HashMap<String, CallFold>, StoreError> {
+    let mut folds: HashMap<String, CallFold> = sids
         .iter()
-        .map(|(sid, _)| (sid.clone(), CallFold::default()))
+        .map(|sid| (sid.clone(), CallFold::default()))
         .collect();
-    if !ordered.is_empty() {
-        // Summaries read the whole call around the window (see CALL_CONTEXT_US).
-        let mut fq = Sql::new();
-        fq.time(
-            filter.from_us.map(|t| t.saturating_sub(CALL_CONTEXT_US)),
-            filter.to_us.map(|t| t.saturating_add(CALL_CONTEXT_US)),
-        );
-        let page_sids: Vec<String> = ordered.iter().map(|(sid, _)| sid.clone()).collect();
-        let p = fq.p(page_sids);
-        let extra = [format!("sid = ANY({p}::text[])")];
-        let rows = fetch_rows(conn, &fq, true, &extra, usize::MAX / 4)?;
-        for m in rows {
-            let row = CallRow::from_message(m);
-            if let Some(fold) = folds.get_mut(&row.sid) {
-                fold.add(row);
-            }
+    if sids.is_empty() {
+        return Ok(folds);
+    }
+    let mut fq = Sql::new();
+    fq.time(
+        filter.from_us.map(|t| t.saturating_sub(CALL_CONTEXT_US)),
+        filter.to_us.map(|t| t.saturating_add(CALL_CONTEXT_US)),
+    );
+    let p = fq.p(sids);
+    let extra = [format!("sid = ANY({p}::text[])")];
+    for m in fetch_rows(conn, &fq, true, &extra, usize::MAX / 4)? {
+        let row = CallRow::from_message(m);
+        if let Some(fold) = folds.get_mut(&row.sid) {
+            fold.add(row);
         }
     }
-    let next = if has_more {
-        ordered
-            .last()
-            .map(|(sid, agg)| codec::call_cursor(agg.start_us, sid))
-    } else {
-        None
-    };
-    let items = ordered
-        .into_iter()
-        .map(|(sid, agg)| folds.remove(&sid).unwrap_or_default().summary(sid, agg))
-        .collect();
-    Ok(Page { total, items, next })
+    Ok(folds)
 }
 
 pub(crate) fn call_flow(

@@ -10,7 +10,9 @@ use super::partition::PartKey;
 use super::schema::{self, IndexLayout};
 use super::{Partition, SqliteStore};
 pub use crate::calls::MAX_CALL_IDS;
-use crate::calls::{check_flow_request, CallAgg, CallFold, CALL_CONTEXT_US, FLOW_ROUNDS};
+use crate::calls::{
+    call_page, check_flow_request, CallAgg, CallFold, CALL_CONTEXT_US, FLOW_ROUNDS,
+};
 use crate::{CallSummary, MessageFilter, Page, StoreError, StoredMessage, MAX_PAGE};
 
 /// Page size when the filter asks for 0.
@@ -66,19 +68,33 @@ fn glob_pattern(pattern: &str) -> String {
 }
 
 /// `col = ?` for an exact value, `col GLOB ?` for a `*` pattern (the caller adds any index
-/// prefix such as the index segments).
-fn text_cond(col: &str, value: &str) -> (String, Value) {
-    if crate::has_wildcard(value) {
-        (format!("{col} GLOB ?"), Value::Text(glob_pattern(value)))
-    } else {
-        (format!("{col} = ?"), Value::Text(value.to_string()))
+/// prefix such as the index segments); ASCII case-insensitive when `ignore_case` (GLOB is
+/// case-sensitive: upper case is compared with upper case).
+fn text_cond(col: &str, value: &str, ignore_case: bool) -> (String, Value) {
+    match (crate::has_wildcard(value), ignore_case) {
+        (true, false) => (format!("{col} GLOB ?"), Value::Text(glob_pattern(value))),
+        (true, true) => (
+            format!("upper({col}) GLOB ?"),
+            Value::Text(glob_pattern(&value.to_ascii_uppercase())),
+        ),
+        (false, false) => (format!("{col} = ?"), Value::Text(value.to_string())),
+        (false, true) => (
+            format!("{col} = ? COLLATE NOCASE"),
+            Value::Text(value.to_string()),
+        ),
     }
 }
 
 /// A text condition on a column whose index leads with the segment: exact values seek the
 /// index; patterns filter inside the segments of the same index.
-fn segmented_text(col: &str, value: &str, conds: &mut Vec<String>, params: &mut Vec<Param>) {
-    let (cond, v) = text_cond(col, value);
+fn segmented_text(
+    col: &str,
+    value: &str,
+    ignore_case: bool,
+    conds: &mut Vec<String>,
+    params: &mut Vec<Param>,
+) {
+    let (cond, v) = text_cond(col, value, ignore_case);
     conds.push(format!("(seg IN {SEGMENTS} AND {cond})"));
     params.extend(WINDOW);
     params.push(Param::Value(v));
@@ -296,21 +312,34 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
         }
         conds.push(format!("({})", any.join(" OR ")));
     }
-    for (col, value) in [
-        ("from_user", &filter.from_user),
-        ("to_user", &filter.to_user),
-        ("ruri_user", &filter.ruri_user),
-        ("node", &filter.node),
+    for (col, value, ignore_case) in [
+        (
+            "from_user",
+            &filter.from_user,
+            crate::user_ignores_case(filter.from_user.as_deref()),
+        ),
+        (
+            "to_user",
+            &filter.to_user,
+            crate::user_ignores_case(filter.to_user.as_deref()),
+        ),
+        (
+            "ruri_user",
+            &filter.ruri_user,
+            crate::user_ignores_case(filter.ruri_user.as_deref()),
+        ),
+        ("node", &filter.node, false),
     ] {
         if let Some(value) = value {
-            segmented_text(col, value, &mut conds, &mut params);
+            segmented_text(col, value, ignore_case, &mut conds, &mut params);
         }
     }
     if let Some(user) = &filter.any_user {
         // Spelled out per column so that each branch can use its own segmented index.
         let mut branches = Vec::new();
+        let ignore_case = crate::user_ignores_case(Some(user));
         for col in ["from_user", "to_user", "ruri_user"] {
-            let (cond, value) = text_cond(col, user);
+            let (cond, value) = text_cond(col, user, ignore_case);
             branches.push(format!("(seg IN {SEGMENTS} AND {cond})"));
             params.extend(WINDOW);
             params.push(v(value));
@@ -318,8 +347,8 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
         conds.push(format!("({})", branches.join(" OR ")));
     }
     if let Some(agent) = &filter.user_agent {
-        let (a, va) = text_cond("user_agent", agent);
-        let (b, vb) = text_cond("server", agent);
+        let (a, va) = text_cond("user_agent", agent, true);
+        let (b, vb) = text_cond("server", agent, true);
         conds.push(format!("({a} OR {b})"));
         params.extend([v(va), v(vb)]);
     }
@@ -365,17 +394,33 @@ fn compile(filter: &MessageFilter) -> Result<Compiled, StoreError> {
             &mut params,
         );
     }
-    if let Some(m) = &filter.method {
-        if crate::has_wildcard(m) {
-            // GLOB is case-sensitive: compare upper case with upper case.
-            conds.push(format!("(seg IN {SEGMENTS} AND upper(method) GLOB ?)"));
+    if !filter.status.is_empty() {
+        // A reply's HOMER method key is its status code: the method index serves both.
+        let mut any = Vec::new();
+        for code in &filter.status {
+            let (cond, value) = text_cond("method", code, true);
+            any.push(format!("(seg IN {SEGMENTS} AND is_request = 0 AND {cond})"));
             params.extend(WINDOW);
-            params.push(v(Value::Text(glob_pattern(&m.to_ascii_uppercase()))));
-        } else {
-            conds.push(format!("(seg IN {SEGMENTS} AND method = ? COLLATE NOCASE)"));
-            params.extend(WINDOW);
-            params.push(v(Value::Text(m.clone())));
+            params.push(v(value));
         }
+        conds.push(format!("({})", any.join(" OR ")));
+    }
+    if !filter.method.is_empty() {
+        let mut any = Vec::new();
+        for m in &filter.method {
+            if filter.status.is_empty() {
+                let (cond, value) = text_cond("method", m, true);
+                any.push(format!("(seg IN {SEGMENTS} AND {cond})"));
+                params.extend(WINDOW);
+                params.push(v(value));
+            } else {
+                // With a status: the method the reply answers.
+                let (cond, value) = text_cond("cseq_method", m, true);
+                any.push(cond);
+                params.push(v(value));
+            }
+        }
+        conds.push(format!("({})", any.join(" OR ")));
     }
     if let Some(t) = filter.hep_type {
         conds.push("hep_type = ?".into());
@@ -747,19 +792,30 @@ impl SqliteStore {
                 })?;
             }
         }
-        let total = calls.len() as u64;
-        let mut ordered: Vec<(String, CallAgg)> = calls
-            .into_iter()
-            .filter(|(sid, agg)| match &cursor {
-                Some((start, csid)) => (agg.start_us, sid.as_str()) < (*start, csid.as_str()),
-                None => true,
-            })
+        call_page(
+            calls,
+            filter,
+            cursor,
+            limit,
+            |sids| self.fold_calls(&compiled, sids),
+            codec::call_cursor,
+        )
+    }
+
+    /// Folds every SIP message of the calls `sids` around the window of `compiled` (see
+    /// CALL_CONTEXT_US) into their summaries' state.
+    fn fold_calls(
+        &self,
+        compiled: &Compiled,
+        sids: &[String],
+    ) -> Result<HashMap<String, CallFold>, StoreError> {
+        let mut folds: HashMap<String, CallFold> = sids
+            .iter()
+            .map(|sid| (sid.clone(), CallFold::default()))
             .collect();
-        ordered.sort_unstable_by(|(sa, a), (sb, b)| (b.start_us, sb).cmp(&(a.start_us, sa)));
-        let has_more = ordered.len() > limit;
-        ordered.truncate(limit);
-        // Phase 3: fold the page's calls into summaries, from all their messages around the
-        // window (see CALL_CONTEXT_US).
+        if sids.is_empty() {
+            return Ok(folds);
+        }
         let context = Compiled {
             from_us: compiled.from_us.map(|t| t.saturating_sub(CALL_CONTEXT_US)),
             to_us: compiled.to_us.map(|t| t.saturating_add(CALL_CONTEXT_US)),
@@ -767,21 +823,12 @@ impl SqliteStore {
             params: Vec::new(),
             indexed: false,
         };
-        let context_keys = self.partitions_in(context.from_us, context.to_us);
-        let mut folds: HashMap<String, CallFold> = ordered
-            .iter()
-            .map(|(sid, _)| (sid.clone(), CallFold::default()))
-            .collect();
-        let page_sids: Vec<String> = ordered.iter().map(|(sid, _)| sid.clone()).collect();
-        for key in &context_keys {
-            if page_sids.is_empty() {
-                break;
-            }
+        for key in &self.partitions_in(context.from_us, context.to_us) {
             let Some(part) = self.partition(*key, false).map_err(StoreError::Backend)? else {
                 continue;
             };
             self.with_reader(&part, |conn| {
-                for chunk in page_sids.chunks(CHUNK) {
+                for chunk in sids.chunks(CHUNK) {
                     let (cond, values) = context.sid_in(key, chunk);
                     let (clause, params) =
                         context.where_for(key, part.layout(), false, &[(&cond, values)]);
@@ -801,21 +848,7 @@ impl SqliteStore {
                 Ok(())
             })?;
         }
-        let next = if has_more {
-            ordered
-                .last()
-                .map(|(sid, agg)| codec::call_cursor(agg.start_us, sid))
-        } else {
-            None
-        };
-        let items = ordered
-            .into_iter()
-            .map(|(sid, agg)| {
-                let fold = folds.remove(&sid).unwrap_or_default();
-                fold.summary(sid, agg)
-            })
-            .collect();
-        Ok(Page { total, items, next })
+        Ok(folds)
     }
 
     pub(super) fn query_call_flow(

@@ -284,7 +284,7 @@ pub fn every_filter_field(store: &dyn Store) {
         sids(
             store,
             MessageFilter {
-                method: Some("INVITE".into()),
+                method: vec!["INVITE".into()],
                 ..f()
             }
         ),
@@ -294,7 +294,7 @@ pub fn every_filter_field(store: &dyn Store) {
         sids(
             store,
             MessageFilter {
-                method: Some("486".into()),
+                method: vec!["486".into()],
                 ..f()
             }
         ),
@@ -385,7 +385,7 @@ pub fn every_filter_field(store: &dyn Store) {
             MessageFilter {
                 from_us: Some(T0),
                 to_us: Some(T0 + HOUR_US),
-                method: Some("invite".into()),
+                method: vec!["invite".into()],
                 ..f()
             }
         ),
@@ -624,7 +624,7 @@ pub fn call_summary_status_and_duration(store: &dyn Store) {
     // them, across partitions.
     let page = store
         .calls(&MessageFilter {
-            method: Some("BYE".into()),
+            method: vec!["BYE".into()],
             ..MessageFilter::default()
         })
         .unwrap();
@@ -910,4 +910,170 @@ pub fn scan_reads_every_record_once_in_order(store: &dyn Store) {
 
 fn load_scan_samples() -> Vec<Record> {
     sample_records("kamailio-hep3-udp")
+}
+
+/// The rows of the method/status tests: a REGISTER challenged with 401 then accepted, an INVITE
+/// rejected with 486, one challenged with 407 then answered and hung up, one still ringing.
+fn load_status_rows(store: &dyn Store) {
+    let reply = |t, sid: &str, code, cseq: &str| sip_record(T0 + t, sid, "", Some(code), cseq);
+    let request = |t, sid: &str, method: &str| sip_record(T0 + t, sid, method, None, method);
+    let mut register = request(10, "reg-1", "REGISTER");
+    register.sip.as_mut().unwrap().user_agent = Some("SIPp/3.7".into());
+    let mut ok = reply(13, "reg-1", 200, "REGISTER");
+    ok.sip.as_mut().unwrap().server = Some("Kamailio (5.8)".into());
+    let mut invite = request(20, "call-x", "INVITE");
+    invite.sip.as_mut().unwrap().from_user = Some("Alice.Smith".into());
+    let rows = vec![
+        register,
+        reply(11, "reg-1", 401, "REGISTER"),
+        request(12, "reg-1", "REGISTER"),
+        ok,
+        invite,
+        reply(21, "call-x", 486, "INVITE"),
+        request(30, "call-y", "INVITE"),
+        reply(31, "call-y", 407, "INVITE"),
+        request(32, "call-y", "INVITE"),
+        reply(33, "call-y", 200, "INVITE"),
+        request(34, "call-y", "BYE"),
+        reply(35, "call-y", 200, "BYE"),
+        request(40, "call-z", "INVITE"),
+        reply(41, "call-z", 180, "INVITE"),
+    ];
+    assert_eq!(store.insert_batch(&rows).unwrap().stored, rows.len());
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Suite test: method and status lists, both together (the replies of one method), and
+/// case-insensitive patterns for what people type (users, User-Agent).
+pub fn method_status_lists_and_typed_text(store: &dyn Store) {
+    load_status_rows(store);
+    let f = MessageFilter::default;
+    let by = |filter: MessageFilter| {
+        // The reference semantics agree with the backend on every stored row.
+        let reference: Vec<String> = all_messages(store)
+            .into_iter()
+            .filter(|m| filter.matches(&m.record, true))
+            .map(|m| format!("{}@{}", m.record.sid, m.record.time_us - T0))
+            .collect();
+        let got = sids(store, filter.clone());
+        assert_eq!(got, reference, "{filter:?}");
+        got
+    };
+    let method = |m: &[&str], s: &[&str]| MessageFilter {
+        method: strings(m),
+        status: strings(s),
+        ..f()
+    };
+    assert_eq!(
+        by(method(&["INVITE", "486"], &[])),
+        [
+            "call-z@40",
+            "call-y@32",
+            "call-y@30",
+            "call-x@21",
+            "call-x@20"
+        ]
+    );
+    assert_eq!(by(method(&[], &["486"])), ["call-x@21"]);
+    assert_eq!(
+        by(method(&[], &["4*"])),
+        ["call-y@31", "call-x@21", "reg-1@11"]
+    );
+    assert_eq!(by(method(&[], &["40*", "48*"])), by(method(&[], &["4*"])));
+    // Both: the replies to that method.
+    assert_eq!(by(method(&["INVITE"], &["4*"])), ["call-y@31", "call-x@21"]);
+    assert_eq!(by(method(&["invite"], &["2*"])), ["call-y@33"]);
+    assert_eq!(by(method(&["BYE", "CANCEL"], &["200"])), ["call-y@35"]);
+    assert!(by(method(&["REGISTER"], &["486"])).is_empty());
+    // Typed text: the User-Agent (or Server) in any case, exact or pattern.
+    let ua = |p: &str| MessageFilter {
+        user_agent: Some(p.into()),
+        ..f()
+    };
+    assert_eq!(by(ua("*SIPP*")), ["reg-1@10"]);
+    assert_eq!(by(ua("sipp*")), ["reg-1@10"]);
+    assert_eq!(by(ua("sipp/3.7")), ["reg-1@10"]);
+    assert_eq!(by(ua("*kamailio*")), ["reg-1@13"]);
+    // Users: a pattern ignores case, an exact value stays exact (the index).
+    assert_eq!(
+        by(MessageFilter {
+            from_user: Some("alice.s*".into()),
+            ..f()
+        }),
+        ["call-x@20"]
+    );
+    assert_eq!(
+        by(MessageFilter {
+            any_user: Some("*SMITH".into()),
+            ..f()
+        }),
+        ["call-x@20"]
+    );
+    assert!(by(MessageFilter {
+        from_user: Some("alice.smith".into()),
+        ..f()
+    })
+    .is_empty());
+    assert_eq!(
+        by(MessageFilter {
+            from_user: Some("Alice.Smith".into()),
+            ..f()
+        }),
+        ["call-x@20"]
+    );
+}
+
+type CallPage = (u64, Vec<(String, Option<u16>)>, Option<String>);
+
+/// Suite test: the final-status filter of the call list ("show me the failed calls") looks at
+/// how each call ended, not at any reply in it.
+pub fn calls_by_final_status(store: &dyn Store) {
+    load_status_rows(store);
+    let calls = |final_status: &[&str], status: &[&str], limit: usize, cursor: Option<String>| {
+        let page = store
+            .calls(&MessageFilter {
+                final_status: strings(final_status),
+                status: strings(status),
+                limit,
+                cursor,
+                ..MessageFilter::default()
+            })
+            .unwrap();
+        let ids: Vec<(String, Option<u16>)> = page
+            .items
+            .iter()
+            .map(|c| (c.call_id.clone(), c.status))
+            .collect();
+        (page.total, ids, page.next)
+    };
+    let ids = |v: CallPage| -> Vec<String> { v.1.into_iter().map(|(id, _)| id).collect() };
+    // Any 4xx reply in the call: the REGISTER that was challenged is listed too.
+    assert_eq!(
+        ids(calls(&[], &["4*"], 100, None)),
+        ["call-y", "call-x", "reg-1"]
+    );
+    // The final status: only the call that failed.
+    assert_eq!(
+        calls(&["4*", "5*", "6*"], &[], 100, None),
+        (1, vec![("call-x".to_string(), Some(486))], None)
+    );
+    assert_eq!(
+        ids(calls(&["2*"], &[], 100, None)),
+        ["call-y", "reg-1"],
+        "the REGISTER and the INVITE that succeeded after a challenge"
+    );
+    // A call without a final reply has no final status.
+    assert!(ids(calls(&["1*"], &[], 100, None)).is_empty());
+    assert_eq!(calls(&["*"], &[], 100, None).0, 3);
+    // Pages of a final-status search count and page only the matching calls.
+    let (total, first, next) = calls(&["2*", "486"], &[], 2, None);
+    assert_eq!((total, first.len()), (3, 2));
+    let (total, second, next) = calls(&["2*", "486"], &[], 2, next);
+    assert_eq!((total, second.len(), next), (3, 1, None));
+    let mut all: Vec<String> = first.into_iter().chain(second).map(|(id, _)| id).collect();
+    all.sort();
+    assert_eq!(all, ["call-x", "call-y", "reg-1"]);
 }

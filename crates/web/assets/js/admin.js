@@ -1,6 +1,6 @@
 // Admin pages: users, API tokens (shown once), IP/CIDR aliases; plus the own-password form.
 import { api, ApiError } from "./api.js";
-import { el, fmtTime, toast, copyText } from "./util.js";
+import { el, fmtTime, toast, copyText, plural } from "./util.js";
 
 const SECTIONS = [["users", "Users"], ["tokens", "API tokens"], ["aliases", "Aliases"], ["password", "My password"]];
 
@@ -68,7 +68,7 @@ async function usersSection(box, ctx) {
       el("td", {}, u.admin ? "admin" : "user"), el("td", {}, toggle, " ", reset, " ", del, " ", rowStatus));
   });
   box.append(el("div", { class: "card" }, el("h3", {}, "Add a user"), form),
-    el("div", { class: "card" }, el("h3", {}, `${list.items.length} users`), table("users-table", ["User", "Role", ""], rows)));
+    el("div", { class: "card" }, el("h3", {}, plural(list.items.length, "user")), table("users-table", ["User", "Role", ""], rows)));
 }
 
 async function tokensSection(box) {
@@ -76,14 +76,17 @@ async function tokensSection(box) {
   const status = el("span", { role: "alert" });
   const name = el("input", { name: "name", id: "token-name", required: true, placeholder: "grafana, ci-export …" });
   const admin = el("input", { type: "checkbox", id: "token-admin" });
+  const days = el("input", { type: "number", id: "token-days", min: "1", max: "3650", placeholder: "never", style: "width:7em" });
   const shown = el("div", { id: "token-created" });
   const form = el("form", { class: "form-inline", id: "token-form" },
-    el("label", {}, "Name", name), el("label", {}, "Admin rights", admin),
+    el("label", {}, "Name", name), el("label", {}, "Admin rights", admin), el("label", {}, "Expires in days", days),
     el("button", { class: "btn primary", type: "submit" }, "Create token"), status);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     act(status, async () => {
-      const t = await api("/tokens", { method: "POST", body: { name: name.value.trim(), admin: admin.checked } });
+      const body = { name: name.value.trim(), admin: admin.checked };
+      if (days.value) body.expires_in_days = Number(days.value);
+      const t = await api("/tokens", { method: "POST", body });
       const copy = el("button", { class: "btn small", type: "button" }, "Copy");
       copy.addEventListener("click", async () => toast((await copyText(t.token)) ? "Token copied" : "Copy failed"));
       shown.replaceChildren(el("p", {}, "The token is shown only this once. Use it as ", el("code", {}, "Authorization: Bearer <token>"), ":"),
@@ -103,10 +106,13 @@ async function tokensSection(box) {
           await renderTokens();
         });
       });
-      return el("tr", {}, el("td", {}, t.name), el("td", { class: "mono" }, t.id), el("td", {}, t.admin ? "admin" : "user"),
-        el("td", { class: "mono" }, fmtTime(t.created_us, 0)), el("td", {}, t.created_by || ""), el("td", {}, revoke, " ", rowStatus));
+      const expires = t.expires_us ? fmtTime(t.expires_us, 0) : "never";
+      return el("tr", { class: t.expired ? "muted" : "" }, el("td", {}, t.name), el("td", { class: "mono" }, t.id), el("td", {}, t.admin ? "admin" : "user"),
+        el("td", { class: "mono" }, fmtTime(t.created_us, 0)), el("td", {}, t.created_by || ""),
+        el("td", { class: t.expired ? "mono st-5" : "mono" }, t.expired ? `expired ${expires}` : expires),
+        el("td", { class: "mono" }, t.last_used_us ? fmtTime(t.last_used_us, 0) : "never"), el("td", {}, revoke, " ", rowStatus));
     });
-    listBox.replaceChildren(el("h3", {}, `${data.items.length} tokens`), table("tokens-table", ["Name", "Id", "Rights", "Created", "By", ""], rows));
+    listBox.replaceChildren(el("h3", {}, plural(data.items.length, "token")), table("tokens-table", ["Name", "Id", "Rights", "Created", "By", "Expires", "Last used", ""], rows));
   }
   await renderTokens(list);
   box.append(el("div", { class: "card" }, el("h3", {}, "Create an API token"), form, shown), listBox);
@@ -156,7 +162,7 @@ async function aliasesSection(box, ctx) {
       el("td", {}, a.node || "any"), el("td", {}, ctx.me.admin ? [edit, " ", del, " ", rowStatus] : ""));
   });
   if (ctx.me.admin) box.append(el("div", { class: "card" }, el("h3", {}, "Name an address"), el("p", { class: "muted" }, "Aliases name hosts in the search grid and the call flow. The most specific match wins (port and node narrow it)."), form));
-  box.append(el("div", { class: "card" }, el("h3", {}, `${list.items.length} aliases`), table("aliases-table", ["Name", "Address", "Port", "Node", ""], rows)));
+  box.append(el("div", { class: "card" }, el("h3", {}, plural(list.items.length, "alias", "aliases")), table("aliases-table", ["Name", "Address", "Port", "Node", ""], rows)));
 }
 
 function passwordSection(box) {

@@ -14,6 +14,21 @@ function niceStep(span, count) {
   return (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * mag;
 }
 
+/** The x-axis ticks of a time range (epoch ms): 4 at most, each label distinct. */
+export function timeTicks(tMin, tMax, count = 4) {
+  const span = tMax - tMin;
+  const step = span / (count - 1);
+  const digits = step >= 1000 ? 0 : step >= 100 ? 1 : step >= 10 ? 2 : 3;
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const t = tMin + step * i;
+    const label = span > 86400e3 ? fmtTime(t * 1000, 0).slice(5, 16) : fmtClock(t * 1000, digits);
+    if (out.length && out[out.length - 1].label === label) continue;
+    out.push({ t, label, anchor: i === 0 ? "start" : i === count - 1 ? "end" : "middle" });
+  }
+  return out;
+}
+
 /** min/avg/max of numbers (nulls skipped); null when there are none. */
 export function summary(values) {
   const v = values.filter((x) => x !== null && x !== undefined && Number.isFinite(x));
@@ -65,13 +80,10 @@ export function lineChart(title, series, { unit = "", yMin = null, yMax = null, 
     svg += `<line class="grid" x1="${PAD.l}" x2="${W - PAD.r}" y1="${yy}" y2="${yy}"/>`;
     svg += `<text x="${PAD.l - 4}" y="${yy}" dy="3" text-anchor="end">${esc(num(v, step < 1 ? 2 : 0))}</text>`;
   }
-  // Time labels: 4 ticks; the full date when the range spans days.
-  const spanDays = (tMax - tMin) > 86400e3;
-  for (let i = 0; i <= 3; i++) {
-    const t = tMin + ((tMax - tMin) * i) / 3;
-    const label = spanDays ? fmtTime(t * 1000, 0).slice(5, 16) : fmtClock(t * 1000, 0);
-    const anchor = i === 0 ? "start" : i === 3 ? "end" : "middle";
-    svg += `<text x="${x(t).toFixed(1)}" y="${H - 6}" text-anchor="${anchor}">${esc(label)}</text>`;
+  // Time labels: 4 ticks; the full date when the range spans days, fractions of a second when
+  // the ticks are less than a second apart; a label equal to the previous one is not repeated.
+  for (const { t, label, anchor } of timeTicks(tMin, tMax)) {
+    svg += `<text class="tick" x="${x(t).toFixed(1)}" y="${H - 6}" text-anchor="${anchor}">${esc(label)}</text>`;
   }
   svg += `<line class="axis" x1="${PAD.l}" x2="${W - PAD.r}" y1="${H - PAD.b}" y2="${H - PAD.b}"/>`;
   for (const s of series) {
@@ -87,7 +99,7 @@ export function lineChart(title, series, { unit = "", yMin = null, yMax = null, 
   }
   svg += "</svg>";
   if (series.length > 1) {
-    svg += `<div class="title">${series.map((s) => `<span class="${esc(s.cls)}">■ <span class="muted">${esc(s.name)}</span></span>`).join("")}</div>`;
+    svg += `<div class="legend">${series.map((s) => `<span class="${esc(s.cls)}">■ <span class="muted">${esc(s.name)}</span></span>`).join("")}</div>`;
   }
   wrap.innerHTML = svg;
   return wrap;

@@ -1,7 +1,7 @@
 // Call flow page: every correlated leg as an SVG ladder (hosts as columns, one arrow per message
 // in time order), message detail with SIP highlighting, QoS charts, logs, events and exports.
 import { api, apiUrl, query, ApiError } from "./api.js";
-import { el, esc, fmtTime, fmtClock, fmtDelta, fmtDuration, colourKey, statusClass, endpoint, copyText, download, toast, num, displayZone } from "./util.js";
+import { el, esc, fmtTime, fmtClock, fmtDelta, fmtDuration, colourKey, statusClass, endpoint, copyText, download, toast, num, displayZone, plural } from "./util.js";
 import { highlightSip } from "./sip.js";
 import { lineChart, summary } from "./charts.js";
 
@@ -39,16 +39,28 @@ function svgEl(tag, attrs, text) {
   return n;
 }
 
-/** Builds the ladder SVG of the visible messages. */
+/** Approximate advance of one character of the ladder's 11 px monospace font. */
+const CHAR_W = 6.7;
+
+/** `text` cut with "…" to at most `px` pixels of the ladder font. */
+function fit(text, px) {
+  const max = Math.max(3, Math.floor(px / CHAR_W));
+  return text.length > max ? text.slice(0, max - 1).trimEnd() + "…" : text;
+}
+
+/** Builds the ladder SVG of the visible messages. Hosts that only hidden legs use get no
+ * column. */
 function ladder(flow, visible, selectedIndex) {
-  const hosts = flow.hosts;
+  const used = new Set(visible.flatMap((m) => [m.src_host, m.dst_host]));
+  const hosts = visible.length ? flow.hosts.filter((h) => used.has(h.index)) : flow.hosts;
+  const column = new Map(hosts.map((h, i) => [h.index, i]));
   const width = GUTTER + Math.max(1, hosts.length) * COL_W + 40;
   const height = HEAD_H + 16 + visible.length * ROW_H + 10;
   const svg = svgEl("svg", { class: "ladder", id: "ladder", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Call flow ladder diagram" });
-  const hx = (i) => GUTTER + COL_W * (i + 0.5);
+  const hx = (hostIndex) => GUTTER + COL_W * ((column.get(hostIndex) ?? 0) + 0.5);
   // Lifelines and host headers.
   for (const h of hosts) {
-    svg.append(svgEl("line", { class: "lifeline", x1: hx(h.index), x2: hx(h.index), y1: HEAD_H, y2: height }));
+    svg.append(svgEl("line", { class: "lifeline", x1: hx(h.index), x2: hx(h.index), y1: HEAD_H, y2: height, "data-host": h.index }));
     const g = svgEl("g", { class: "hosthead" });
     g.append(svgEl("rect", { x: hx(h.index) - COL_W / 2 + 6, y: 4, width: COL_W - 12, height: HEAD_H - 8, rx: 4 }));
     const name = hostName(h);
@@ -76,13 +88,14 @@ function ladder(flow, visible, selectedIndex) {
     if (x1 === x2) {
       g.append(svgEl("path", { class: "loop", d: `M${x1},${y - 8} h40 v12 h-36` }));
       g.append(svgEl("path", { class: "head", d: `M${x1 + 2},${y + 4} l8,-4 v8 z` }));
-      g.append(svgEl("text", { class: "lbl", x: x1 + 44, y: y - 10, "text-anchor": "start" }, text));
+      g.append(svgEl("text", { class: "lbl", x: x1 + 44, y: y - 10, "text-anchor": "start" }, fit(text, COL_W / 2 - 52)));
     } else {
       const dir = x2 > x1 ? 1 : -1;
       g.append(svgEl("line", { x1, y1: y, x2: x2 - dir * 8, y2: y }));
       g.append(svgEl("path", { class: "head", d: `M${x2},${y} l${-dir * 9},-4.5 v9 z` }));
       const mid = (x1 + x2) / 2;
-      g.append(svgEl("text", { class: "lbl", x: mid, y: y - 5 }, text.length > 34 ? text.slice(0, 33) + "…" : text));
+      // The label stays between the two lifelines; the full text is in the tooltip.
+      g.append(svgEl("text", { class: "lbl", x: mid, y: y - 5 }, fit(text, Math.abs(x2 - x1) - 14)));
       if (m.sdp) g.append(svgEl("text", { class: "sdp", x: x1 + dir * 6, y: y + 11, "text-anchor": dir > 0 ? "start" : "end" }, "SDP"));
       if (m._repeat) g.append(svgEl("text", { class: "tag", x: x2 - dir * 12, y: y + 11, "text-anchor": dir > 0 ? "end" : "start" }, m._repeat === "dup" ? "DUP" : "RETRANS"));
     }
@@ -90,6 +103,130 @@ function ladder(flow, visible, selectedIndex) {
     svg.append(g);
   });
   return svg;
+}
+
+/**
+ * QoS rows (report blocks, XR VoIP metrics) as streams, oldest first: one per report kind and
+ * address pair, so that a stream whose SSRC changes (a restart, a NAT rebinding) stays one
+ * stream with the change marked (`changes`), rather than falling apart into one-report
+ * "streams". Only when one report carries blocks of several SSRC pairs at once (a mixer
+ * reporting on several sources) does each pair get a stream of its own.
+ */
+export function qosStreams(rows) {
+  const groups = new Map();
+  for (const r of rows) {
+    if (r.kind !== "report_block" && r.kind !== "voip_metrics") continue;
+    const key = `${r.kind}|${endpoint(r.src_ip, r.src_port)}|${endpoint(r.dst_ip, r.dst_port)}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(r);
+  }
+  const pairOf = (r) => `${r.ssrc}|${r.source_ssrc}`;
+  const streams = [];
+  for (const group of groups.values()) {
+    // Several pairs in one report (same message): concurrent streams, split by pair.
+    const perReport = new Map();
+    for (const r of group) {
+      const id = `${r.id}|${r.time_us}`;
+      if (!perReport.has(id)) perReport.set(id, new Set());
+      perReport.get(id).add(pairOf(r));
+    }
+    const concurrent = [...perReport.values()].some((pairs) => pairs.size > 1);
+    const parts = new Map();
+    for (const r of group) {
+      const key = concurrent ? pairOf(r) : "";
+      if (!parts.has(key)) parts.set(key, []);
+      parts.get(key).push(r);
+    }
+    for (const part of parts.values()) {
+      const pairs = [];
+      const changes = [];
+      let prev = null;
+      for (const r of part) {
+        const pair = { ssrc: r.ssrc, source: r.source_ssrc };
+        if (!pairs.some((p) => p.ssrc === pair.ssrc && p.source === pair.source)) pairs.push(pair);
+        if (prev && pairOf(prev) !== pairOf(r)) changes.push({ time_us: r.time_us, from: { ssrc: prev.ssrc, source: prev.source_ssrc }, to: pair });
+        prev = r;
+      }
+      streams.push({ kind: part[0].kind, pairs, changes, rows: part });
+    }
+  }
+  return streams.sort((a, b) => a.rows[0].time_us - b.rows[0].time_us);
+}
+
+/** Names of the static RTP payload types (RFC 3551) SDP often leaves without `a=rtpmap`. */
+const STATIC_PT = { 0: "PCMU/8000", 3: "GSM/8000", 4: "G723/8000", 8: "PCMA/8000", 9: "G722/8000", 13: "CN/8000", 18: "G729/8000" };
+
+/** The codecs of each media line of an SDP body: [{media, port, codecs: ["PCMU/8000", …]}]. */
+export function sdpCodecs(raw) {
+  const body = (raw || "").split(/\r?\n\r?\n/).slice(1).join("\n");
+  const media = [];
+  for (const line of body.split(/\r?\n/)) {
+    const m = /^m=(\S+) (\d+)\S* \S+ (.*)$/.exec(line);
+    if (m) {
+      media.push({ media: m[1], port: Number(m[2]), pts: m[3].trim().split(/\s+/), names: {} });
+      continue;
+    }
+    const r = /^a=rtpmap:(\d+) (\S+)/.exec(line);
+    if (r && media.length) media[media.length - 1].names[r[1]] = r[2];
+  }
+  return media.map((m) => ({ media: m.media, port: m.port, codecs: m.pts.map((pt) => m.names[pt] || STATIC_PT[pt] || `PT ${pt}`) }));
+}
+
+/** Via entries of a SIP message (one per hop it passed): header lines `Via:` / `v:`, each may
+ * list several comma-separated entries. */
+function viaCount(raw) {
+  const head = (raw || "").split(/\r?\n\r?\n/)[0];
+  return head.split(/\r?\n/).filter((l) => /^(via|v)\s*:/i.test(l)).reduce((n, l) => n + l.split(",").length, 0);
+}
+
+/**
+ * The session-info summary of each leg of a flow: times (start, end, post-dial delay to the
+ * first 18x, setup time to the final reply, answer, talk time to the BYE), the final status
+ * and its reason, the codecs offered and answered in SDP, user agents by host, and hops (Via
+ * entries of the first request).
+ */
+export function sessionSummary(flow) {
+  return (flow.legs || []).map((leg) => {
+    const msgs = (flow.messages || []).filter((m) => m.leg === leg.index && !m.duplicate);
+    const first = msgs[0];
+    const last = msgs[msgs.length - 1];
+    const req = msgs.find((m) => m.is_request);
+    const method = (req?.method || "").toUpperCase();
+    const replies = msgs.filter((m) => m.is_request === false && (m.cseq_method || "").toUpperCase() === method);
+    const ringing = replies.find((m) => m.status >= 180 && m.status < 200);
+    const finals = replies.filter((m) => m.status >= 200);
+    const answer = method === "INVITE" ? finals.find((m) => m.status < 300) : null;
+    const final = finals.filter((m) => m.status === leg.status).pop() || finals[finals.length - 1] || null;
+    const bye = answer ? msgs.find((m) => m.is_request && (m.method || "").toUpperCase() === "BYE" && m.time_us >= answer.time_us) : null;
+    const sdps = msgs.filter((m) => m.sdp);
+    const offer = sdps.find((m) => m.is_request);
+    const answered = sdps.find((m) => m.is_request === false);
+    const agents = new Map();
+    for (const m of msgs) {
+      const ua = m.user_agent || m.server;
+      if (ua) agents.set(`${ua}|${m.src_ip}`, { agent: ua, host: m.src_alias || endpoint(m.src_ip, m.src_port) });
+    }
+    const ms = (a, b) => (a && b ? (b.time_us - a.time_us) / 1000 : null);
+    return {
+      leg,
+      start_us: first?.time_us ?? null,
+      end_us: last?.time_us ?? null,
+      duration_ms: ms(first, last),
+      method: req?.method || null,
+      pdd_ms: ms(req, ringing),
+      setup_ms: ms(req, final),
+      status: final ? final.status : leg.status ?? null,
+      reason: final ? reasonPhrase(final.raw) : "",
+      answered_us: answer?.time_us ?? null,
+      talk_ms: answer ? ms(answer, bye || last) : null,
+      ended_by: bye ? "BYE" : answer ? "no BYE seen" : null,
+      offer: offer ? sdpCodecs(offer.raw) : [],
+      answer: answered ? sdpCodecs(answered.raw) : [],
+      agents: [...agents.values()],
+      hops: req ? viaCount(req.raw) : null,
+      hosts: new Set(msgs.flatMap((m) => [m.src_host, m.dst_host])).size,
+    };
+  });
 }
 
 const DETAIL_FIELDS = [
@@ -119,13 +256,15 @@ const DETAIL_FIELDS = [
 
 export async function render(view, { segments, params }) {
   const callId = decodeURIComponent(segments.slice(1).join("/"));
-  document.title = `${callId} · hepstack`;
+  // Further calls shown in the same ladder (the search's multi-select): `?with=id,id`.
+  const withIds = params.getAll("with").flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v && v !== callId);
+  const exportQuery = query({ with: withIds.join(",") });
+  document.title = `${callId}${withIds.length ? ` + ${withIds.length}` : ""} · hepstack`;
   view.replaceChildren(el("div", { class: "empty" }, "Loading call flow…"));
   let flow;
   const t0 = performance.now();
   try {
-    const bounds = { from: params.get("from"), to: params.get("to") };
-    flow = await api(`/calls/${encodeURIComponent(callId)}/flow` + query(bounds));
+    flow = await api(`/calls/${encodeURIComponent(callId)}/flow` + query({ from: params.get("from"), to: params.get("to"), with: withIds.join(",") }));
   } catch (e) {
     view.replaceChildren(el("div", { class: "banner" }, e instanceof ApiError ? e.message : String(e)), el("div", { class: "empty" }, el("a", { href: "/search" }, "Back to search")));
     return;
@@ -148,7 +287,7 @@ export async function render(view, { segments, params }) {
       el("span", { class: "mono" }, leg.call_id),
       el("span", {}, `${leg.from_user || "?"} → ${leg.to_user || leg.ruri_user || "?"}`),
       leg.status ? el("span", { class: `pill ${statusClass(leg.status)}` }, leg.status) : el("span", { class: "pill st-none" }, "—"),
-      el("span", { class: "muted" }, `${leg.message_count} msgs`));
+      el("span", { class: "muted" }, plural(leg.message_count, "msg")));
     chip.style.setProperty("--legc", LEG_COLOURS[leg.index % LEG_COLOURS.length]);
     const toggle = () => {
       if (hiddenLegs.has(leg.index)) hiddenLegs.delete(leg.index);
@@ -164,13 +303,24 @@ export async function render(view, { segments, params }) {
   const last = messages[messages.length - 1];
   const span = first && last ? (last.time_us - first.time_us) / 1000 : null;
   const enc = encodeURIComponent(callId);
-  const pcapLink = el("a", { class: "btn", href: apiUrl(`/calls/${enc}/pcap`), download: `${callId}.pcap`, id: "export-pcap", title: "Every message of every leg with its original transport and time" }, "PCAP");
-  const textLink = el("a", { class: "btn", href: apiUrl(`/calls/${enc}/text`), download: `${callId}.txt`, id: "export-text" }, "Text");
+  const pcapLink = el("a", { class: "btn", href: apiUrl(`/calls/${enc}/pcap${exportQuery}`), download: `${callId}.pcap`, id: "export-pcap", title: "Every message of every leg with its original transport and time" }, "PCAP");
+  if (!messages.length) {
+    // The PCAP is rebuilt from SIP messages; the server answers 422 for a call without any.
+    pcapLink.classList.add("disabled");
+    pcapLink.setAttribute("aria-disabled", "true");
+    pcapLink.title = "No SIP messages in this call to export as PCAP (its RTCP and logs are in the QoS and Logs tabs)";
+    pcapLink.addEventListener("click", (e) => {
+      e.preventDefault();
+      toast(pcapLink.title);
+    });
+  }
+  const textLink = el("a", { class: "btn", href: apiUrl(`/calls/${enc}/text${exportQuery}`), download: `${callId}.txt`, id: "export-text" }, "Text");
   const svgBtn = el("button", { class: "btn", type: "button", id: "export-svg", title: "The ladder as shown, as a standalone SVG" }, "SVG");
   const linkBtn = el("button", { class: "btn", type: "button", id: "copy-link", title: "Copy a link to this call (the recipient must log in)" }, "Copy link");
   const head = el("div", { class: "flowhead" },
-    el("h2", {}, el("a", { href: "/search", title: "Back to search (Backspace)" }, "‹"), "Call ", el("span", { class: "mono", id: "flow-callid" }, callId),
-      el("span", { class: "muted" }, `${flow.legs.length} leg${flow.legs.length === 1 ? "" : "s"} · ${messages.length} SIP messages · ${(flow.qos || []).length} QoS rows · ${(flow.logs || []).length} logs${span !== null ? " · " + fmtDuration(span) : ""} · ${loadMs} ms`),
+    el("h2", {}, el("a", { href: "/search", title: "Back to search (Backspace)" }, "‹"), withIds.length ? "Calls " : "Call ", el("span", { class: "mono", id: "flow-callid" }, callId),
+      withIds.length ? el("span", { class: "mono muted", id: "flow-with", title: withIds.join("\n") }, `+ ${plural(withIds.length, "call")}`) : null,
+      el("span", { class: "muted" }, `${plural(flow.legs.length, "leg")} · ${plural(messages.length, "SIP message")} · ${plural((flow.qos || []).length, "QoS row")} · ${plural((flow.logs || []).length, "log")}${span !== null ? " · " + fmtDuration(span) : ""} · ${loadMs} ms`),
       el("span", { class: "actions" }, el("span", { class: "muted" }, "Export"), pcapLink, textLink, svgBtn, linkBtn)),
     legsBox);
   const banner = flow.truncated ? el("div", { class: "banner info" }, "This flow is larger than the server's max_flow_messages: the newest messages are not shown.") : null;
@@ -178,6 +328,7 @@ export async function render(view, { segments, params }) {
   const TABS = [
     ["flow", "Flow", messages.length], ["messages", "Messages", messages.length + (flow.events || []).length],
     ["qos", "QoS", (flow.qos || []).length], ["logs", "Logs", (flow.logs || []).length],
+    ["summary", "Summary", flow.legs.length],
   ];
   const tabs = el("div", { class: "tabs", role: "tablist" }, TABS.map(([key, name, count], i) =>
     el("button", { type: "button", role: "tab", id: `tab-${key}`, dataset: { tab: key }, title: `${name} (key ${i + 1})` }, name, el("span", { class: "count" }, count))));
@@ -275,18 +426,11 @@ export async function render(view, { segments, params }) {
       box.append(el("div", { class: "empty" }, "No RTCP reports for this call."));
       return box;
     }
-    // One stream per reporter → source SSRC (per report kind), oldest first.
-    const streams = new Map();
-    for (const r of rows) {
-      if (r.kind !== "report_block" && r.kind !== "voip_metrics") continue;
-      const key = `${r.kind}|${r.ssrc}|${r.source_ssrc}`;
-      if (!streams.has(key)) streams.set(key, { kind: r.kind, ssrc: r.ssrc, source: r.source_ssrc, rows: [] });
-      streams.get(key).rows.push(r);
-    }
+    const streams = qosStreams(rows);
     const invalid = rows.filter((r) => r.kind === "invalid");
     const reports = rows.filter((r) => r.kind === "report");
     let n = 0;
-    for (const s of streams.values()) {
+    for (const s of streams) {
       n += 1;
       const r0 = s.rows[0];
       const t = (r) => r.time_us / 1000;
@@ -320,14 +464,17 @@ export async function render(view, { segments, params }) {
       const lastRow = s.rows[s.rows.length - 1];
       box.append(el("section", { class: "stream", dataset: { kind: s.kind } },
         el("h3", {}, `${s.kind === "report_block" ? "RTCP" : "RTCP-XR"} stream ${n}`,
-          el("span", { class: "mono muted" }, `SSRC ${s.ssrc} reports on ${s.source}`),
+          el("span", { class: "mono muted" }, s.pairs.map((p) => `SSRC ${p.ssrc} reports on ${p.source}`).join(", then ")),
           el("span", { class: "mono muted" }, `${endpoint(r0.src_ip, r0.src_port)} → ${endpoint(r0.dst_ip, r0.dst_port)}`),
           leg ? el("span", { class: "muted" }, `leg ${leg.index + 1} (${leg.role})`) : null,
-          s.kind === "report_block" ? el("span", { class: "muted" }, `${lastRow.packets_lost} packets lost in total`) : null),
+          s.kind === "report_block" ? el("span", { class: "muted" }, `${lastRow.packets_lost} packets lost in total`) : null,
+          s.changes.length ? el("span", { class: "pill st-4 ssrc-change", title: "The same addresses reported with a new SSRC: an endpoint or media relay restarted the stream, or a NAT binding changed." }, `SSRC changed ${s.changes.length === 1 ? "once" : s.changes.length + " times"}`) : null),
+        s.changes.length ? el("ul", { class: "ssrc-changes" }, s.changes.map((c) => el("li", { class: "mono" },
+          `${fmtTime(c.time_us, 3)}: SSRC ${c.from.ssrc} → ${c.from.source} became ${c.to.ssrc} → ${c.to.source}`))) : null,
         stats, charts));
     }
-    if (reports.length) box.append(el("div", { class: "muted" }, `${reports.length} sender/receiver reports without report blocks.`));
-    if (invalid.length) box.append(el("div", { class: "banner" }, `${invalid.length} RTCP payloads could not be decoded: ${invalid[0].error}`));
+    if (reports.length) box.append(el("div", { class: "muted" }, `${plural(reports.length, "sender/receiver report")} without report blocks.`));
+    if (invalid.length) box.append(el("div", { class: "banner" }, `${plural(invalid.length, "RTCP payload")} could not be decoded: ${invalid[0].error}`));
     return box;
   }
 
@@ -343,6 +490,35 @@ export async function render(view, { segments, params }) {
     return wrap;
   }
 
+  function summaryView() {
+    const box = el("div", { class: "qos", id: "summary" });
+    const fmtMs = (v) => (v === null || v === undefined ? "—" : fmtDuration(v));
+    const codecs = (media) => (media.length ? media.map((m) => `${m.media} ${m.port}: ${m.codecs.join(", ")}`).join(" · ") : "—");
+    for (const s of sessionSummary(flow)) {
+      const rows = [
+        ["Call-ID", s.leg.call_id],
+        ["Method", s.method || "—"],
+        ["Start", s.start_us !== null ? `${fmtTime(s.start_us, 3)} ${displayZone()}` : "—"],
+        ["Duration (first to last message)", fmtMs(s.duration_ms)],
+        ["Post-dial delay (to the first 18x)", fmtMs(s.pdd_ms)],
+        ["Setup time (to the final reply)", fmtMs(s.setup_ms)],
+        ["Final status", s.status ? `${s.status} ${s.reason}`.trim() : "none yet"],
+        ["Answered", s.answered_us !== null ? `${fmtTime(s.answered_us, 3)}, talk time ${fmtMs(s.talk_ms)} (${s.ended_by})` : "—"],
+        ["Codecs offered", codecs(s.offer)],
+        ["Codecs answered", codecs(s.answer)],
+        ["User agents", s.agents.length ? s.agents.map((a) => `${a.agent} (${a.host})`).join(" · ") : "—"],
+        ["Hops (Via entries of the first request)", s.hops ?? "—"],
+        ["Hosts in the ladder", s.hosts],
+      ];
+      box.append(el("section", { class: "stream summary", dataset: { leg: s.leg.index } },
+        el("h3", {}, s.leg.role === "b-leg" ? `B-leg ${s.leg.index + 1}` : `A-leg ${s.leg.index + 1}`,
+          s.status ? el("span", { class: `pill ${statusClass(s.status)}` }, s.status) : el("span", { class: "pill st-none" }, "—")),
+        el("table", { class: "kv" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "mono" }, String(v)))))));
+    }
+    if (!flow.legs.length) box.append(el("div", { class: "empty" }, "No SIP messages in this flow."));
+    return box;
+  }
+
   function switchTab(key) {
     tab = key;
     for (const b of tabs.children) {
@@ -355,6 +531,7 @@ export async function render(view, { segments, params }) {
       ladderPane.focus({ preventScroll: true });
     } else if (key === "messages") body.replaceChildren(messagesTable());
     else if (key === "qos") body.replaceChildren(qosView());
+    else if (key === "summary") body.replaceChildren(summaryView());
     else body.replaceChildren(logsView());
   }
   tabs.addEventListener("click", (e) => {
@@ -369,7 +546,7 @@ export async function render(view, { segments, params }) {
     download(new Blob([standaloneSvg(svg)], { type: "image/svg+xml" }), `${callId}.svg`);
   });
   linkBtn.addEventListener("click", async () => {
-    const url = `${location.origin}/call/${enc}`;
+    const url = `${location.origin}/call/${enc}${exportQuery}`;
     toast((await copyText(url)) ? "Link copied: the recipient must be logged in" : url);
   });
 

@@ -1,7 +1,7 @@
 // Search page: time range (presets or absolute, in the display zone), field filters, calls or
 // messages view, the true total and cursor paging (newest first), keyboard navigation.
 import { api, query, ApiError } from "./api.js";
-import { el, esc, fmtTime, fmtDuration, statusClass, colourKey, endpoint, displayZone, toLocalInput, fromLocalInput, settings } from "./util.js";
+import { el, esc, fmtTime, fmtDuration, statusClass, colourKey, endpoint, displayZone, toLocalInput, fromLocalInput, settings, plural, download, toast } from "./util.js";
 
 const PRESETS = [
   ["5m", "5 min", 5 * 60e3], ["15m", "15 min", 15 * 60e3], ["1h", "60 min", 3600e3],
@@ -16,6 +16,8 @@ const FIELDS = [
   ["to_user", "To user", ""],
   ["ruri_user", "R-URI user", ""],
   ["method", "Method / status", "INVITE, 486"],
+  ["status", "Reply status", "486, 4xx"],
+  ["final_status", "Final status (calls)", "4xx, 5xx, 6xx"],
   ["src_ip", "Source IP", "10.0.0.1"],
   ["src_port", "Source port", "5060"],
   ["dst_ip", "Destination IP", ""],
@@ -27,6 +29,37 @@ const FIELDS = [
 ];
 
 const PAGE_SIZES = [100, 500, 1000];
+
+/** Most rows one CSV export fetches (pages of 1000 through the cursor). */
+const CSV_MAX_ROWS = 100_000;
+
+/** CSV columns per view: [header, value of an item]. Times are RFC 3339 UTC. */
+const CSV_COLUMNS = {
+  calls: [["start", (c) => c.start], ["end", (c) => c.end], ["call_id", (c) => c.call_id], ["method", (c) => c.method],
+    ["final_status", (c) => c.status], ["from_user", (c) => c.from_user], ["to_user", (c) => c.to_user], ["ruri_user", (c) => c.ruri_user],
+    ["duration_ms", (c) => c.duration_ms], ["messages", (c) => c.message_count], ["src_ip", (c) => c.src_ip], ["dst_ip", (c) => c.dst_ip],
+    ["nodes", (c) => (c.nodes || []).join(" ")], ["correlation_id", (c) => c.correlation_id]],
+  messages: [["time", (m) => m.time], ["method", (m) => m.method || m.proto], ["status", (m) => m.status], ["cseq", (m) => m.cseq],
+    ["from_user", (m) => m.from_user], ["to_user", (m) => m.to_user], ["ruri_user", (m) => m.ruri_user], ["src", (m) => endpoint(m.src_ip, m.src_port)],
+    ["dst", (m) => endpoint(m.dst_ip, m.dst_port)], ["transport", (m) => m.transport], ["proto", (m) => m.proto], ["node", (m) => m.node],
+    ["user_agent", (m) => m.user_agent || m.server], ["call_id", (m) => m.callid || m.sid]],
+};
+
+/** One CSV field (RFC 4180): quoted when it holds a comma, quote or line break; a leading
+ * `=`, `+`, `-` or `@` is prefixed with `'` so spreadsheets do not run it as a formula. */
+export function csvField(v) {
+  let s = v === null || v === undefined ? "" : String(v);
+  if (/^[=+\-@]/.test(s)) s = "'" + s;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** The CSV text of `items` for `view` (header line first, CRLF line ends). */
+export function toCsv(view, items) {
+  const cols = CSV_COLUMNS[view];
+  const lines = [cols.map(([h]) => h).join(",")];
+  for (const it of items) lines.push(cols.map(([, f]) => csvField(f(it))).join(","));
+  return lines.join("\r\n") + "\r\n";
+}
 
 function rangeOf(params) {
   const from = params.get("from");
@@ -46,6 +79,7 @@ export async function render(view, { params, navigate }) {
     page: 0,
     selected: -1,
     items: [],
+    picked: new Set(), // Call-IDs ticked to open as one ladder
     abort: null,
   };
 
@@ -84,7 +118,9 @@ export async function render(view, { params, navigate }) {
   const prevBtn = el("button", { class: "btn small", type: "button", id: "page-prev" }, "‹ Newer");
   const nextBtn = el("button", { class: "btn small", type: "button", id: "page-next" }, "Older ›");
   const pageEl = el("span", { class: "muted", id: "page-info" });
-  const resultbar = el("div", { class: "resultbar" }, totalEl, rangeEl, el("div", { class: "pager" }, prevBtn, pageEl, nextBtn));
+  const openPicked = el("button", { class: "btn small primary", type: "button", id: "open-picked", hidden: true, title: "Open the ticked calls as one ladder" });
+  const csvBtn = el("button", { class: "btn small", type: "button", id: "export-csv", title: `Every row of this search (at most ${CSV_MAX_ROWS.toLocaleString()}) as CSV` }, "CSV");
+  const resultbar = el("div", { class: "resultbar" }, totalEl, rangeEl, el("div", { class: "pager" }, openPicked, csvBtn, prevBtn, pageEl, nextBtn));
   const tableWrap = el("div", { class: "tablewrap", id: "results" });
   const banner = el("div", { class: "banner", hidden: true, role: "alert" });
   view.replaceChildren(form, banner, resultbar, tableWrap);
@@ -107,13 +143,19 @@ export async function render(view, { params, navigate }) {
     return [now - state.range.span, now];
   }
 
+  /** The filled fields; the final status only where it applies (the call list). */
   function filterParams() {
     const p = {};
     for (const [name] of FIELDS) {
       const v = inputs[name].value.trim();
-      if (v) p[name] = v;
+      if (v && (name !== "final_status" || state.view === "calls")) p[name] = v;
     }
     return p;
+  }
+
+  function syncFieldsUi() {
+    inputs.final_status.disabled = state.view !== "calls";
+    inputs.final_status.title = state.view === "calls" ? "How the call ended: its final reply" : "Applies to the call list only";
   }
 
   /** Reflects the search in the address bar so it can be bookmarked and shared. */
@@ -141,7 +183,7 @@ export async function render(view, { params, navigate }) {
       state.total = data.total;
       renderTable();
       const ms = Math.round(performance.now() - t0);
-      totalEl.textContent = `${Number(data.total).toLocaleString()} ${state.view === "calls" ? "calls" : "messages"}`;
+      totalEl.textContent = plural(data.total, state.view === "calls" ? "call" : "message");
       rangeEl.textContent = `${fmtTime(from * 1000, 0)} → ${fmtTime(to * 1000, 0)} ${displayZone()} · ${ms} ms`;
       const first = state.page * state.limit + (state.items.length ? 1 : 0);
       pageEl.textContent = `${first.toLocaleString()}–${(state.page * state.limit + state.items.length).toLocaleString()}`;
@@ -160,7 +202,34 @@ export async function render(view, { params, navigate }) {
     }
   }
 
+  /** Every row of the current search (same window and filters), page by page, as a CSV file. */
+  async function exportCsv() {
+    const [from, to] = state.window || window_();
+    const view = state.view;
+    const items = [];
+    let cursor = null;
+    csvBtn.disabled = true;
+    try {
+      do {
+        const data = await api(`/${view}` + query({ ...filterParams(), from, to, limit: 1000, cursor }));
+        items.push(...(data.items || []));
+        cursor = data.next || null;
+        csvBtn.textContent = `CSV ${items.length.toLocaleString()}…`;
+      } while (cursor && items.length < CSV_MAX_ROWS);
+      const name = `hepstack-${view}-${new Date(from).toISOString().replace(/[:.]/g, "")}.csv`;
+      download(new Blob([toCsv(view, items)], { type: "text/csv;charset=utf-8" }), name);
+      toast(`${plural(items.length, view === "calls" ? "call" : "message")} exported${cursor ? ` (the first ${CSV_MAX_ROWS.toLocaleString()})` : ""}`);
+    } catch (e) {
+      toast(`CSV export failed: ${e.message || e}`);
+    } finally {
+      csvBtn.disabled = false;
+      csvBtn.textContent = "CSV";
+    }
+  }
+
   function search() {
+    state.picked.clear();
+    syncPicked();
     state.window = window_();
     state.cursors = [null];
     state.page = 0;
@@ -169,15 +238,41 @@ export async function render(view, { params, navigate }) {
     load();
   }
 
+  /** A search by Call-ID that finds nothing in its time range: the flow has no time range, so
+   * offer it when the call exists elsewhere in time. */
+  async function offerFlow() {
+    const ids = (inputs.callid.value || "").split(",").map((s) => s.trim()).filter(Boolean);
+    if (ids.length !== 1 || ids[0].includes("*")) return;
+    const id = ids[0];
+    try {
+      const flow = await api(`/calls/${encodeURIComponent(id)}/flow`, { signal: state.abort?.signal });
+      const first = (flow.messages || [])[0];
+      if (!first) return;
+      const box = tableWrap.querySelector(".empty");
+      if (!box) return;
+      const link = el("a", { href: `/call/${encodeURIComponent(id)}`, id: "offer-flow", class: "btn primary small" }, "Open its call flow");
+      link.addEventListener("click", (e) => {
+        e.preventDefault();
+        navigate(`/call/${encodeURIComponent(id)}`);
+      });
+      box.replaceChildren(
+        el("div", {}, `Nothing in this time range, but Call-ID ${id} has ${plural(flow.messages.length, "message")} from ${fmtTime(first.time_us, 0)} ${displayZone()}.`),
+        el("div", { class: "row" }, link));
+    } catch {
+      // Not found or not allowed: "Nothing found" stands.
+    }
+  }
+
   function renderTable() {
     if (!state.items.length) {
       tableWrap.innerHTML = `<div class="empty">Nothing found in this time range. Widen the range or loosen the filters.</div>`;
+      if (inputs.callid.value.trim()) offerFlow();
       return;
     }
     // One string, one innerHTML: fast enough for 1000-row pages.
     const rows = state.view === "calls" ? state.items.map(callRow) : state.items.map(messageRow);
     const head = state.view === "calls"
-      ? ["Start", "Method", "Status", "From", "To", "R-URI", "Duration", "Msgs", "Source", "Destination", "Nodes", "Call-ID"]
+      ? ["", "Start", "Method", "Status", "From", "To", "R-URI", "Duration", "Msgs", "Source", "Destination", "Nodes", "Call-ID"]
       : ["Time", "Method", "From", "To", "R-URI", "Source", "Destination", "Proto", "CSeq", "Node", "User agent", "Call-ID / sid"];
     tableWrap.innerHTML = `<table class="grid" id="result-table"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
     if (state.selected >= 0) select(Math.min(state.selected, state.items.length - 1));
@@ -185,7 +280,8 @@ export async function render(view, { params, navigate }) {
 
   function callRow(c, i) {
     const st = c.status ? `<span class="pill ${statusClass(c.status)}">${esc(c.status)}</span>` : `<span class="pill st-none">—</span>`;
-    return `<tr data-i="${i}"><td class="mono">${esc(fmtTime(c.start_us))}</td><td class="m-${esc(colourKey({ method: c.method, is_request: true }))}">${esc(c.method)}</td><td>${st}</td>` +
+    const ticked = state.picked.has(c.call_id) ? " checked" : "";
+    return `<tr data-i="${i}"><td class="pick"><input type="checkbox" class="pick" aria-label="Select for one ladder"${ticked}></td><td class="mono">${esc(fmtTime(c.start_us))}</td><td class="m-${esc(colourKey({ method: c.method, is_request: true }))}">${esc(c.method)}</td><td>${st}</td>` +
       `<td>${esc(c.from_user)}</td><td>${esc(c.to_user)}</td><td>${esc(c.ruri_user)}</td><td class="num">${esc(c.duration_ms !== null && c.duration_ms !== undefined ? fmtDuration(c.duration_ms) : "")}</td>` +
       `<td class="num">${esc(c.message_count)}</td><td class="mono" title="${esc(c.src_ip)}">${esc(c.src_alias || c.src_ip)}</td><td class="mono" title="${esc(c.dst_ip)}">${esc(c.dst_alias || c.dst_ip)}</td><td>${esc((c.nodes || []).join(", "))}</td><td class="mono" title="${esc(c.call_id)}">${esc(c.call_id)}</td></tr>`;
   }
@@ -257,8 +353,10 @@ export async function render(view, { params, navigate }) {
     if (!b || b.dataset.v === state.view) return;
     state.view = b.dataset.v;
     syncRangeUi();
+    syncFieldsUi();
     search();
   });
+  csvBtn.addEventListener("click", exportCsv);
   sizeSel.addEventListener("change", () => {
     state.limit = Number(sizeSel.value);
     settings.set("limit", state.limit);
@@ -278,9 +376,27 @@ export async function render(view, { params, navigate }) {
     state.selected = -1;
     load();
   });
+  function syncPicked() {
+    openPicked.hidden = state.picked.size < 2;
+    openPicked.textContent = `Open ${state.picked.size} as one ladder`;
+  }
+  openPicked.addEventListener("click", () => {
+    const [first, ...rest] = [...state.picked];
+    if (first) navigate(`/call/${encodeURIComponent(first)}` + query({ with: rest.join(",") }));
+  });
   tableWrap.addEventListener("click", (e) => {
     const tr = e.target.closest("tbody tr");
     if (!tr) return;
+    if (e.target.closest("td.pick")) {
+      // Ticking a call selects it for the combined ladder instead of opening it.
+      const box = tr.querySelector("input.pick");
+      if (e.target !== box) box.checked = !box.checked;
+      const id = state.items[Number(tr.dataset.i)]?.call_id;
+      if (id && box.checked) state.picked.add(id);
+      else if (id) state.picked.delete(id);
+      syncPicked();
+      return;
+    }
     select(Number(tr.dataset.i));
     open(Number(tr.dataset.i));
   });
@@ -311,6 +427,7 @@ export async function render(view, { params, navigate }) {
   document.addEventListener("keydown", onKey);
 
   syncRangeUi();
+  syncFieldsUi();
   syncUrl();
   load();
   return () => {

@@ -155,6 +155,11 @@ export function colourKey(msg) {
   return KNOWN_METHODS.has(m) ? m : "other";
 }
 
+/** A count with its noun, singular for exactly one: `plural(1, "log")` is "1 log". */
+export function plural(n, one, many = one + "s") {
+  return `${Number(n).toLocaleString()} ${Number(n) === 1 ? one : many}`;
+}
+
 /** `ip:port`, bracketed for IPv6. */
 export function endpoint(ip, port) {
   if (!ip) return "";
