@@ -244,8 +244,9 @@ fn host_index(
 /// shortest retransmission interval, T1, is 500 ms by default).
 pub const DUPLICATE_WINDOW_US: i64 = 10_000;
 
-/// Whether a SIP message carries SDP: an `application/sdp` body (also inside multipart), or
-/// SDP media addresses found by the indexer.
+/// Whether a SIP message carries SDP: an `application/sdp` body (also a part of a multipart
+/// body, whatever the spelling of its Content-Type header), or SDP media addresses found by the
+/// indexer. The body is read by `sip` (`SipMessage::sdp`), the one SDP reader.
 pub fn has_sdp(r: &store::Record) -> bool {
     let Some(sip) = &r.sip else {
         return false;
@@ -253,23 +254,7 @@ pub fn has_sdp(r: &store::Record) -> bool {
     if !sip.sdp_media.is_empty() {
         return true;
     }
-    if sip
-        .content_type
-        .as_deref()
-        .is_some_and(|c| c.to_ascii_lowercase().contains("application/sdp"))
-    {
-        return true;
-    }
-    // multipart bodies: the part's own Content-Type.
-    sip.content_type
-        .as_deref()
-        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/"))
-        && memchr_ci(&r.raw, b"content-type: application/sdp")
-}
-
-fn memchr_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+    sip.content_type.is_some() && sip::index(&r.raw).sdp.is_some()
 }
 
 /// Adds `src_alias` and `dst_alias` (name or null) to a message item.
@@ -825,6 +810,42 @@ mod tests {
                 raw: raw.to_vec(),
             },
         }
+    }
+
+    fn sip_with_body(content_type: &str, body: &str) -> Record {
+        let raw = format!(
+            "INVITE sip:b@example.com SIP/2.0\r\nCall-ID: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut r = rtcp(1, raw.as_bytes()).record;
+        r.hep_type = 1;
+        r.sip = Some(store::SipFields {
+            content_type: Some(content_type.into()),
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn sdp_is_found_however_the_part_header_is_spelled() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let ct = "multipart/mixed;boundary=b1";
+        for part_header in [
+            "Content-Type: application/sdp",
+            "Content-Type:application/sdp",
+            "c: application/sdp",
+            "CONTENT-TYPE:  Application/SDP",
+        ] {
+            let body = format!("--b1\r\n{part_header}\r\n\r\n{sdp}\r\n--b1--\r\n");
+            assert!(
+                has_sdp(&sip_with_body(ct, &body)),
+                "multipart part with {part_header:?}"
+            );
+        }
+        let other = "--b1\r\nContent-Type: application/isup\r\n\r\nxx\r\n--b1--\r\n";
+        assert!(!has_sdp(&sip_with_body(ct, other)));
+        assert!(has_sdp(&sip_with_body("application/sdp", sdp)));
+        assert!(!has_sdp(&sip_with_body("text/plain", "application/sdp")));
     }
 
     #[test]
