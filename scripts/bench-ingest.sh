@@ -10,6 +10,8 @@
 # HEPSTACK_BENCH_STORE=postgres://postgres@127.0.0.1:5432/hs_bench stores into PostgreSQL
 # instead (the database is dropped and created afresh; HOMER 7 tables and indexes); the
 # PostgreSQL server's CPU time during the run is then reported per stored row as well.
+# HEPSTACK_BENCH_STORE=clickhouse://default@127.0.0.1:18123/hs_bench does the same with
+# scripts/clickhouse.sh's single ClickHouse node (its CPU and bytes on disk per row).
 # HEPSTACK_BENCH_CONFIG=FILE passes a configuration file to `serve` (e.g. `[hep.writer]
 # writer_threads = 4`). HEPSTACK_BENCH_KEEP=1 keeps the data directory for inspection;
 # HEPSTACK_BENCH_SEND_ARGS adds arguments to `send` (e.g. `--rtcp-reports 0` for SIP only).
@@ -23,7 +25,17 @@ data=$(mktemp -d /tmp/hepstack-bench.XXXXXX)
 log=$data/serve.log
 store_args=(${HEPSTACK_BENCH_CONFIG:+--config "$HEPSTACK_BENCH_CONFIG"})
 pg_cpu() { :; }
-if [ -n "${HEPSTACK_BENCH_STORE:-}" ]; then
+ch_http=
+if [[ "${HEPSTACK_BENCH_STORE:-}" == clickhouse://* ]]; then
+  # ClickHouse: the database is created by the store; CPU is the server process's whose HTTP
+  # port the URL names (scripts/clickhouse.sh's single node: its pid file).
+  ch_http=${HEPSTACK_BENCH_STORE#*@}; ch_http=${ch_http%%/*}
+  ch_db=${HEPSTACK_BENCH_STORE##*/}; ch_db=${ch_db%%\?*}
+  curl -fsS "http://$ch_http/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null
+  store_args=(--store "$HEPSTACK_BENCH_STORE")
+  ch_pid=$(cat "${HEPSTACK_CH_DIR:-/tmp/hepstack-clickhouse}/single/pid")
+  pg_cpu() { awk '{print $14 + $15}' /proc/$ch_pid/stat; }
+elif [ -n "${HEPSTACK_BENCH_STORE:-}" ]; then
   db=${HEPSTACK_BENCH_STORE##*/}; server=${HEPSTACK_BENCH_STORE%/*}
   psql "$server/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
   store_args=(--store "$HEPSTACK_BENCH_STORE")
@@ -86,7 +98,15 @@ serve_ticks=$(awk '{print $14 + $15}' /proc/$pid/stat)
 echo "serve_cpu=$(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\"):.1f}s')" "$serve_ticks") ($(python3 -c "import os,sys; print(f'{int(sys.argv[1]) / os.sysconf(\"SC_CLK_TCK\") / max(int(sys.argv[2]), 1) * 1e6:.1f}')" "$serve_ticks" "$(stored)") µs per stored message)" >&2
 echo "send_cpu=$(awk '{printf "%.1fs", $1 + $2}' "$data/send.cpu")" >&2
 echo "spool_peak=$(( $(cat "$data/spool_peak" 2>/dev/null || echo 0) / 1048576 ))MiB (largest spool size seen after sending ended)" >&2
-if [ -z "${HEPSTACK_BENCH_STORE:-}" ]; then
+if [ -n "$ch_http" ]; then
+  # Bytes on disk once merged (OPTIMIZE … FINAL): columns, marks and primary index of the
+  # data and link tables.
+  for t in sip qos logs other links; do
+    curl -fsS "http://$ch_http/" --data-binary "OPTIMIZE TABLE $ch_db.$t FINAL" >/dev/null || true
+  done
+  ch_bytes=$(curl -fsS "http://$ch_http/" --data-binary "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '$ch_db' AND active")
+  echo "store_disk=$((ch_bytes / 1048576))MiB ($((ch_bytes / ${now%.*})) bytes per stored message)" >&2
+elif [ -z "${HEPSTACK_BENCH_STORE:-}" ]; then
   # Disk per stored message: the store's files after a clean shutdown (WAL checkpointed),
   # indexes included, spool excluded.
   kill -TERM $pid; wait $pid 2>/dev/null || true
@@ -101,5 +121,6 @@ print(f"transport={tr} rate={rate} sent={sent} stored={stored} dedup={dedup} ela
       f"stored_per_s={stored/el:,.0f} loss={(sent-stored)/sent*100:.3f}% peak_rss={int(hwm)/1024:.0f}MiB")
 if pg0 and pg1:
     cpu = (int(pg1) - int(pg0)) / os.sysconf("SC_CLK_TCK")
-    print(f"postgres_cpu={cpu:.1f}s ({cpu / max(stored, 1) * 1e6:.1f} µs per row)")
+    server = "clickhouse" if os.environ.get("HEPSTACK_BENCH_STORE", "").startswith("clickhouse") else "postgres"
+    print(f"{server}_cpu={cpu:.1f}s ({cpu / max(stored, 1) * 1e6:.1f} µs per row)")
 PY

@@ -135,6 +135,7 @@ fn main() {
                 Balance::Failover,
                 sender::SenderConfig::default(),
                 out_counters,
+                None,
             ))
     });
     let mut pipeline = Pipeline::new(AgentConfig::default(), counters.clone());

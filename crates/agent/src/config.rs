@@ -55,6 +55,14 @@ pub struct AgentConfig {
     pub media_max_entries: usize,
     /// Seconds a media address learnt from SDP stays valid for correlation. Default 7200.
     pub media_ttl_secs: u64,
+    /// SIP messages whose CSeq method is one of these (case-insensitive) are not sent: the
+    /// requests and their responses (heplify's `-dim`), e.g. `["OPTIONS", "NOTIFY"]`. Their SDP
+    /// is not learnt either. Counted in `discarded`. Default: none.
+    pub discard_methods: Vec<String>,
+    /// Messages (SIP, RTCP, DNS) whose source or destination address lies in one of these
+    /// networks are not sent (heplify's `-diip`); a plain address is a /32 or /128. Counted
+    /// in `discarded`. Default: none.
+    pub discard_ips: Vec<ipnet::IpNet>,
 }
 
 impl Default for AgentConfig {
@@ -80,11 +88,20 @@ impl Default for AgentConfig {
             defrag_max_bytes_per_flow: 2 * 1024 * 1024,
             media_max_entries: 100_000,
             media_ttl_secs: 7200,
+            discard_methods: Vec::new(),
+            discard_ips: Vec::new(),
         }
     }
 }
 
 impl AgentConfig {
+    /// Whether a SIP message with this CSeq method is discarded.
+    pub(crate) fn discards_method(&self, method: &[u8]) -> bool {
+        self.discard_methods
+            .iter()
+            .any(|m| m.as_bytes().eq_ignore_ascii_case(method))
+    }
+
     pub(crate) fn tcp(&self) -> capture::TcpConfig {
         capture::TcpConfig {
             max_buffered_per_flow: self.tcp_max_buffered_per_flow,

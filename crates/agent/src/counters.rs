@@ -97,6 +97,16 @@ counters! {
     kernel_dropped => "kernel_dropped_total",
     /// Packets the interface or driver dropped (live capture, when reported).
     interface_dropped => "interface_dropped_total",
+    /// HEP messages not sent because a discard filter (SIP method, address) matched.
+    discarded => "discarded_total",
+    /// Packets written to the rotated pcap files (`--write-pcap`).
+    pcap_written => "pcap_written_total",
+    /// Pcap files closed by rotation and deleted because more than the kept number existed.
+    pcap_files_deleted => "pcap_files_deleted_total",
+    /// HEP messages written to the disk buffer because no collector could take them.
+    buffered => "buffered_total",
+    /// HEP messages sent from the disk buffer after a collector came back.
+    replayed => "replayed_total",
 }
 
 impl Counters {

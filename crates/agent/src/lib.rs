@@ -4,6 +4,9 @@
 //!
 //! # Pieces
 //!
+//! * [`Capture`]: the entry point. [`Capture::open`] opens the interface, then
+//!   [`OpenCapture::run`] runs the reader thread, the queue, the sender task, `/metrics` and the
+//!   signal handler until the input ends or SIGINT/SIGTERM.
 //! * [`Pipeline`]: frames → [`capture::decode_packet`] (links, VLANs, IPv4/IPv6, fragments,
 //!   tunnels) → duplicate filter → SIP over UDP, TCP ([`capture::TcpReassembler`] then
 //!   Content-Length framing), SCTP (DATA chunks, fragmented ones reassembled) and WebSocket
@@ -16,6 +19,10 @@
 //!   live handles.
 //! * [`output`]: the bounded queue to the sender task and the sender itself: several
 //!   collectors (UDP, TCP, TLS) round-robin or failover, reconnecting with backoff.
+//! * [`pcap_out`]: every captured frame, as read, into pcap files rotated by size and packet
+//!   time, the oldest deleted beyond a count (heplify's `-wf` / `-rt`).
+//! * Discard filters ([`AgentConfig::discard_methods`], [`AgentConfig::discard_ips`]): SIP by
+//!   CSeq method, any message by address (heplify's `-dim` / `-diip`).
 //! * [`Counters`] and [`metrics`]: seen, sent, dropped, reassembled, errors and more, as a
 //!   status line and as Prometheus text.
 //!
@@ -35,16 +42,20 @@ pub mod live;
 pub mod media;
 pub mod metrics;
 pub mod output;
+pub mod pcap_out;
 pub mod pipeline;
 pub mod run;
+mod runtime;
 pub mod websocket;
 
 pub use config::AgentConfig;
 pub use counters::{Counters, Snapshot};
 pub use live::{libpcap_available, LiveCapture, LiveError, LiveOptions};
 pub use output::{Balance, Batch, Producer, WhenFull};
+pub use pcap_out::{PcapRotation, RotatingPcap};
 pub use pipeline::{HepSink, Pipeline};
 pub use run::{capture_files, capture_live, Pacing, RunError};
+pub use runtime::{Capture, CaptureError, CaptureReport, OpenCapture};
 
 /// The default BPF filter: SIP on its usual ports over UDP, TCP and SCTP, IP fragments (which
 /// carry no ports after the first), RTCP by its header (version 2, packet types 200–207, on

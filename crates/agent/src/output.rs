@@ -1,10 +1,17 @@
 //! The bounded send queue between the capture thread and the collectors, and the task that
 //! sends to one or more collectors, round-robin or failover, reconnecting with backoff.
+//!
+//! With a disk buffer ([`spool::Spool`]), messages no collector can take are appended to it
+//! instead of being dropped; while it holds anything, new messages go behind them, and
+//! whenever a collector is up the buffer is sent oldest first (each entry acknowledged once a
+//! collector accepted and flushed it), so order is kept across an outage. What is still
+//! buffered at exit stays on disk and is sent by the next run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sender::{HepSender, SenderConfig, Target};
+use spool::Spool;
 use tokio::sync::mpsc;
 
 use crate::counters::Counters;
@@ -252,14 +259,20 @@ impl Collector {
     }
 }
 
+/// Disk-buffer entries sent per turn of the send loop before it reads the queue again (what
+/// arrives meanwhile is buffered behind them, so order holds).
+const REPLAY_PER_TURN: usize = 64;
+
 /// Sends every queued batch to the collectors until the queue's producer is dropped and the
-/// queue is empty, then flushes and closes the connections.
+/// queue is empty, then flushes and closes the connections. With `buffer`, what no collector
+/// can take waits on disk (see the module docs).
 pub async fn run(
     mut rx: mpsc::Receiver<Batch>,
     targets: Vec<Target>,
     balance: Balance,
     cfg: SenderConfig,
     counters: Arc<Counters>,
+    mut buffer: Option<Spool>,
 ) {
     let mut collectors: Vec<Collector> = targets.into_iter().map(Collector::new).collect();
     for c in &mut collectors {
@@ -278,13 +291,28 @@ pub async fn run(
                 for c in &mut collectors {
                     c.flush(&counters).await;
                 }
+                if let Some(sp) = buffer.as_mut() {
+                    replay(sp, &mut collectors, &cfg, &counters).await;
+                    if let Err(err) = sp.sync_if_due() {
+                        tracing::warn!(%err, "syncing the disk buffer");
+                    }
+                }
                 continue;
             }
         };
         let messages: Vec<&[u8]> = batch.messages().collect();
+        if let Some(sp) = buffer.as_mut() {
+            if !replay(sp, &mut collectors, &cfg, &counters).await {
+                // Older messages are still waiting: these go behind them.
+                stash(sp, &messages, &counters);
+                continue;
+            }
+        }
         match balance {
             Balance::Failover => {
-                failover(&mut collectors, &messages, 0, &cfg, &counters).await;
+                if !failover(&mut collectors, &messages, 0, &cfg, &counters).await {
+                    lost(buffer.as_mut(), &messages, &counters);
+                }
             }
             Balance::RoundRobin => {
                 let n = collectors.len();
@@ -294,8 +322,10 @@ pub async fn run(
                 }
                 next = (next + messages.len()) % n.max(1);
                 for (i, share) in shares.iter().enumerate() {
-                    if !share.is_empty() {
-                        failover(&mut collectors, share, i, &cfg, &counters).await;
+                    if !share.is_empty()
+                        && !failover(&mut collectors, share, i, &cfg, &counters).await
+                    {
+                        lost(buffer.as_mut(), share, &counters);
                     }
                 }
             }
@@ -304,6 +334,15 @@ pub async fn run(
             for c in &mut collectors {
                 c.flush(&counters).await;
             }
+        }
+    }
+    if let Some(sp) = buffer.as_mut() {
+        replay(sp, &mut collectors, &cfg, &counters).await;
+        if let Err(err) = sp.sync() {
+            tracing::warn!(%err, "syncing the disk buffer");
+        }
+        if !sp.is_empty() {
+            tracing::warn!(entries = sp.len(), dir = %sp.dir().display(), "HEP messages left in the disk buffer for the next run");
         }
     }
     for c in &mut collectors {
@@ -324,23 +363,119 @@ pub async fn run(
     }
 }
 
-/// Sends `messages` to collector `first`, else to the next ones in order; drops them when
-/// none is up.
+/// Sends `messages` to collector `first`, else to the next ones in order; false when none is
+/// up.
 async fn failover(
     collectors: &mut [Collector],
     messages: &[&[u8]],
     first: usize,
     cfg: &SenderConfig,
     counters: &Counters,
-) {
+) -> bool {
+    failover_to(collectors, messages, first, cfg, counters)
+        .await
+        .is_some()
+}
+
+/// [`failover`], telling which collector took the messages.
+async fn failover_to(
+    collectors: &mut [Collector],
+    messages: &[&[u8]],
+    first: usize,
+    cfg: &SenderConfig,
+    counters: &Counters,
+) -> Option<usize> {
     let n = collectors.len();
     for k in 0..n {
-        let c = &mut collectors[(first + k) % n];
+        let i = (first + k) % n;
+        let c = &mut collectors[i];
         if c.ensure(cfg, counters).await && c.send(messages, counters).await {
-            return;
+            return Some(i);
         }
     }
-    Counters::add(&counters.dropped, messages.len() as u64);
+    None
+}
+
+/// Messages no collector took: into the disk buffer if there is one, else counted as dropped.
+fn lost(buffer: Option<&mut Spool>, messages: &[&[u8]], counters: &Counters) {
+    match buffer {
+        Some(sp) => stash(sp, messages, counters),
+        None => Counters::add(&counters.dropped, messages.len() as u64),
+    }
+}
+
+/// Appends messages to the disk buffer as one entry (each message prefixed with its length,
+/// u32 little-endian); a full buffer drops them (counted).
+fn stash(sp: &mut Spool, messages: &[&[u8]], counters: &Counters) {
+    let mut entry = Vec::with_capacity(messages.iter().map(|m| m.len() + 4).sum());
+    for m in messages {
+        // A HEP message is at most 65535 bytes, so its length always fits.
+        entry.extend_from_slice(&(m.len() as u32).to_le_bytes());
+        entry.extend_from_slice(m);
+    }
+    match sp.append(&entry) {
+        Ok(()) => Counters::add(&counters.buffered, messages.len() as u64),
+        Err(err) => {
+            tracing::warn!(%err, "disk buffer refused messages; they are dropped");
+            Counters::add(&counters.errors, 1);
+            Counters::add(&counters.dropped, messages.len() as u64);
+        }
+    }
+}
+
+/// The messages of one disk-buffer entry; a damaged tail is ignored (the spool checks each
+/// entry's CRC, so that only happens for entries not written by [`stash`]).
+fn unstash(entry: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = entry;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_le_bytes(*len) as usize;
+        let Some((message, tail)) = tail.split_at_checked(len) else {
+            break;
+        };
+        out.push(message);
+        rest = tail;
+    }
+    out
+}
+
+/// Sends buffered entries, oldest first, while a collector takes them (at most
+/// [`REPLAY_PER_TURN`]); true when the buffer is empty afterwards.
+async fn replay(
+    sp: &mut Spool,
+    collectors: &mut [Collector],
+    cfg: &SenderConfig,
+    counters: &Counters,
+) -> bool {
+    for _ in 0..REPLAY_PER_TURN {
+        let (pos, entry) = match sp.peek() {
+            Ok(Some(e)) => e,
+            Ok(None) => return true,
+            Err(err) => {
+                tracing::warn!(%err, "reading the disk buffer");
+                Counters::add(&counters.errors, 1);
+                return false;
+            }
+        };
+        let messages = unstash(&entry);
+        let Some(i) = failover_to(collectors, &messages, 0, cfg, counters).await else {
+            return false;
+        };
+        // Acknowledged once the collector's connection took the bytes, so a connection that
+        // breaks before that sends the entry again (at least once).
+        let c = &mut collectors[i];
+        c.flush(counters).await;
+        if c.sender.is_none() {
+            return false;
+        }
+        if let Err(err) = sp.ack(pos) {
+            tracing::warn!(%err, "acknowledging a disk buffer entry");
+            Counters::add(&counters.errors, 1);
+            return false;
+        }
+        Counters::add(&counters.replayed, messages.len() as u64);
+    }
+    sp.is_empty()
 }
 
 #[cfg(test)]
@@ -355,6 +490,20 @@ mod tests {
         b.push(b"three");
         let all: Vec<&[u8]> = b.messages().collect();
         assert_eq!(all, vec![&b"one"[..], b"", b"three"]);
+    }
+
+    #[test]
+    fn buffer_entries_keep_message_boundaries() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut sp = Spool::open(dir.path(), spool::SpoolConfig::default()).expect("spool");
+        let c = Counters::default();
+        let messages: Vec<&[u8]> = vec![b"HEP3-one", b"", b"HEP3-three"];
+        stash(&mut sp, &messages, &c);
+        let (_, entry) = sp.peek().expect("peek").expect("entry");
+        assert_eq!(unstash(&entry), messages);
+        assert_eq!(c.snapshot().buffered, 3);
+        // A cut entry yields its whole messages only.
+        assert_eq!(unstash(&entry[..entry.len() - 2]), messages[..2].to_vec());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::config::AgentConfig;
 use crate::counters::Counters;
 use crate::dedup::Dedup;
 use crate::media::MediaTable;
+use crate::pcap_out::RotatingPcap;
 use crate::websocket::{self, opcode};
 
 /// HEP payload types the agent produces.
@@ -86,6 +87,8 @@ struct Emitter {
     message: HepMessage,
     out: Vec<u8>,
     counters: Arc<Counters>,
+    /// Networks whose messages are not sent ([`AgentConfig::discard_ips`]).
+    discard_ips: Vec<ipnet::IpNet>,
 }
 
 impl Emitter {
@@ -97,6 +100,14 @@ impl Emitter {
         correlation_id: Option<&[u8]>,
         sink: &mut S,
     ) {
+        if self
+            .discard_ips
+            .iter()
+            .any(|net| net.contains(&meta.src) || net.contains(&meta.dst))
+        {
+            Counters::add(&self.counters.discarded, 1);
+            return;
+        }
         let m = &mut self.message;
         m.ip_family = Some(if meta.src.is_ipv6() {
             hep::FAMILY_IPV6
@@ -238,6 +249,12 @@ struct Ctx<'a, S: ?Sized> {
 
 impl<S: HepSink + ?Sized> Ctx<'_, S> {
     fn emit_sip(&mut self, meta: &Meta, message: &[u8]) {
+        if !self.cfg.discard_methods.is_empty()
+            && cseq_method(message).is_some_and(|m| self.cfg.discards_method(m))
+        {
+            Counters::add(&self.counters.discarded, 1);
+            return;
+        }
         if self.cfg.rtcp && memchr::memmem::find(message, b"\nv=0").is_some() {
             self.media.learn(&sip::index(message), meta.timestamp);
         }
@@ -262,6 +279,8 @@ pub struct Pipeline {
     dedup: Dedup,
     media: MediaTable,
     emitter: Emitter,
+    /// Where every captured frame is also written (`--write-pcap`), if anywhere.
+    pcap: Option<RotatingPcap>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -302,10 +321,17 @@ impl Pipeline {
                 message,
                 out: Vec::with_capacity(2048),
                 counters: counters.clone(),
+                discard_ips: cfg.discard_ips.clone(),
             },
+            pcap: None,
             counters,
             cfg,
         }
+    }
+
+    /// Also writes every captured frame, as read, to rotated pcap files.
+    pub fn write_pcap(&mut self, out: RotatingPcap) {
+        self.pcap = Some(out);
     }
 
     /// The counters this pipeline updates.
@@ -333,6 +359,9 @@ impl Pipeline {
         let c = &*self.counters;
         Counters::add(&c.seen, 1);
         Counters::add(&c.bytes_seen, frame.len() as u64);
+        if let Some(pcap) = &mut self.pcap {
+            pcap.write(link_type, timestamp, frame, c);
+        }
         let decoded = decode_packet(link_type, timestamp, frame, &mut self.defrag);
         let reassembled = self.defrag.stats().reassembled;
         if reassembled != self.defrag_reassembled {
@@ -366,6 +395,9 @@ impl Pipeline {
     /// End of input: closes every TCP stream (delivering what was buffered) and forgets
     /// partial SCTP messages.
     pub fn finish<S: HepSink + ?Sized>(&mut self, sink: &mut S) {
+        if let Some(pcap) = &mut self.pcap {
+            pcap.close(&self.counters);
+        }
         let events = self.tcp.flush_all();
         self.stream_events(events, sink);
         self.sctp.clear();
@@ -774,6 +806,16 @@ fn consume<S: HepSink + ?Sized>(
             }
         }
     }
+}
+
+/// The method of a SIP message's CSeq header (a response's tells which request it answers).
+fn cseq_method(message: &[u8]) -> Option<&[u8]> {
+    let cseq = sip::headers(message).find(|h| h.is("CSeq"))?;
+    cseq.value
+        .as_bytes()
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .nth(1)
 }
 
 fn first_vlan(decoded: &Decoded<'_>) -> Option<u16> {

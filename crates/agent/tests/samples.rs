@@ -2,20 +2,18 @@
 //! byte-exact, with the addresses, ports, transport and timestamp tshark (an independent
 //! dissector, with decode-as for the non-standard ports) reports for it.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use common::samples;
+
 use agent::{AgentConfig, Counters, Pacing, Pipeline};
 use tokio_util::sync::CancellationToken;
-
-fn samples() -> PathBuf {
-    std::env::var_os("HEPSTACK_SAMPLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/samples"))
-}
 
 /// What identifies one SIP message: capture time (µs), transport, addresses, ports, Call-ID
 /// and CSeq.

@@ -41,6 +41,9 @@ impl Store for CountingStore {
     fn messages(&self, _: &MessageFilter) -> Result<Page<StoredMessage>, StoreError> {
         Err(StoreError::InvalidQuery("counting store".into()))
     }
+    fn scan(&self, _: &store::ScanRequest) -> Result<store::ScanPage, StoreError> {
+        Err(StoreError::InvalidQuery("counting store".into()))
+    }
     fn calls(&self, _: &MessageFilter) -> Result<Page<CallSummary>, StoreError> {
         Err(StoreError::InvalidQuery("counting store".into()))
     }

@@ -14,8 +14,12 @@ use ingest::{AuthKey, BoundListeners, ListenError, Listeners, PacketHandler, Tra
 
 use crate::config::{CollectorConfig, ConfigError};
 use crate::metrics::Metrics;
+use crate::output::{Output, Outputs};
 use crate::pipeline::Pipeline;
 use crate::writer::{BatchSpool, Ingress, RecordObserver, SpoolFailure};
+
+/// Longest wait at shutdown for an output's worker to deliver what it holds.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl PacketHandler for Pipeline {
     fn handle(
@@ -152,6 +156,7 @@ pub struct Collector {
     store: Arc<dyn Store>,
     spool: Option<Box<dyn BatchSpool>>,
     observers: Vec<Arc<dyn RecordObserver>>,
+    outputs: Vec<Arc<dyn Output>>,
     taps: Vec<Arc<dyn PacketHandler>>,
     metrics: Arc<Metrics>,
 }
@@ -175,6 +180,7 @@ impl Collector {
             store,
             spool: None,
             observers: Vec::new(),
+            outputs: Vec::new(),
             taps: Vec::new(),
             metrics: Arc::new(Metrics::new()),
         })
@@ -202,6 +208,12 @@ impl Collector {
     /// Adds an observer called with every batch of stored records (KPIs, exports).
     pub fn with_observer(mut self, observer: Arc<dyn RecordObserver>) -> Collector {
         self.observers.push(observer);
+        self
+    }
+
+    /// Adds an output, offered every record the pipeline accepts (see [`crate::output`]).
+    pub fn with_output(mut self, output: Arc<dyn Output>) -> Collector {
+        self.outputs.push(output);
         self
     }
 
@@ -242,9 +254,11 @@ impl Collector {
             store,
             spool,
             observers,
+            outputs,
             taps,
             metrics,
         } = self;
+        let outputs = Outputs::new(outputs);
         // Refuse unusable TLS material before any thread starts.
         if !listeners.tls.is_empty() {
             ingest::tls_server_config(&config.tls).map_err(ListenError::from)?;
@@ -260,6 +274,7 @@ impl Collector {
             store,
             spool,
             observers,
+            outputs.clone(),
             metrics.clone(),
         );
         let pipeline = Arc::new(Pipeline::new(
@@ -315,6 +330,7 @@ impl Collector {
 
         Ok(CollectorHandle {
             metrics,
+            outputs,
             shutdown,
             listeners,
             ingress,
@@ -328,6 +344,7 @@ impl Collector {
 /// A running collector.
 pub struct CollectorHandle {
     metrics: Arc<Metrics>,
+    outputs: Outputs,
     shutdown: CancellationToken,
     listeners: Listeners,
     ingress: Arc<Ingress>,
@@ -348,6 +365,11 @@ impl CollectorHandle {
         self.metrics.clone()
     }
 
+    /// The outputs (for their metrics).
+    pub fn outputs(&self) -> Outputs {
+        self.outputs.clone()
+    }
+
     /// Waits for the shutdown token, then drains: the listeners stop (UDP receivers first
     /// process what the kernel already queued, connections what they already read), the
     /// writers empty the queue into the store (or the spool), the overflow buffer is flushed and
@@ -356,6 +378,7 @@ impl CollectorHandle {
         self.shutdown.cancelled().await;
         let CollectorHandle {
             listeners,
+            outputs,
             ingress,
             writers,
             replayer,
@@ -375,6 +398,8 @@ impl CollectorHandle {
                 tracing::error!("the replayer thread panicked");
             }
             ingress.finish();
+            // Nothing is offered any more: let each output deliver what it holds.
+            outputs.close(OUTPUT_DRAIN);
         })
         .await;
         if drained.is_err() {
@@ -383,14 +408,72 @@ impl CollectorHandle {
     }
 }
 
-/// Gives the calling thread a lower scheduling priority (nice +5) than the receivers: when the
-/// CPU is short, a packet the kernel drops from a full socket buffer is lost, while a batch a
-/// writer stores later is not (the queue and the spool hold it).
-fn lower_thread_priority() {
-    // SAFETY: setpriority has no memory-safety preconditions; `who = 0` is the calling thread
-    // on Linux (nice values are per thread). Failure only leaves the default priority.
+/// How much lower than the receivers the writers and the replayer run (nice levels).
+const WRITER_NICE_OFFSET: i32 = 5;
+
+/// The lowest priority `nice` can express.
+const NICE_MAX: i32 = 19;
+
+/// How a thread at nice `current` goes below it: `Nice(n)` sets nice `n`; `Idle` switches to
+/// `SCHED_IDLE` (a weight below nice 19), for a thread that already runs at nice 19.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lowering {
+    Nice(i32),
+    Idle,
+}
+
+fn lowering_from(current: i32) -> Lowering {
+    let target = current.saturating_add(WRITER_NICE_OFFSET).min(NICE_MAX);
+    if target > current {
+        Lowering::Nice(target)
+    } else {
+        Lowering::Idle
+    }
+}
+
+/// Gives the calling thread a lower scheduling priority than the thread that spawned it (nice
+/// +5, relative to the inherited nice, so a collector started under `nice` keeps the order):
+/// when the CPU is short, a packet the kernel drops from a full socket buffer is lost, while a
+/// batch a writer stores later is not (the queue and the spool hold it).
+pub(crate) fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 5);
+    {
+        // The raw getpriority syscall returns 20 - nice (1..=40) and never a negative value on
+        // success, unlike the libc wrapper, whose -1 is both nice -1 and an error. `who = 0` is
+        // the calling thread on Linux (nice values are per thread).
+        // SAFETY: getpriority and setpriority read and set a scheduling attribute of the calling
+        // thread; sched_setscheduler is given a valid parameter struct. No memory preconditions.
+        // Failure only leaves the inherited priority.
+        unsafe {
+            let raw = libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, 0);
+            let Ok(raw) = i32::try_from(raw) else { return };
+            if raw < 1 {
+                return;
+            }
+            match lowering_from(20 - raw) {
+                Lowering::Nice(nice) => {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+                }
+                Lowering::Idle => {
+                    let param = libc::sched_param { sched_priority: 0 };
+                    libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lowering_from, Lowering};
+
+    #[test]
+    fn the_writers_go_below_the_inherited_priority() {
+        assert_eq!(lowering_from(0), Lowering::Nice(5));
+        assert_eq!(lowering_from(-20), Lowering::Nice(-15));
+        assert_eq!(lowering_from(10), Lowering::Nice(15));
+        assert_eq!(lowering_from(17), Lowering::Nice(19));
+        // No nice level is left below 19: SCHED_IDLE still runs below the receivers.
+        assert_eq!(lowering_from(19), Lowering::Idle);
     }
 }

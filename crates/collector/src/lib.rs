@@ -12,14 +12,18 @@
 //!                                  ▼
 //!                     bounded queue ──► writer threads ──► Store::insert_batch ──► observers
 //!                  (full → overflow → spool)   (error → spool)   spool ──► replayer ──► Store
+//!                                  │
+//!                                  └──► outputs (KPI engine, Loki, live tail): each its own
+//!                                       bounded queue and worker, offered every accepted record
 //! ```
 //!
 //! The listeners are the `ingest` crate's ([`ingest::start_listeners`]); the collector's
 //! [`Pipeline`] is one [`ingest::PacketHandler`] they feed.
 //!
-//! Start it with [`Collector::new`], optionally [`Collector::open_spool`] and
-//! [`Collector::with_observer`], then [`Collector::start`] with [`BoundListeners`] and a
-//! shutdown token; [`CollectorHandle::join`] drains after the token is cancelled.
+//! Start it with [`Collector::new`], optionally [`Collector::open_spool`],
+//! [`Collector::with_output`] and [`Collector::with_observer`], then [`Collector::start`] with
+//! [`BoundListeners`] and a shutdown token; [`CollectorHandle::join`] drains after the token
+//! is cancelled.
 //!
 //! # Record fields
 //!
@@ -64,12 +68,18 @@
 //! | `hepstack_connections_rejected_total` | counter | `transport` | connections refused at the limit or failing the TLS handshake |
 //! | `hepstack_stream_bytes_skipped_total` | counter | | garbage bytes skipped on TCP/TLS streams while resynchronising |
 //! | `hepstack_process_resident_memory_bytes` | gauge | | resident set size (`/proc/self/statm`) |
+//! | `hepstack_output_sent_total` | counter | `output` | records an output delivered ([`output`]) |
+//! | `hepstack_output_dropped_total` | counter | `output`, `reason` (queue_full, failed, rejected, closed) | records an output dropped; `queue_full` is load shed because its worker fell behind |
+//! | `hepstack_output_queued` | gauge | `output` | records waiting in an output's queue |
 //!
-//! # Extension hook
+//! # Extension hooks
 //!
-//! [`RecordObserver::on_stored`] is called by the writer threads with every batch the store
-//! took: RFC 6076 KPIs ([`KpiObserver`], the `kpi` crate), Loki export ([`loki`]) and HEP
-//! forwarding plug in there.
+//! An [`output::Output`] is offered every record the pipeline accepts, before and whatever
+//! the store commit, and works off its own bounded queue: the KPI engine ([`kpi_output`]),
+//! Loki export ([`loki`]) and the live tail are outputs. [`RecordObserver::on_stored`] is
+//! called by the writer threads with every batch the store took, for what must see stored
+//! records only. HEP forwarding is a packet tap ([`Collector::with_tap`]) with the relay's
+//! per-destination queues (reported as an output by `hepstack serve`).
 
 #![warn(missing_docs)]
 
@@ -79,6 +89,7 @@ mod dedup;
 mod kpi_observer;
 pub mod loki;
 mod metrics;
+pub mod output;
 mod pipeline;
 mod rules;
 mod writer;
@@ -90,7 +101,7 @@ pub use config::{
 pub use dedup::{fingerprint, Deduplicator};
 /// The listener types the collector's API takes and reports in.
 pub use ingest::{AuthKey, BoundListeners, Transport};
-pub use kpi_observer::KpiObserver;
+pub use kpi_observer::{kpi_output, KpiItem, KpiSink};
 pub use metrics::{
     resident_memory_bytes, Accounting, InvalidKind, Metrics, ProbedGauges, MAX_NODE_LABELS,
 };

@@ -31,7 +31,8 @@ use store::Record;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::writer::RecordObserver;
+use crate::output::{Output, OutputStats};
+use crate::writer::{ParsedRtcp, RecordObserver};
 
 /// The `[loki]` configuration section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -292,29 +293,59 @@ impl LokiObserver {
     }
 }
 
-impl RecordObserver for LokiObserver {
-    fn on_stored(&self, records: &[Record]) {
-        for r in records
-            .iter()
-            .filter(|r| self.cfg.hep_types.contains(&r.hep_type))
-        {
-            let e = Entry {
-                labels: self.labels(r),
-                time_ns: i128::from(r.time_us) * 1000,
-                line: self.line(r),
-            };
-            match self.tx.try_send(e) {
-                Ok(()) => {
-                    self.stats.queued.fetch_add(1, Ordering::Relaxed);
-                    self.stats.queue_len.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    self.stats
-                        .dropped_queue_full
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+impl LokiObserver {
+    fn offer_one(&self, r: &Record) {
+        if !self.cfg.hep_types.contains(&r.hep_type) {
+            return;
+        }
+        let e = Entry {
+            labels: self.labels(r),
+            time_ns: i128::from(r.time_us) * 1000,
+            line: self.line(r),
+        };
+        match self.tx.try_send(e) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                self.stats.queue_len.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// As an output, the exporter is offered every accepted record (its queue is the pusher's
+/// channel, its worker the pusher task).
+impl Output for LokiObserver {
+    fn name(&self) -> &str {
+        "loki"
+    }
+
+    fn offer(&self, record: &Record, _rtcp: &ParsedRtcp) {
+        self.offer_one(record);
+    }
+
+    fn stats(&self) -> OutputStats {
+        let (queue_full, failed, rejected) = self.stats.dropped();
+        OutputStats {
+            sent: self.stats.sent(),
+            dropped: [queue_full, failed, rejected, 0],
+            queued: self.stats.queue_len.load(Ordering::Relaxed),
+        }
+    }
+
+    fn close(&self, _deadline: Duration) {
+        // The pusher task ends on its own shutdown token, after the collector drained.
+    }
+}
+
+/// Kept for callers that feed stored batches.
+impl RecordObserver for LokiObserver {
+    fn on_stored(&self, records: &[Record]) {
+        records.iter().for_each(|r| self.offer_one(r));
     }
 }
 

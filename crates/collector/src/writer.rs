@@ -31,6 +31,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use store::{Record, RecordHint, Store};
 
 use crate::metrics::{InvalidKind, Metrics, ProbedGauges};
+use crate::output::Outputs;
 
 /// Version byte of a spool entry whose body is the postcard encoding of the batch.
 const SPOOL_FORMAT_V1: u8 = 1;
@@ -134,9 +135,10 @@ impl BatchSpool for MemorySpool {
     }
 }
 
-/// Observes every record the store accepted (after each successful batch). The hook for RFC
-/// 6076 KPIs, Loki export and HEP forwarding: implementations must be quick (hand work off to
-/// their own queue) because they run on the writer threads.
+/// Observes every record the store accepted (after each successful batch, and on batches
+/// replayed from the spool): for what must see stored records only. Implementations must be
+/// quick (hand work off to their own queue) because they run on the writer threads. Consumers
+/// that must not depend on the store (KPIs, exports) are [`crate::output::Output`]s instead.
 pub trait RecordObserver: Send + Sync {
     /// Called with the records of one batch that the store stored (rejected rows excluded).
     fn on_stored(&self, records: &[Record]);
@@ -303,6 +305,8 @@ pub(crate) struct Ingress {
     spool: Option<Mutex<Box<dyn BatchSpool>>>,
     store: Arc<dyn Store>,
     observers: Vec<Arc<dyn RecordObserver>>,
+    /// Offered every accepted record in [`Ingress::submit`], before the store sees it.
+    outputs: Outputs,
     metrics: Arc<Metrics>,
     health: Health,
     batch_size: usize,
@@ -323,6 +327,7 @@ pub(crate) struct Ingress {
 
 impl Ingress {
     /// `writers` is the resolved writer count (also the replay fan-out).
+    #[allow(clippy::too_many_arguments)] // the parts `Collector::start` wires, each its own
     pub(crate) fn new(
         cfg: &crate::config::WriterConfig,
         spool_zstd_level: i32,
@@ -330,6 +335,7 @@ impl Ingress {
         store: Arc<dyn Store>,
         spool: Option<Box<dyn BatchSpool>>,
         observers: Vec<Arc<dyn RecordObserver>>,
+        outputs: Outputs,
         metrics: Arc<Metrics>,
     ) -> Arc<Ingress> {
         let (batch_size, max_delay) = (
@@ -345,6 +351,7 @@ impl Ingress {
             spool: spool.map(Mutex::new),
             store,
             observers,
+            outputs,
             metrics: metrics.clone(),
             health: Health::new(),
             batch_size,
@@ -381,8 +388,9 @@ impl Ingress {
         !self.health.is_down() && self.tx.len() >= capacity - capacity / 4
     }
 
-    /// Hands a record to the writers without blocking.
+    /// Offers a record to the outputs and hands it to the writers, without blocking.
     pub(crate) fn submit(&self, record: Record, rtcp: ParsedRtcp, hint: RecordHint) {
+        self.outputs.offer(&record, &rtcp);
         let record = match self.tx.try_send((record, rtcp, hint)) {
             Ok(()) => return,
             Err(TrySendError::Full((r, ..)) | TrySendError::Disconnected((r, ..))) => r,

@@ -1,18 +1,16 @@
 //! `hepstack capture`: the capture agent. Reads a live interface (libpcap, loaded at run time)
 //! or pcap/pcapng files and sends SIP, RTCP and DNS as HEPv3 to one or more collectors. The
-//! work is done by the `agent` crate; this module maps flags onto it, runs the threads and
+//! work is done by `agent::Capture`; this module maps flags onto it, binds `--metrics` and
 //! prints the counters.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use agent::{AgentConfig, Balance, Counters, LiveOptions, Pacing, Pipeline, WhenFull};
+use agent::{AgentConfig, Balance, LiveOptions, Pacing};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sender::{SenderConfig, Target, TlsOptions};
-use tokio_util::sync::CancellationToken;
 
 /// Arguments of `hepstack capture`.
 #[derive(Debug, Args)]
@@ -106,6 +104,48 @@ pub struct CaptureArgs {
     /// Print the final counters as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Do not send SIP messages with this CSeq method (the requests and their responses);
+    /// comma-separated or repeated, e.g. OPTIONS,NOTIFY (heplify's -dim).
+    #[arg(long, value_name = "METHOD", value_delimiter = ',')]
+    pub discard_method: Vec<String>,
+    /// Do not send messages from or to this address or network (CIDR); comma-separated or
+    /// repeated (heplify's -diip).
+    #[arg(long, value_name = "IP[/BITS]", value_delimiter = ',')]
+    pub discard_ip: Vec<String>,
+
+    /// Also write every captured packet, as read, to pcap files in DIR (heplify's -wf).
+    #[arg(long, value_name = "DIR")]
+    pub write_pcap: Option<PathBuf>,
+    /// Start a new pcap file after this many seconds of capture time (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub pcap_rotate_secs: u64,
+    /// Start a new pcap file before one would grow past this many MiB (0: no limit).
+    #[arg(long, value_name = "MIB", default_value_t = 100)]
+    pub pcap_rotate_mib: u64,
+    /// Keep at most this many pcap files in DIR; the oldest are deleted.
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub pcap_keep: usize,
+
+    /// Keep HEP messages no collector can take in a disk buffer in DIR, sent in order once
+    /// one is back (heplify's -hep-buffer-activate / -hep-buffer-file).
+    #[arg(long, value_name = "DIR")]
+    pub buffer_dir: Option<PathBuf>,
+    /// Most disk the buffer may take, in MiB; beyond it messages are dropped (counted).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub buffer_max_mib: u64,
+}
+
+/// An address or CIDR network; a plain address is a /32 (IPv4) or /128 (IPv6).
+fn parse_net(text: &str) -> Result<ipnet::IpNet> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    match text.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(ipnet::IpNet::from(ip)),
+        Err(_) => bail!("--discard-ip {text:?} is not an address or CIDR network"),
+    }
 }
 
 fn host_name() -> String {
@@ -138,7 +178,50 @@ pub fn run(args: &CaptureArgs) -> Result<ExitCode> {
         rtcp_uncorrelated: args.rtcp_uncorrelated,
         dns: !args.no_dns,
         dedup_window_ms: args.dedup_window_ms,
+        discard_methods: args
+            .discard_method
+            .iter()
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect(),
+        discard_ips: args
+            .discard_ip
+            .iter()
+            .map(|t| parse_net(t))
+            .collect::<Result<Vec<_>>>()?,
         ..AgentConfig::default()
+    };
+    let pcap_out = match &args.write_pcap {
+        Some(dir) => Some(
+            agent::RotatingPcap::open(agent::PcapRotation {
+                dir: dir.clone(),
+                max_file_bytes: args.pcap_rotate_mib.saturating_mul(1024 * 1024),
+                max_file_age: Duration::from_secs(args.pcap_rotate_secs),
+                max_files: args.pcap_keep,
+            })
+            .with_context(|| format!("--write-pcap {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let buffer = match &args.buffer_dir {
+        Some(dir) => {
+            let spool_cfg = spool::SpoolConfig {
+                max_bytes: args.buffer_max_mib.saturating_mul(1024 * 1024),
+                segment_bytes: (args.buffer_max_mib.saturating_mul(1024 * 1024) / 8)
+                    .clamp(64 * 1024, 64 * 1024 * 1024),
+                ..spool::SpoolConfig::default()
+            };
+            let sp = spool::Spool::open(dir, spool_cfg)
+                .with_context(|| format!("--buffer-dir {}", dir.display()))?;
+            if !sp.is_empty() {
+                eprintln!(
+                    "hepstack: {} buffered entries from an earlier run will be sent first",
+                    sp.len()
+                );
+            }
+            Some(sp)
+        }
+        None => None,
     };
     let sender_cfg = SenderConfig {
         // Failing over quickly matters more than insisting on one collector; the agent's own
@@ -163,129 +246,40 @@ pub fn run(args: &CaptureArgs) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| agent::DEFAULT_BPF.to_string()),
     });
+    let capture = agent::Capture {
+        config: cfg,
+        targets,
+        balance: args.balance,
+        sender: sender_cfg,
+        live,
+        files: args.read.clone(),
+        pacing,
+        queue: args.queue,
+        pcap_out,
+        buffer,
+    }
     // Open the interface before anything else so a missing libpcap or permission fails fast.
-    let mut handle = match &live {
-        Some(opts) => Some(agent::LiveCapture::open(opts)?),
-        None => None,
-    };
-
-    let counters = Arc::new(Counters::default());
-    let cancel = CancellationToken::new();
-    let when_full = if live.is_some() {
-        WhenFull::Drop
-    } else {
-        WhenFull::Wait
-    };
-    let (mut producer, rx) = agent::output::queue(args.queue, when_full, counters.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-
+    .open()?;
     let metrics_listener = match &args.metrics {
         Some(addr) => {
-            let listener = rt
-                .block_on(tokio::net::TcpListener::bind(addr.as_str()))
+            let listener = std::net::TcpListener::bind(addr.as_str())
                 .with_context(|| format!("--metrics {addr}"))?;
             eprintln!("hepstack: listening metrics {}", listener.local_addr()?);
             Some(listener)
         }
         None => None,
     };
-
-    let reader = {
-        let counters = counters.clone();
-        let cancel = cancel.clone();
-        let files = args.read.clone();
-        std::thread::Builder::new()
-            .name("capture".into())
-            .spawn(move || -> Vec<String> {
-                let mut pipeline = Pipeline::new(cfg, counters);
-                let errors = match (&live, handle.as_mut()) {
-                    (Some(opts), Some(cap)) => {
-                        eprintln!(
-                            "hepstack: capturing on {} (link type {}, filter {:?})",
-                            opts.device,
-                            cap.link_type().0,
-                            opts.filter
-                        );
-                        agent::run::capture_opened(cap, opts, &mut pipeline, &mut producer, &cancel)
-                            .err()
-                            .into_iter()
-                            .map(|e| e.to_string())
-                            .collect()
-                    }
-                    _ => {
-                        agent::capture_files(&files, pacing, &mut pipeline, &mut producer, &cancel)
-                            .into_iter()
-                            .map(|e| e.to_string())
-                            .collect()
-                    }
-                };
-                // Dropping the producer closes the queue, which ends the sender task.
-                drop(producer);
-                errors
-            })
-            .context("capture thread")?
-    };
-
-    let errors = rt.block_on(async {
-        let output = tokio::spawn(agent::output::run(
-            rx,
-            targets,
-            args.balance,
-            sender_cfg,
-            counters.clone(),
-        ));
-        if let Some(listener) = metrics_listener {
-            tokio::spawn(agent::metrics::serve(
-                listener,
-                counters.clone(),
-                cancel.clone(),
-            ));
-        }
-        tokio::spawn(signals(counters.clone(), cancel.clone()));
-        let _ = output.await;
-        cancel.cancel();
-        tokio::task::spawn_blocking(move || reader.join().unwrap_or_default())
-            .await
-            .unwrap_or_default()
-    });
-    rt.shutdown_timeout(Duration::from_millis(200));
-
-    let snapshot = counters.snapshot();
-    eprintln!("hepstack: capture done: {}", snapshot.line());
+    let report = capture.run(metrics_listener)?;
+    eprintln!("hepstack: capture done: {}", report.counters.line());
     if args.json {
-        println!("{}", serde_json::to_string(&snapshot)?);
+        println!("{}", serde_json::to_string(&report.counters)?);
     }
-    for e in &errors {
+    for e in &report.errors {
         eprintln!("hepstack: capture: {e}");
     }
-    Ok(if errors.is_empty() {
+    Ok(if report.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
-}
-
-/// SIGUSR1 prints the counters; SIGINT/SIGTERM stop the capture (queued messages are still
-/// sent).
-async fn signals(counters: Arc<Counters>, cancel: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut usr1), Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = usr1.recv() => eprintln!("hepstack: capture counters: {}", counters.snapshot().line()),
-            _ = int.recv() => cancel.cancel(),
-            _ = term.recv() => cancel.cancel(),
-            _ = cancel.cancelled() => return,
-        }
-    }
 }

@@ -72,12 +72,15 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     /// `sqlite` for the embedded store under `data_dir` (the default), or a
-    /// `postgres://user@host/db` URL for PostgreSQL in the HOMER 7 schema.
+    /// `postgres://user@host/db` URL for PostgreSQL in the HOMER 7 schema, or a
+    /// `clickhouse://user:password@host:8123/db[?cluster=NAME]` URL for ClickHouse.
     pub url: String,
     /// Embedded SQLite store settings (partitions, retention, compression).
     pub sqlite: store::sqlite::SqliteConfig,
     /// PostgreSQL settings (HOMER 7 layout), used when `url` is a postgres:// URL.
     pub postgres: store::postgres::PgConfig,
+    /// ClickHouse settings, used when `url` is a clickhouse:// (or clickhouses://) URL.
+    pub clickhouse: store::clickhouse::ChConfig,
 }
 
 impl Default for StoreSection {
@@ -86,6 +89,7 @@ impl Default for StoreSection {
             url: "sqlite".into(),
             sqlite: store::sqlite::SqliteConfig::default(),
             postgres: store::postgres::PgConfig::default(),
+            clickhouse: store::clickhouse::ChConfig::default(),
         }
     }
 }
@@ -128,12 +132,56 @@ impl Default for MetricsSection {
 pub struct LogSection {
     /// Filter in `tracing` syntax (`info`, `collector=debug,info`); `RUST_LOG` overrides it.
     pub level: String,
+    /// `text` (one human-readable line per event) or `json` (one JSON object per line, for a
+    /// log shipper). Default text.
+    pub format: LogFormat,
+    /// ANSI colour in text logs: `auto` (only when standard error is a terminal and `NO_COLOR`
+    /// is not set), `always` or `never`. JSON logs are never coloured. Default auto.
+    pub color: LogColor,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             level: "info".into(),
+            format: LogFormat::Text,
+            color: LogColor::Auto,
+        }
+    }
+}
+
+/// The shape of log lines.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// When text logs carry ANSI colour codes.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogColor {
+    /// Only on a terminal, and not when `NO_COLOR` is set.
+    #[default]
+    Auto,
+    /// Always, also into files and pipes.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl LogSection {
+    /// Whether log lines carry ANSI colour codes, given whether standard error is a terminal
+    /// and whether `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+    pub fn colored(&self, stderr_is_terminal: bool, no_color: bool) -> bool {
+        match (self.format, self.color) {
+            (LogFormat::Json, _) | (LogFormat::Text, LogColor::Never) => false,
+            (LogFormat::Text, LogColor::Always) => true,
+            (LogFormat::Text, LogColor::Auto) => stderr_is_terminal && !no_color,
         }
     }
 }
@@ -155,6 +203,12 @@ pub struct FlagOverrides {
     pub data_dir: Option<PathBuf>,
     /// `--store`.
     pub store: Option<String>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `--log-color`.
+    pub log_color: Option<LogColor>,
 }
 
 /// Variables that look like `HEPSTACK_*` but are not configuration keys: the flags' own
@@ -247,6 +301,15 @@ fn apply_flags(doc: &mut toml::Table, flags: &FlagOverrides) -> Result<()> {
     if let Some(url) = &flags.store {
         set_path(doc, &["store", "url"], toml::Value::String(url.clone()))?;
     }
+    if let Some(level) = &flags.log_level {
+        set_path(doc, &["log", "level"], toml::Value::String(level.clone()))?;
+    }
+    if let Some(format) = flags.log_format {
+        set_path(doc, &["log", "format"], toml::Value::try_from(format)?)?;
+    }
+    if let Some(color) = flags.log_color {
+        set_path(doc, &["log", "color"], toml::Value::try_from(color)?)?;
+    }
     Ok(())
 }
 
@@ -264,8 +327,12 @@ impl Config {
             }
         }
         let url = self.store.url.as_str();
-        if url != "sqlite" && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-            bail!("store.url = {url:?}: expected \"sqlite\" or a postgres:// URL");
+        if url != "sqlite"
+            && !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+            && !is_clickhouse_url(url)
+        {
+            bail!("store.url = {url:?}: expected \"sqlite\", a postgres:// or a clickhouse:// URL");
         }
         self.kpi.validate().context("[kpi]")?;
         relay::Plan::compile(&self.forward).context("[forward]")?;
@@ -323,6 +390,13 @@ fn parse_env_value(raw: &str) -> toml::Value {
             .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.into()),
     }
+}
+
+/// Whether a store URL names ClickHouse (`clickhouse://`, `clickhouses://`, `http(s)://`).
+pub fn is_clickhouse_url(url: &str) -> bool {
+    ["clickhouse://", "clickhouses://", "http://", "https://"]
+        .iter()
+        .any(|p| url.starts_with(p))
 }
 
 #[cfg(test)]
@@ -474,5 +548,54 @@ mod tests {
         );
         assert!(config.hep.tcp.addresses.is_empty());
         assert!(config.metrics.listen.is_empty());
+    }
+
+    #[test]
+    fn log_settings_layer_like_every_other_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("hepstack.toml");
+        std::fs::write(
+            &file,
+            "[log]\nformat = \"json\"\ncolor = \"never\"\nlevel = \"warn\"\n",
+        )
+        .expect("write");
+        let config = load(Some(&file), no_env(), &FlagOverrides::default()).expect("load");
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.log.color, LogColor::Never);
+        assert_eq!(config.log.level, "warn");
+
+        let env = vec![("HEPSTACK_LOG__COLOR".to_string(), "always".to_string())];
+        let flags = FlagOverrides {
+            log_format: Some(LogFormat::Text),
+            log_level: Some("debug".into()),
+            ..FlagOverrides::default()
+        };
+        let config = load(Some(&file), env, &flags).expect("load");
+        assert_eq!(config.log.color, LogColor::Always, "env beats file");
+        assert_eq!(config.log.format, LogFormat::Text, "flag beats file");
+        assert_eq!(config.log.level, "debug", "flag beats file");
+
+        let env = vec![("HEPSTACK_LOG__FORMAT".to_string(), "xml".to_string())];
+        let err = load(None, env, &FlagOverrides::default()).expect_err("bad format");
+        assert!(format!("{err:#}").contains("xml"), "{err:#}");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_unless_told() {
+        let log = |format, color| LogSection {
+            format,
+            color,
+            ..LogSection::default()
+        };
+        let auto = log(LogFormat::Text, LogColor::Auto);
+        assert!(auto.colored(true, false));
+        assert!(
+            !auto.colored(false, false),
+            "a file or pipe gets no ANSI codes"
+        );
+        assert!(!auto.colored(true, true), "NO_COLOR");
+        assert!(log(LogFormat::Text, LogColor::Always).colored(false, true));
+        assert!(!log(LogFormat::Text, LogColor::Never).colored(true, false));
+        assert!(!log(LogFormat::Json, LogColor::Always).colored(true, false));
     }
 }

@@ -4,6 +4,7 @@
 mod capture;
 mod config;
 mod decode;
+mod import;
 mod relay;
 mod send;
 mod serve;
@@ -18,9 +19,17 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `hepstack --version`: the release and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HEPSTACK_COMMIT"),
+    ")"
+);
+
 /// VoIP/RTC capture and troubleshooting: HEP collector, store, search and call flows.
 #[derive(Debug, Parser)]
-#[command(name = "hepstack", version, about, long_about = None)]
+#[command(name = "hepstack", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +49,10 @@ enum Command {
     /// Run the collector: HEP listeners (UDP, TCP, TLS), the ingest pipeline, the store (embedded
     /// SQLite by default), the HTTP API and the Prometheus metrics endpoint.
     Serve(serve::ServeArgs),
+    /// Copy messages between stores (embedded SQLite, PostgreSQL in the HOMER 7 layout — also
+    /// a `homer_data` written by heplify-server), resumably, with progress on stderr and a
+    /// final count checked against the source.
+    Import(import::ImportArgs),
     /// Run the HEP relay: receive HEP (UDP, TCP, TLS) and route it by rules to other
     /// collectors — by type, fan-out copies, consistent-hash balancing with failover, chunk
     /// rewriting; `--check FILE` validates a configuration. SIGHUP reloads it.
@@ -68,6 +81,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(&args),
         Command::Send(args) => send::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Import(args) => import::run(&args),
         Command::Relay(args) => crate::relay::run(&args),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEFAULT_CONFIG_TOML);

@@ -79,7 +79,10 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode> {
         anyhow::bail!("--config FILE or --check FILE is required");
     };
     let (config, _) = load(&path)?;
-    crate::serve::init_logging(&config.log_level);
+    crate::serve::init_logging(&crate::config::LogSection {
+        level: config.log_level.clone(),
+        ..Default::default()
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hepstack-relay")

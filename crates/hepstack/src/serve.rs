@@ -56,9 +56,19 @@ pub struct ServeArgs {
     /// Data directory (store partitions, spool). Default ./hepstack-data.
     #[arg(long, env = "HEPSTACK_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Store: `sqlite` (embedded, default) or postgres://user@host/db.
+    /// Store: `sqlite` (embedded, default), postgres://user@host/db or
+    /// clickhouse://user:password@host:8123/db[?cluster=NAME] (clickhouses:// for TLS).
     #[arg(long, env = "HEPSTACK_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// Log filter (log.level; `RUST_LOG` overrides it). Default info.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log line format (log.format). Default text.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<config::LogFormat>,
+    /// ANSI colour in text logs (log.color): auto = only on a terminal. Default auto.
+    #[arg(long, value_name = "WHEN")]
+    pub log_color: Option<config::LogColor>,
 }
 
 impl ServeArgs {
@@ -71,6 +81,9 @@ impl ServeArgs {
             metrics: self.metrics.clone(),
             data_dir: self.data_dir.clone(),
             store: self.store.clone(),
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+            log_color: self.log_color,
         }
     }
 }
@@ -78,7 +91,7 @@ impl ServeArgs {
 /// Loads the configuration and runs until SIGTERM/SIGINT.
 pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     let config = config::load(args.config.as_deref(), std::env::vars(), &args.overrides())?;
-    init_logging(&config.log.level);
+    init_logging(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hepstack")
@@ -88,15 +101,23 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn init_logging(level: &str) {
+/// Installs the log subscriber: `RUST_LOG` or `log.level` as the filter, text or JSON lines on
+/// standard error, ANSI colour only where [`config::LogSection::colored`] says so.
+pub(crate) fn init_logging(log: &config::LogSection) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second initialisation (tests calling run twice) is harmless: keep the first.
-    let _ = tracing_subscriber::fmt()
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(log.colored(std::io::stderr().is_terminal(), no_color));
+    // A second initialisation (tests calling run twice) is harmless: keep the first.
+    let _ = match log.format {
+        config::LogFormat::Text => builder.try_init(),
+        config::LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Opens the configured store.
@@ -112,6 +133,16 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn store::Store>> {
                 config.store_dir().display()
             )
         })?;
+        return Ok(Arc::new(store));
+    }
+    if config::is_clickhouse_url(&config.store.url) {
+        let clickhouse = store::clickhouse::ChConfig {
+            url: config.store.url.clone(),
+            ..config.store.clickhouse.clone()
+        };
+        let store =
+            store::clickhouse::ChStore::open(clickhouse).context("opening the ClickHouse store")?;
+        tracing::info!(target = store.target(), "storing in ClickHouse");
         return Ok(Arc::new(store));
     }
     let postgres = store::postgres::PgConfig {
@@ -200,28 +231,14 @@ async fn serve(config: Config) -> Result<()> {
     let mut collector = collector::Collector::new(config.hep.clone(), store.clone())?
         .open_spool(&config.data_dir)
         .context("opening the spool")?;
-    // KPIs and the Loki export observe every stored batch (docs/kpi.md).
-    let kpi_engine = if config.kpi.enabled {
-        let engine = Arc::new(kpi::Kpi::new(config.kpi.clone()).context("[kpi]")?);
-        collector = collector.with_observer(Arc::new(collector::KpiObserver::new(engine.clone())));
-        Some(engine)
-    } else {
-        None
-    };
-    // The pusher stops after the writers drained, so their last batches are still pushed.
-    let loki_shutdown = CancellationToken::new();
-    let loki = if config.loki.enabled {
-        let (observer, stats, task) =
-            collector::loki::start(config.loki.clone(), loki_shutdown.clone())?;
-        collector = collector.with_observer(observer);
-        Some((stats, task))
-    } else {
-        None
-    };
-    // The live tail (`GET /api/v1/tail`) sees every stored batch; nothing is copied while no
-    // client is connected, and slow clients skip ahead instead of slowing the writers.
-    let live_feed = web::LiveFeed::new(web::live::DEFAULT_LIVE_CAPACITY, shutdown.clone());
-    collector = collector.with_observer(Arc::new(LiveObserver(live_feed.clone())));
+    let outputs = build_outputs(&config, &shutdown)?;
+    for output in outputs.list.iter() {
+        collector = collector.with_output(output.clone());
+    }
+    let kpi_engine = outputs.kpi.clone();
+    let live_feed = outputs.live_feed.clone();
+    let loki = outputs.loki;
+    let loki_shutdown = outputs.loki_shutdown;
     let loki_stats = loki.as_ref().map(|(stats, _)| stats.clone());
     // HEP mirroring: a copy of every received packet goes through the [forward] rules.
     let forward = if config.forward.is_enabled() {
@@ -230,7 +247,9 @@ async fn serve(config: Config) -> Result<()> {
             .await
             .context("starting HEP forwarding")?
             .context("[forward]")?;
-        collector = collector.with_tap(relay.clone());
+        collector = collector
+            .with_tap(relay.clone())
+            .with_output(Arc::new(ForwardOutput(relay.clone())));
         Some(relay)
     } else {
         None
@@ -239,18 +258,21 @@ async fn serve(config: Config) -> Result<()> {
     let handle = collector
         .start(listeners, shutdown.clone())
         .context("starting the collector")?;
+    let output_set = handle.outputs();
 
+    // Runs on a blocking thread (web::api::metrics_response); reads only, no housekeeping.
     let render: Arc<dyn Fn() -> String + Send + Sync> = {
         let metrics = metrics.clone();
         let kpi_engine = kpi_engine.clone();
         let forward = forward.clone();
         Arc::new(move || {
             let mut out = metrics.render();
+            output_set.render(&mut out);
             if let Some(relay) = &forward {
                 out.push_str(&relay.render_metrics());
             }
             if let Some(engine) = &kpi_engine {
-                engine.render_prometheus(now_us(), &mut out);
+                engine.render_prometheus(&mut out);
             }
             if let Some(stats) = &loki_stats {
                 stats.render(&mut out);
@@ -412,11 +434,107 @@ async fn wait_for_signal(shutdown: &CancellationToken) {
     }
 }
 
-/// Feeds the web live tail from the batches the store accepted.
-struct LiveObserver(web::LiveFeed);
+/// What the outputs of `serve` are, once built from their configuration sections.
+struct ServeOutputs {
+    /// Every output, in the order they are offered records.
+    list: Vec<Arc<dyn collector::output::Output>>,
+    /// `[kpi]`: the engine, read by `/metrics` and `/api/v1/kpi`.
+    kpi: Option<Arc<kpi::Kpi>>,
+    /// The live tail's broadcast (`GET /api/v1/tail`).
+    live_feed: web::LiveFeed,
+    /// `[loki]`: its counters and pusher task.
+    loki: Option<(Arc<collector::loki::LokiStats>, tokio::task::JoinHandle<()>)>,
+    /// Stops the Loki pusher after the collector drained, so the last records are pushed.
+    loki_shutdown: CancellationToken,
+}
 
-impl collector::RecordObserver for LiveObserver {
-    fn on_stored(&self, records: &[store::Record]) {
-        self.0.publish(records);
+/// Records waiting for the live tail's worker; the tail skips ahead past this.
+const LIVE_QUEUE: usize = 4096;
+
+/// Builds the outputs (docs/kpi.md, docs/loki.md, the live tail), one per configuration
+/// section; each gets every record the pipeline accepts through its own bounded queue. An
+/// output added later is one more section read here.
+fn build_outputs(config: &Config, shutdown: &CancellationToken) -> Result<ServeOutputs> {
+    let mut list: Vec<Arc<dyn collector::output::Output>> = Vec::new();
+    let kpi = if config.kpi.enabled {
+        let engine = Arc::new(kpi::Kpi::new(config.kpi.clone()).context("[kpi]")?);
+        let output = collector::kpi_output(engine.clone(), config.kpi.queue_capacity)
+            .context("starting the KPI thread")?;
+        list.push(Arc::new(output));
+        Some(engine)
+    } else {
+        None
+    };
+    let loki_shutdown = CancellationToken::new();
+    let loki = if config.loki.enabled {
+        let (output, stats, task) =
+            collector::loki::start(config.loki.clone(), loki_shutdown.clone())?;
+        list.push(output);
+        Some((stats, task))
+    } else {
+        None
+    };
+    // Nothing is copied while no client is connected; slow clients skip ahead.
+    let live_feed = web::LiveFeed::new(web::live::DEFAULT_LIVE_CAPACITY, shutdown.clone());
+    let feed = live_feed.clone();
+    let live = collector::output::QueuedOutput::start(
+        "live",
+        collector::output::QueueSettings {
+            capacity: LIVE_QUEUE,
+            batch: 256,
+            tick: Duration::from_secs(1),
+        },
+        Box::new(move |r: &store::Record, _: &collector::ParsedRtcp| {
+            (feed.subscribers() > 0).then(|| r.clone())
+        }),
+        LiveSink(live_feed.clone()),
+    )
+    .context("starting the live tail")?;
+    list.push(Arc::new(live));
+    Ok(ServeOutputs {
+        list,
+        kpi,
+        live_feed,
+        loki,
+        loki_shutdown,
+    })
+}
+
+/// HEP forwarding (`[forward]`) among the outputs: it forwards packets as received, before
+/// decoding, so it is fed as a packet tap ([`collector::Collector::with_tap`]) rather than
+/// offered records, and its queues and workers are the relay's, one per destination. Here it
+/// reports their sums as `hepstack_output_*{output="forward"}`.
+struct ForwardOutput(Arc<::relay::Relay>);
+
+impl collector::output::Output for ForwardOutput {
+    fn name(&self) -> &str {
+        "forward"
+    }
+
+    fn offer(&self, _record: &store::Record, _rtcp: &collector::ParsedRtcp) {}
+
+    fn stats(&self) -> collector::output::OutputStats {
+        let t = self.0.totals();
+        collector::output::OutputStats {
+            sent: t.forwarded,
+            dropped: [t.dropped_queue_full, t.dropped_send, 0, 0],
+            queued: t.queue_depth as u64,
+        }
+    }
+
+    fn close(&self, _deadline: Duration) {
+        // Shut down with the relay after the listeners stopped (serve's drain).
+    }
+}
+
+/// Publishes records to the live tail's clients.
+struct LiveSink(web::LiveFeed);
+
+impl collector::output::Sink for LiveSink {
+    type Item = store::Record;
+
+    fn write(&mut self, items: &mut Vec<store::Record>) -> usize {
+        self.0.publish(items);
+        items.len()
     }
 }

@@ -370,3 +370,61 @@ fn live_capture_on_loopback_sees_a_sipp_call() {
         );
     }
 }
+
+#[test]
+fn heplify_style_flags_discard_write_pcap_and_buffer() {
+    let input = samples().join("kamailio-hep3-udp/sip-traffic.pcap");
+    let sink = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let pcap_dir = tempfile::tempdir().expect("tmp");
+    let buffer_dir = tempfile::tempdir().expect("tmp");
+    let out = Command::new(bin())
+        .args(["capture", "-r"])
+        .arg(&input)
+        .arg("--to")
+        .arg(format!("udp://{}", sink.local_addr().expect("addr")))
+        .args([
+            "--discard-method",
+            "OPTIONS",
+            "--discard-ip",
+            "192.0.2.0/24",
+        ])
+        .arg("--write-pcap")
+        .arg(pcap_dir.path())
+        .arg("--buffer-dir")
+        .arg(buffer_dir.path())
+        .arg("--json")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counters: Value = serde_json::from_slice(&out.stdout).expect("json counters");
+    // The sample has 3 OPTIONS, each answered.
+    assert!(counters["discarded"].as_u64() >= Some(6), "{counters}");
+    assert_eq!(counters["pcap_written"], counters["seen"], "{counters}");
+    let files: Vec<_> = std::fs::read_dir(pcap_dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        std::fs::read(&files[0]).expect("pcap").len(),
+        std::fs::read(&input).expect("input").len(),
+        "the same packets as the input, in a classic pcap with microseconds"
+    );
+
+    let out = Command::new(bin())
+        .args(["capture", "-r"])
+        .arg(&input)
+        .args(["--to", "udp://127.0.0.1:9", "--discard-ip", "10.0.0.300"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an address or CIDR network"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

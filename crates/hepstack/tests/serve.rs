@@ -4,7 +4,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::{oracle, oracle_chunk, oracle_payload, samples, send, Server};
 use serde_json::Value;
@@ -366,4 +368,82 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The sum of the values of the metric lines that start with `prefix`.
+fn metric_sum(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A burst far past the KPI tables' caps (and the KPI queue's size): every message is stored,
+/// the tables stay at their caps by forgetting their oldest items (counted), what the KPI
+/// thread could not take is shed and counted, and `/healthz` keeps answering throughout.
+#[test]
+fn a_burst_past_the_kpi_caps_loses_nothing_and_healthz_keeps_answering() {
+    let data = tempfile::tempdir().expect("tmp");
+    let mut server = Server::start(
+        data.path(),
+        &[],
+        &[
+            ("HEPSTACK_KPI__MAX_TRANSACTIONS", "200"),
+            ("HEPSTACK_KPI__MAX_SESSIONS", "100"),
+            ("HEPSTACK_KPI__MAX_REGISTRATIONS", "50"),
+            ("HEPSTACK_KPI__QUEUE_CAPACITY", "2048"),
+        ],
+    );
+    let health_url = server.url("/healthz");
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(10))
+                .build();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match agent.get(&health_url).call() {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("status {}", r.status())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (ok, failed)
+        })
+    };
+    let to = format!("tcp://{}", server.addr("hep-tcp"));
+    let out = send(&["--to", &to, "--count", "40000", "--seed", "11", "--json"]);
+    let summary: Value = serde_json::from_str(out.lines().last().expect("summary")).expect("json");
+    let sent = summary["messages"].as_u64().expect("sent");
+    let stored = server.wait_total("", sent, Duration::from_secs(120));
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = prober.join().expect("prober");
+    assert_eq!(stored, sent, "every message of the burst is stored");
+    assert!(failed.is_empty(), "healthz failed: {failed:?}");
+    assert!(ok > 0);
+    // The KPI thread has taken or shed every record the pipeline accepted.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = server.metrics();
+        let taken = metric_sum(&text, "hepstack_output_sent_total{output=\"kpi\"}")
+            + metric_sum(&text, "hepstack_output_dropped_total{output=\"kpi\"");
+        if taken >= sent || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let taken = metric_sum(&text, "hepstack_output_sent_total{output=\"kpi\"}")
+        + metric_sum(&text, "hepstack_output_dropped_total{output=\"kpi\"");
+    assert_eq!(taken, sent, "{text}");
+    assert!(
+        metric_sum(&text, "hepstack_kpi_tracking_overflow_total") > 0,
+        "the caps were reached: {text}"
+    );
+    assert!(metric_sum(&text, "hepstack_kpi_tracked{kind=\"transactions\"}") <= 200);
+    assert!(metric_sum(&text, "hepstack_kpi_tracked{kind=\"sessions\"}") <= 100);
+    assert_eq!(metric_sum(&text, "hepstack_packets_dropped_total"), 0);
+    assert!(server.stop().success());
 }

@@ -27,12 +27,14 @@ pub struct KpiConfig {
     /// point, or a producer tracing it twice), not a retransmission. RFC 3261 retransmits after
     /// T1 = 500 ms at the earliest. Default 20.
     pub duplicate_window_ms: u64,
-    /// Most transactions tracked at once; beyond it new transactions are counted but not
-    /// tracked (`hepstack_kpi_tracking_overflow_total`). Default 200000.
+    /// Most transactions tracked at once; a new one beyond it takes the place of the oldest,
+    /// which is forgotten and counted (`hepstack_kpi_tracking_overflow_total`). Default 200000.
     pub max_transactions: usize,
-    /// Most call legs (INVITE sessions) tracked at once. Default 200000.
+    /// Most call legs (INVITE sessions) tracked at once; beyond it, like `max_transactions`.
+    /// Default 200000.
     pub max_sessions: usize,
-    /// Most registration attempts tracked at once. Default 100000.
+    /// Most registration attempts tracked at once; beyond it, like `max_transactions`.
+    /// Default 100000.
     pub max_registrations: usize,
     /// Most distinct `node` label values; further nodes are reported as `other`. Default 64.
     pub max_nodes: usize,
@@ -50,6 +52,10 @@ pub struct KpiConfig {
     /// Most SIP messages waiting in the reorder buffer (~200 B each); beyond it the oldest
     /// are tracked early. Default 500000.
     pub reorder_max_events: usize,
+    /// Most records waiting for the engine's thread (~250 B each). The collector never waits
+    /// for the engine: past this, records are shed and counted
+    /// (`hepstack_output_dropped_total{output="kpi",reason="queue_full"}`). Default 262144.
+    pub queue_capacity: usize,
     /// Target groups: KPIs are reported per group and direction besides per node.
     pub targets: Vec<TargetGroup>,
 }
@@ -71,6 +77,7 @@ impl Default for KpiConfig {
             rtp_clock_rate_hz: 8000,
             reorder_window_ms: 1000,
             reorder_max_events: 500_000,
+            queue_capacity: 262_144,
             targets: Vec::new(),
         }
     }
@@ -122,6 +129,7 @@ impl KpiConfig {
             ("history_minutes", self.history_minutes as u64),
             ("rtp_clock_rate_hz", u64::from(self.rtp_clock_rate_hz)),
             ("reorder_max_events", self.reorder_max_events as u64),
+            ("queue_capacity", self.queue_capacity as u64),
         ] {
             if v == 0 {
                 return Err(KpiConfigError::Zero(name));

@@ -1,7 +1,9 @@
 //! The tracker: transactions, INVITE sessions (call legs) and registration attempts, keyed by
 //! node, Call-ID, top Via branch, CSeq and the UAC/UAS socket addresses, with every count
-//! attributed to its scopes. Bounded: caps on every map, timeouts on packet time, a sweep once
-//! per second of packet time.
+//! attributed to its scopes. Bounded: caps on every map (a full table makes room by expiring
+//! or evicting its oldest item), timeouts on packet time, found in time order through
+//! [`TimeQueue`]s once per second of packet time: the cost per message does not depend on how
+//! many items are tracked.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use smallvec::{smallvec, SmallVec};
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
 use crate::config::{KpiConfig, KpiConfigError};
+use crate::expiry::TimeQueue;
 use crate::qos::{QosSample, QosSource};
 use crate::reorder::{PendingQos, Released, ReorderBuffer};
 use crate::stats::{
@@ -109,6 +112,8 @@ struct Txn {
     codes: SmallVec<[u16; 4]>,
     provisional: bool,
     final_code: Option<u16>,
+    /// Deadline of the item that stands for this transaction in `txn_queue`.
+    queued: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +134,10 @@ struct Session {
     bye_us: i64,
     last_us: i64,
     last_code: u16,
+    /// Its key in `sessions_by_ips`, pruned after the session ends.
+    ikey: u64,
+    /// Deadline of the item that stands for this session in `session_queue`.
+    queued: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +152,8 @@ struct Registration {
     state: RegState,
     start_us: i64,
     last_us: i64,
+    /// Deadline of the item that stands for this attempt in `reg_queue`.
+    queued: i64,
 }
 
 /// Counters of the tracker itself.
@@ -150,11 +161,14 @@ struct Registration {
 pub struct TrackerCounters {
     /// Messages seen twice within the duplicate window.
     pub duplicates: u64,
-    /// Transactions not tracked because `max_transactions` was reached.
+    /// Transactions forgotten before their timeout (the oldest first) to make room for a new
+    /// one while `max_transactions` were tracked.
     pub overflow_transactions: u64,
-    /// Sessions not tracked because `max_sessions` was reached.
+    /// Sessions forgotten before their timeout (the oldest first) to make room for a new one
+    /// while `max_sessions` were tracked.
     pub overflow_sessions: u64,
-    /// Registrations not tracked because `max_registrations` was reached.
+    /// Registration attempts forgotten before their timeout (the oldest first) to make room
+    /// for a new one while `max_registrations` were tracked.
     pub overflow_registrations: u64,
     /// Responses that matched no tracked transaction (request not seen or expired).
     pub unmatched_responses: u64,
@@ -184,6 +198,19 @@ pub(crate) struct State {
     /// INVITE). Entries are checked against `sessions` when used and pruned by the sweep.
     sessions_by_ips: KeyMap<IpPairEntry>,
     regs: KeyMap<Registration>,
+    /// When each table's items come due (see [`crate::expiry`]).
+    txn_queue: TimeQueue,
+    session_queue: TimeQueue,
+    reg_queue: TimeQueue,
+    /// When ambiguous `sessions_by_ips` entries come due.
+    ambiguous_queue: TimeQueue,
+    /// `sessions_by_ips` keys of sessions removed since the last sweep: the sweep drops the
+    /// entries that lead to no session any more.
+    ips_to_prune: Vec<u64>,
+    /// Scratch space for the items a queue hands out.
+    due: Vec<(i64, u64)>,
+    /// The configured timeouts, µs.
+    timeouts: Timeouts,
     /// Per-stream last cumulative loss, for loss increments.
     streams: KeyMap<i64>,
     /// Records by (node index, HEP type), keyed with [`SmallKeyHash`] (SipHash on every
@@ -211,6 +238,55 @@ struct IpPairEntry {
     ambiguous: bool,
     /// Packet time the entry was last set, for pruning ambiguous entries.
     set_us: i64,
+    /// Deadline of the item that stands for this entry in `ambiguous_queue` (`i64::MAX`: none).
+    queued: i64,
+}
+
+/// The timeouts of the configuration in µs.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    txn: i64,
+    proceeding: i64,
+    idle: i64,
+}
+
+impl Timeouts {
+    fn new(cfg: &KpiConfig) -> Timeouts {
+        let us = |v: u64, unit: u64| v.saturating_mul(unit).min(i64::MAX as u64 / 4) as i64;
+        Timeouts {
+            txn: us(cfg.transaction_timeout_ms, 1000),
+            proceeding: us(cfg.proceeding_timeout_ms, 1000),
+            idle: us(cfg.dialog_idle_timeout_secs, 1_000_000),
+        }
+    }
+
+    /// When a transaction times out: an INVITE that got a provisional response waits for the
+    /// proceeding timeout, everything else (answered or not) the transaction timeout.
+    fn txn_deadline(&self, x: &Txn) -> i64 {
+        let limit = if x.final_code.is_none() && x.provisional && x.kind == TxnKind::InitialInvite {
+            self.proceeding
+        } else {
+            self.txn
+        };
+        x.last_us.saturating_add(limit)
+    }
+
+    fn session_limit(&self, state: SessionState) -> i64 {
+        match state {
+            SessionState::Established | SessionState::Closing => self.idle,
+            SessionState::Challenged => self.txn,
+            // Normally concluded by its transaction; this catches untracked transactions.
+            SessionState::Setup => self.proceeding.saturating_add(self.txn),
+        }
+    }
+
+    fn session_deadline(&self, s: &Session) -> i64 {
+        s.last_us.saturating_add(self.session_limit(s.state))
+    }
+
+    fn reg_deadline(&self, r: &Registration) -> i64 {
+        r.last_us.saturating_add(self.txn)
+    }
 }
 
 /// Most streams whose cumulative loss is remembered; the map is cleared when full.
@@ -274,6 +350,34 @@ fn addr_bytes(a: SocketAddr) -> [u8; 18] {
     out
 }
 
+/// The oldest entry of a table, by its queue: `(key, queued deadline, due at now)`. Entries
+/// touched since they were queued (their real deadline is later) are queued again at it and
+/// passed over, as are stale items. `deadline_of` gives an entry's real deadline and its
+/// `queued` field.
+fn oldest<V>(
+    queue: &mut TimeQueue,
+    map: &mut KeyMap<V>,
+    now: i64,
+    deadline_of: impl Fn(&mut V) -> (i64, &mut i64),
+) -> Option<(u64, i64, bool)> {
+    while let Some((d, k)) = queue.pop_oldest() {
+        let Some(entry) = map.get_mut(&k) else {
+            continue;
+        };
+        let (deadline, queued) = deadline_of(entry);
+        if *queued != d {
+            continue;
+        }
+        if deadline > d && deadline > now {
+            *queued = deadline;
+            queue.push(deadline, k);
+            continue;
+        }
+        return Some((k, d, deadline <= now));
+    }
+    None
+}
+
 fn minute_of(us: i64) -> i64 {
     us.div_euclid(60_000_000)
 }
@@ -282,6 +386,7 @@ impl State {
     pub(crate) fn new(cfg: KpiConfig) -> Result<State, KpiConfigError> {
         let targets = cfg.validate()?;
         let reorder = ReorderBuffer::new(cfg.reorder_window_ms, cfg.reorder_max_events);
+        let timeouts = Timeouts::new(&cfg);
         Ok(State {
             cfg,
             targets,
@@ -293,6 +398,13 @@ impl State {
             sessions: KeyMap::default(),
             sessions_by_ips: KeyMap::default(),
             regs: KeyMap::default(),
+            txn_queue: TimeQueue::default(),
+            session_queue: TimeQueue::default(),
+            reg_queue: TimeQueue::default(),
+            ambiguous_queue: TimeQueue::default(),
+            ips_to_prune: Vec::new(),
+            due: Vec::new(),
+            timeouts,
             streams: KeyMap::default(),
             hep_types: HashMap::default(),
             key_seed: std::collections::hash_map::RandomState::new().hash_one(0x006b_7069_u64),
@@ -585,7 +697,7 @@ impl State {
             let mut link = 0;
             match kind {
                 TxnKind::InitialInvite => {
-                    if self.session_invite(skey, t, &scopes) {
+                    if self.session_invite(skey, ikey, t, &scopes) {
                         link = skey;
                         self.index_session_ips(ikey, skey, t);
                     }
@@ -609,27 +721,28 @@ impl State {
                     }
                 }
             }
-            if self.txns.len() >= self.cfg.max_transactions {
-                self.sweep();
-            }
-            if self.txns.len() >= self.cfg.max_transactions {
-                self.counters.overflow_transactions += 1;
-                return;
-            }
+            while self.txns.len() >= self.cfg.max_transactions && self.make_room_txn() {}
+            let txn = Txn {
+                scopes,
+                kind,
+                link,
+                last_us: t,
+                last_req_us: t,
+                last_resp_us: i64::MIN,
+                codes: SmallVec::new(),
+                provisional: false,
+                final_code: None,
+                queued: 0,
+            };
+            let deadline = self.timeouts.txn_deadline(&txn);
             self.txns.insert(
                 tkey,
                 Txn {
-                    scopes,
-                    kind,
-                    link,
-                    last_us: t,
-                    last_req_us: t,
-                    last_resp_us: i64::MIN,
-                    codes: SmallVec::new(),
-                    provisional: false,
-                    final_code: None,
+                    queued: deadline,
+                    ..txn
                 },
             );
+            self.txn_queue.push(deadline, tkey);
             return;
         }
         let Some(code) = ev.status else {
@@ -671,6 +784,12 @@ impl State {
         if first_final {
             txn.final_code = Some(code);
         }
+        // A final response ends the proceeding wait early: remind the queue sooner.
+        let deadline = self.timeouts.txn_deadline(txn);
+        if deadline < txn.queued {
+            txn.queued = deadline;
+            self.txn_queue.push(deadline, tkey);
+        }
         let (kind, link, scopes) = (txn.kind, txn.link, txn.scopes.clone());
         self.with_scopes(&scopes, t, |s, b| {
             s.responses.entry((cseq_m as u8, code)).or_default()[0] += 1;
@@ -696,7 +815,9 @@ impl State {
         {
             return;
         }
-        self.sessions_by_ips
+        let idle = self.timeouts.idle;
+        let e = self
+            .sessions_by_ips
             .entry(ikey)
             .and_modify(|e| {
                 if e.session != skey {
@@ -708,7 +829,15 @@ impl State {
                 session: skey,
                 ambiguous: false,
                 set_us: t,
+                queued: i64::MAX,
             });
+        if e.ambiguous {
+            let deadline = e.set_us.saturating_add(idle);
+            if deadline < e.queued {
+                e.queued = deadline;
+                self.ambiguous_queue.push(deadline, ikey);
+            }
+        }
     }
 
     /// The session an in-dialog request belongs to: the one with its exact socket addresses,
@@ -726,7 +855,7 @@ impl State {
 
     /// An initial INVITE (new transaction). Returns true when the transaction belongs to a
     /// tracked session.
-    fn session_invite(&mut self, skey: u64, t: i64, scopes: &[ScopeKey]) -> bool {
+    fn session_invite(&mut self, skey: u64, ikey: u64, t: i64, scopes: &[ScopeKey]) -> bool {
         if let Some(s) = self.sessions.get_mut(&skey) {
             s.last_us = s.last_us.max(t);
             return match s.state {
@@ -739,26 +868,28 @@ impl State {
                 SessionState::Established | SessionState::Closing => false,
             };
         }
-        if self.sessions.len() >= self.cfg.max_sessions {
-            self.sweep();
-            if self.sessions.len() >= self.cfg.max_sessions {
-                self.counters.overflow_sessions += 1;
-                return false;
-            }
-        }
+        while self.sessions.len() >= self.cfg.max_sessions && self.make_room_session() {}
+        let session = Session {
+            scopes: Scopes::from_slice(scopes),
+            state: SessionState::Setup,
+            invite_us: t,
+            first_response: false,
+            established_us: 0,
+            bye_us: 0,
+            last_us: t,
+            last_code: 0,
+            ikey,
+            queued: 0,
+        };
+        let deadline = self.timeouts.session_deadline(&session);
         self.sessions.insert(
             skey,
             Session {
-                scopes: Scopes::from_slice(scopes),
-                state: SessionState::Setup,
-                invite_us: t,
-                first_response: false,
-                established_us: 0,
-                bye_us: 0,
-                last_us: t,
-                last_code: 0,
+                queued: deadline,
+                ..session
             },
         );
+        self.session_queue.push(deadline, skey);
         true
     }
 
@@ -772,9 +903,15 @@ impl State {
             return;
         }
         if code == 401 || code == 407 {
-            // A challenge: the attempt goes on with the authenticated INVITE.
+            // A challenge: the attempt goes on with the authenticated INVITE, or times out
+            // sooner than a setup would.
             s.state = SessionState::Challenged;
             s.last_code = code;
+            let deadline = self.timeouts.session_deadline(s);
+            if deadline < s.queued {
+                s.queued = deadline;
+                self.session_queue.push(deadline, skey);
+            }
             return;
         }
         let scopes = s.scopes.clone();
@@ -803,7 +940,7 @@ impl State {
                 s.established_us = t;
             }
         } else {
-            self.sessions.remove(&skey);
+            self.remove_session(skey);
             self.end_session(&scopes, false, t);
         }
     }
@@ -846,7 +983,7 @@ impl State {
 
     /// The final response to the BYE of session `skey` (`None`: the BYE timed out).
     fn session_bye_final(&mut self, skey: u64, code: Option<u16>, t: i64) {
-        let Some(s) = self.sessions.remove(&skey) else {
+        let Some(s) = self.remove_session(skey) else {
             return;
         };
         let sdd = t.saturating_sub(s.bye_us).max(0) as f64 / 1e6;
@@ -865,22 +1002,23 @@ impl State {
             r.last_us = r.last_us.max(t);
             return true;
         }
-        if self.regs.len() >= self.cfg.max_registrations {
-            self.sweep();
-            if self.regs.len() >= self.cfg.max_registrations {
-                self.counters.overflow_registrations += 1;
-                return false;
-            }
-        }
+        while self.regs.len() >= self.cfg.max_registrations && self.make_room_reg() {}
+        let reg = Registration {
+            scopes: Scopes::from_slice(scopes),
+            state: RegState::Pending,
+            start_us: t,
+            last_us: t,
+            queued: 0,
+        };
+        let deadline = self.timeouts.reg_deadline(&reg);
         self.regs.insert(
             rkey,
             Registration {
-                scopes: Scopes::from_slice(scopes),
-                state: RegState::Pending,
-                start_us: t,
-                last_us: t,
+                queued: deadline,
+                ..reg
             },
         );
+        self.reg_queue.push(deadline, rkey);
         true
     }
 
@@ -923,46 +1061,59 @@ impl State {
         });
     }
 
-    /// Expires transactions, sessions and registrations whose time ran out.
+    /// Expires transactions, sessions and registrations whose time ran out, oldest first,
+    /// looking only at the queue items that came due.
     pub(crate) fn sweep(&mut self) {
         let now = self.now_us;
         self.last_sweep_us = now;
-        let txn_to = self
-            .cfg
-            .transaction_timeout_ms
-            .saturating_mul(1000)
-            .min(i64::MAX as u64 / 4) as i64;
-        let proc_to = self
-            .cfg
-            .proceeding_timeout_ms
-            .saturating_mul(1000)
-            .min(i64::MAX as u64 / 4) as i64;
-        let idle_to = self
-            .cfg
-            .dialog_idle_timeout_secs
-            .saturating_mul(1_000_000)
-            .min(i64::MAX as u64 / 4) as i64;
+        let mut due = std::mem::take(&mut self.due);
+        // Transactions first: an INVITE or REGISTER that timed out concludes its attempt at
+        // the transaction's deadline, before the session's own timeout could.
+        self.txn_queue.take_due(now, &mut due);
         let mut expired: Vec<(TxnKind, u64, i64)> = Vec::new();
-        self.txns.retain(|_, x| {
-            let waiting = x.final_code.is_none();
-            let limit = if waiting && x.provisional && x.kind == TxnKind::InitialInvite {
-                proc_to
-            } else {
-                txn_to
-            };
-            let keep = now.saturating_sub(x.last_us) < limit;
-            if !keep && waiting && x.link != 0 {
-                expired.push((x.kind, x.link, x.last_us.saturating_add(limit)));
+        for &(d, k) in &due {
+            if let Some(e) = self.expire_txn(k, d, now) {
+                expired.push(e);
             }
-            keep
-        });
+        }
+        self.conclude_expired_txns(expired);
+        self.session_queue.take_due(now, &mut due);
+        for &(d, k) in &due {
+            self.expire_session(k, d, now);
+        }
+        self.prune_ips(now, &mut due);
+        self.reg_queue.take_due(now, &mut due);
+        for &(d, k) in &due {
+            self.expire_reg(k, d, now);
+        }
+        self.due = due;
+        self.compact_queues();
+    }
+
+    /// Looks at transaction `k` for its queue item due at `d`: removes it when its time ran
+    /// out (returning what its timeout concludes), or queues it again at its real deadline.
+    fn expire_txn(&mut self, k: u64, d: i64, now: i64) -> Option<(TxnKind, u64, i64)> {
+        let x = self.txns.get_mut(&k).filter(|x| x.queued == d)?;
+        let deadline = self.timeouts.txn_deadline(x);
+        if deadline > now {
+            x.queued = deadline;
+            self.txn_queue.push(deadline, k);
+            return None;
+        }
+        let x = self.txns.remove(&k)?;
+        (x.final_code.is_none() && x.link != 0).then_some((x.kind, x.link, deadline))
+    }
+
+    /// What unanswered transactions conclude when they time out: the session attempt
+    /// (Timer B), the registration attempt (Timer F), the BYE.
+    fn conclude_expired_txns(&mut self, expired: Vec<(TxnKind, u64, i64)>) {
         for (kind, link, at) in expired {
             match kind {
                 TxnKind::InitialInvite => {
                     if let Some(s) = self.sessions.get(&link) {
                         if s.state == SessionState::Setup {
                             let scopes = s.scopes.clone();
-                            self.sessions.remove(&link);
+                            self.remove_session(link);
                             self.conclude_setup(&scopes, Outcome::Timeout, at);
                             self.end_session(&scopes, false, at);
                         }
@@ -978,68 +1129,182 @@ impl State {
                 TxnKind::Other => {}
             }
         }
-        let mut ended: Vec<(Scopes, Option<Outcome>, i64)> = Vec::new();
-        let mut dialogs_expired = 0;
-        self.sessions.retain(|_, s| {
-            let limit = match s.state {
-                SessionState::Established | SessionState::Closing => idle_to,
-                SessionState::Challenged => txn_to,
-                // Normally concluded by its transaction; this catches untracked transactions.
-                SessionState::Setup => proc_to.saturating_add(txn_to),
+    }
+
+    /// Looks at session `k` for its queue item due at `d`: ends it when its time ran out, or
+    /// queues it again at its real deadline.
+    fn expire_session(&mut self, k: u64, d: i64, now: i64) {
+        let Some(s) = self.sessions.get_mut(&k).filter(|s| s.queued == d) else {
+            return;
+        };
+        let deadline = self.timeouts.session_deadline(s);
+        if deadline > now {
+            s.queued = deadline;
+            self.session_queue.push(deadline, k);
+            return;
+        }
+        let Some(s) = self.remove_session(k) else {
+            return;
+        };
+        let outcome = match s.state {
+            SessionState::Challenged => Some(Outcome::of_code(s.last_code)),
+            SessionState::Setup => Some(Outcome::Timeout),
+            _ => {
+                self.counters.dialogs_expired += 1;
+                None
+            }
+        };
+        if let Some(o) = outcome {
+            self.conclude_setup(&s.scopes, o, deadline);
+        }
+        self.end_session(&s.scopes, false, deadline);
+    }
+
+    /// Looks at registration attempt `k` for its queue item due at `d`: abandons it when its
+    /// time ran out, or queues it again at its real deadline.
+    fn expire_reg(&mut self, k: u64, d: i64, now: i64) {
+        let Some(r) = self.regs.get_mut(&k).filter(|r| r.queued == d) else {
+            return;
+        };
+        let deadline = self.timeouts.reg_deadline(r);
+        if deadline > now {
+            r.queued = deadline;
+            self.reg_queue.push(deadline, k);
+            return;
+        }
+        let Some(r) = self.regs.remove(&k) else {
+            return;
+        };
+        let o = if r.state == RegState::Challenged {
+            RegOutcome::Other
+        } else {
+            RegOutcome::Ineffective
+        };
+        self.conclude_reg(&r.scopes, o, None, deadline);
+    }
+
+    /// Removes session `k`; its `sessions_by_ips` entry is pruned at the next sweep.
+    fn remove_session(&mut self, k: u64) -> Option<Session> {
+        let s = self.sessions.remove(&k)?;
+        self.ips_to_prune.push(s.ikey);
+        if self.ips_to_prune.len() > self.cfg.max_sessions.saturating_mul(2) {
+            // Packet time stood still through this many calls: prune now rather than grow.
+            let mut due = std::mem::take(&mut self.due);
+            self.prune_ips(i64::MIN, &mut due);
+            self.due = due;
+        }
+        Some(s)
+    }
+
+    /// Drops the `sessions_by_ips` entries that lead to a session no longer tracked, and the
+    /// ambiguous ones not set again for `dialog_idle_timeout_secs` (due by `now`).
+    fn prune_ips(&mut self, now: i64, due: &mut Vec<(i64, u64)>) {
+        for ikey in self.ips_to_prune.drain(..) {
+            if let Some(e) = self.sessions_by_ips.get(&ikey) {
+                if !e.ambiguous && !self.sessions.contains_key(&e.session) {
+                    self.sessions_by_ips.remove(&ikey);
+                }
+            }
+        }
+        self.ambiguous_queue.take_due(now, due);
+        for &(d, ikey) in due.iter() {
+            let Some(e) = self.sessions_by_ips.get_mut(&ikey) else {
+                continue;
             };
-            let keep = now.saturating_sub(s.last_us) < limit;
-            if !keep {
-                let outcome = match s.state {
-                    SessionState::Challenged => Some(Outcome::of_code(s.last_code)),
-                    SessionState::Setup => Some(Outcome::Timeout),
-                    _ => {
-                        dialogs_expired += 1;
-                        None
-                    }
-                };
-                ended.push((
-                    std::mem::take(&mut s.scopes),
-                    outcome,
-                    s.last_us.saturating_add(limit),
-                ));
+            if !e.ambiguous || e.queued != d {
+                continue;
             }
-            keep
-        });
-        self.counters.dialogs_expired += dialogs_expired;
-        for (scopes, outcome, at) in ended {
-            if let Some(o) = outcome {
-                self.conclude_setup(&scopes, o, at);
-            }
-            self.end_session(&scopes, false, at);
-        }
-        let sessions = &self.sessions;
-        self.sessions_by_ips.retain(|_, e| {
-            if e.ambiguous {
-                now.saturating_sub(e.set_us) < idle_to
+            let deadline = e.set_us.saturating_add(self.timeouts.idle);
+            if deadline > now {
+                e.queued = deadline;
+                self.ambiguous_queue.push(deadline, ikey);
             } else {
-                sessions.contains_key(&e.session)
+                self.sessions_by_ips.remove(&ikey);
             }
-        });
-        let mut abandoned = Vec::new();
-        self.regs.retain(|_, r| {
-            let keep = now.saturating_sub(r.last_us) < txn_to;
-            if !keep {
-                let o = if r.state == RegState::Challenged {
-                    RegOutcome::Other
-                } else {
-                    RegOutcome::Ineffective
-                };
-                abandoned.push((
-                    std::mem::take(&mut r.scopes),
-                    o,
-                    r.last_us.saturating_add(txn_to),
-                ));
-            }
-            keep
-        });
-        for (scopes, o, at) in abandoned {
-            self.conclude_reg(&scopes, o, None, at);
         }
+    }
+
+    /// Drops the stale items of a queue that grew to twice its table.
+    fn compact_queues(&mut self) {
+        if self.txn_queue.needs_compaction(self.txns.len()) {
+            let txns = &self.txns;
+            self.txn_queue
+                .retain(|d, k| txns.get(&k).is_some_and(|x| x.queued == d));
+        }
+        if self.session_queue.needs_compaction(self.sessions.len()) {
+            let sessions = &self.sessions;
+            self.session_queue
+                .retain(|d, k| sessions.get(&k).is_some_and(|s| s.queued == d));
+        }
+        if self.reg_queue.needs_compaction(self.regs.len()) {
+            let regs = &self.regs;
+            self.reg_queue
+                .retain(|d, k| regs.get(&k).is_some_and(|r| r.queued == d));
+        }
+        if self
+            .ambiguous_queue
+            .needs_compaction(self.sessions_by_ips.len())
+        {
+            let ips = &self.sessions_by_ips;
+            self.ambiguous_queue
+                .retain(|d, k| ips.get(&k).is_some_and(|e| e.ambiguous && e.queued == d));
+        }
+    }
+
+    /// Frees one place in the full transaction table: its oldest transaction times out if it
+    /// is due, else it is forgotten and counted (`overflow_transactions`). False when the
+    /// table has nothing to give.
+    fn make_room_txn(&mut self) -> bool {
+        let now = self.now_us;
+        let t = self.timeouts;
+        match oldest(&mut self.txn_queue, &mut self.txns, now, |x| {
+            (t.txn_deadline(x), &mut x.queued)
+        }) {
+            Some((k, d, true)) => {
+                let expired = self.expire_txn(k, d, now);
+                self.conclude_expired_txns(expired.into_iter().collect());
+            }
+            Some((k, _, false)) => {
+                self.txns.remove(&k);
+                self.counters.overflow_transactions += 1;
+            }
+            None => return false,
+        }
+        true
+    }
+
+    /// Frees one place in the full session table, like [`State::make_room_txn`].
+    fn make_room_session(&mut self) -> bool {
+        let now = self.now_us;
+        let t = self.timeouts;
+        match oldest(&mut self.session_queue, &mut self.sessions, now, |s| {
+            (t.session_deadline(s), &mut s.queued)
+        }) {
+            Some((k, d, true)) => self.expire_session(k, d, now),
+            Some((k, _, false)) => {
+                self.remove_session(k);
+                self.counters.overflow_sessions += 1;
+            }
+            None => return false,
+        }
+        true
+    }
+
+    /// Frees one place in the full registration table, like [`State::make_room_txn`].
+    fn make_room_reg(&mut self) -> bool {
+        let now = self.now_us;
+        let t = self.timeouts;
+        match oldest(&mut self.reg_queue, &mut self.regs, now, |r| {
+            (t.reg_deadline(r), &mut r.queued)
+        }) {
+            Some((k, d, true)) => self.expire_reg(k, d, now),
+            Some((k, _, false)) => {
+                self.regs.remove(&k);
+                self.counters.overflow_registrations += 1;
+            }
+            None => return false,
+        }
+        true
     }
 
     pub(crate) fn qos(
@@ -1243,6 +1508,69 @@ mod tests {
             out.extend_from_slice(p);
         }
         out
+    }
+
+    fn invite(st: &mut State, i: u32, t: i64) {
+        let call_id = format!("cap-{i}");
+        let branch = format!("z9hG4bK-{i}");
+        st.sip(&SipEvent {
+            time_us: t,
+            received_us: t,
+            node: "n",
+            src: "10.0.0.1:5060".parse().expect("addr"),
+            dst: "10.0.0.2:5060".parse().expect("addr"),
+            method: Some("INVITE"),
+            status: None,
+            call_id: &call_id,
+            cseq_num: 1,
+            cseq_method: "INVITE",
+            via_branch: Some(&branch),
+            to_tag: None,
+        });
+    }
+
+    #[test]
+    fn a_full_table_forgets_its_oldest_and_counts_it_and_times_out_what_is_due() {
+        let mut st = State::new(KpiConfig {
+            max_transactions: 10,
+            max_sessions: 10,
+            reorder_window_ms: 0,
+            ..KpiConfig::default()
+        })
+        .expect("config");
+        let t0 = 1_700_000_000_000_000i64;
+        for i in 0..25 {
+            invite(&mut st, i, t0 + i64::from(i) * 1000);
+        }
+        let (txns, sessions, _) = st.tracked();
+        assert_eq!((txns, sessions), (10, 10));
+        assert_eq!(st.counters.overflow_transactions, 15);
+        assert_eq!(st.counters.overflow_sessions, 15);
+        // The ten newest are the ones kept.
+        assert!(st.sessions.values().all(|s| s.invite_us >= t0 + 15_000));
+
+        // With a 1 ms transaction timeout, the oldest transactions are due when their table
+        // fills: they time out (Timer B, concluding their sessions) instead of being forgotten.
+        let mut st = State::new(KpiConfig {
+            max_transactions: 10,
+            max_sessions: 100,
+            transaction_timeout_ms: 1,
+            reorder_window_ms: 0,
+            ..KpiConfig::default()
+        })
+        .expect("config");
+        for i in 0..25 {
+            invite(&mut st, i, t0 + i64::from(i) * 1000);
+        }
+        assert_eq!(st.counters.overflow_transactions, 0);
+        assert_eq!(st.counters.overflow_sessions, 0);
+        let timeouts: u64 = st
+            .scopes
+            .values()
+            .map(|s| s.outcomes[Outcome::Timeout.index()])
+            .max()
+            .unwrap_or(0);
+        assert!(timeouts >= 14, "{timeouts} INVITEs timed out");
     }
 
     #[test]

@@ -61,6 +61,7 @@
 
 pub mod config;
 mod engine;
+mod expiry;
 pub mod qos;
 mod render;
 mod reorder;

@@ -107,11 +107,11 @@ fn f(v: f64) -> String {
 }
 
 impl Kpi {
-    /// Appends every KPI metric to `out` in Prometheus text format. Also lets idle wall-clock
-    /// time (`wall_us`) pass so that timeouts fire while no traffic arrives.
-    pub fn render_prometheus(&self, wall_us: i64, out: &mut String) {
-        let mut st = self.lock();
-        st.tick(wall_us);
+    /// Appends every KPI metric to `out` in Prometheus text format. Only reads: the time-driven
+    /// housekeeping ([`Kpi::tick`]) is the feeding thread's, so rendering costs the same
+    /// however many items are tracked, and holds the lock only while it formats.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let st = self.lock();
         let st = &*st;
         let mut keys: Vec<ScopeKey> = st.scopes.keys().copied().collect();
         keys.sort_by(|a, b| {

@@ -174,10 +174,9 @@ pub struct Series {
 
 impl Kpi {
     /// Current figures of every scope over the last `window_secs` (default: the configured
-    /// window), after letting idle wall-clock time `wall_us` pass.
-    pub fn snapshot(&self, window_secs: Option<u64>, wall_us: i64) -> Snapshot {
-        let mut st = self.lock();
-        st.tick(wall_us);
+    /// window). Only reads, like [`Kpi::render_prometheus`].
+    pub fn snapshot(&self, window_secs: Option<u64>) -> Snapshot {
+        let st = self.lock();
         let window_min = window_secs
             .unwrap_or(st.cfg.window_secs)
             .div_ceil(60)

@@ -113,7 +113,8 @@ impl Leg<'_> {
 }
 
 fn summary(kpi: &Kpi) -> (u64, u64, u64) {
-    let snap = kpi.snapshot(Some(86_400), 1_700_000_000_000_000 + 3_600_000_000);
+    kpi.tick(1_700_000_000_000_000 + 3_600_000_000);
+    let snap = kpi.snapshot(Some(86_400));
     let scope = snap
         .scopes
         .iter()
@@ -125,7 +126,8 @@ fn summary(kpi: &Kpi) -> (u64, u64, u64) {
 
 fn rendered_count(kpi: &Kpi, name: &str) -> f64 {
     let mut text = String::new();
-    kpi.render_prometheus(1_700_000_000_000_000 + 3_600_000_000, &mut text);
+    kpi.tick(1_700_000_000_000_000 + 3_600_000_000);
+    kpi.render_prometheus(&mut text);
     text.lines()
         .filter(|l| l.starts_with(name) && l.contains("target=\"any\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -105,7 +105,8 @@ fn uac_legs_match_the_independent_rfc6076_values() {
     let last = msgs.iter().map(|m| m.time_us).max().unwrap();
     // Right after the traffic, the sliding-window gauges show the same figures.
     let mut early = String::new();
-    kpi.render_prometheus(last, &mut early);
+    kpi.tick(last);
+    kpi.render_prometheus(&mut early);
     let l = r#"node="2001",target="proxy",direction="in""#;
     assert_eq!(
         metric(&early, &format!("hepstack_kpi_ser_percent{{{l}}}")),
@@ -117,7 +118,8 @@ fn uac_legs_match_the_independent_rfc6076_values() {
     );
     // Ten idle minutes: every transaction and dialog times out or has ended.
     let wall = last + 600_000_000;
-    let snap = kpi.snapshot(Some(86_400), wall);
+    kpi.tick(wall);
+    let snap = kpi.snapshot(Some(86_400));
     let scope = snap
         .scopes
         .iter()
@@ -164,7 +166,8 @@ fn uac_legs_match_the_independent_rfc6076_values() {
     let regs = reference["registrations"].as_array().unwrap();
     let rrd: Vec<f64> = regs.iter().filter_map(|r| r["RRD_ms"].as_f64()).collect();
     let mut text = String::new();
-    kpi.render_prometheus(wall, &mut text);
+    kpi.tick(wall);
+    kpi.render_prometheus(&mut text);
     let close = |a: f64, b: f64| (a - b).abs() < 1e-5 * n_ok.max(1) as f64;
     let check = |name: &str, extra: &str, want_sum: f64, want_n: u64| {
         let labels = if extra.is_empty() {
@@ -264,7 +267,8 @@ fn replaying_twice_doubles_the_counts_without_retransmissions() {
         .collect();
     feed(&kpi, &shifted);
     let end = shifted.iter().map(|m| m.time_us).max().unwrap() + 600_000_000;
-    let snap = kpi.snapshot(Some(86_400), end);
+    kpi.tick(end);
+    let snap = kpi.snapshot(Some(86_400));
     let s = snap
         .scopes
         .iter()
@@ -384,7 +388,8 @@ fn batches_stored_out_of_order_give_the_in_order_figures() {
     let end = msgs.iter().map(|m| m.time_us).max().unwrap() + 600_000_000;
     let render = |kpi: &Kpi| {
         let mut text = String::new();
-        kpi.render_prometheus(end, &mut text);
+        kpi.tick(end);
+        kpi.render_prometheus(&mut text);
         text
     };
     let in_order = engine();

@@ -124,6 +124,30 @@ impl Relay {
         })
     }
 
+    /// Every destination's counters added up: what the relay as a whole forwarded, dropped
+    /// and holds (`hepstack serve` reports HEP forwarding as the `forward` output with them).
+    pub fn totals(&self) -> DestinationStatus {
+        let router = self.current();
+        let mut t = DestinationStatus {
+            forwarded: 0,
+            dropped_queue_full: 0,
+            dropped_send: 0,
+            reconnects: 0,
+            queue_depth: 0,
+            healthy: true,
+        };
+        for d in &router.destinations {
+            let s = d.stats();
+            t.forwarded += s.forwarded.load(Relaxed);
+            t.dropped_queue_full += s.dropped_queue_full.load(Relaxed);
+            t.dropped_send += s.dropped_send.load(Relaxed);
+            t.reconnects += s.reconnects.load(Relaxed);
+            t.queue_depth += d.queue_depth();
+            t.healthy &= s.is_healthy();
+        }
+        t
+    }
+
     /// Packets each member of `group` received so far, by member name.
     pub fn group_share(&self, group: &str) -> Option<Vec<(String, u64)>> {
         let router = self.current();

@@ -3,7 +3,7 @@
 //! This crate owns the backend-neutral [`Record`] (what the collector stores for every HEP
 //! packet), the query model ([`MessageFilter`], [`Page`], [`CallSummary`]) and the [`Store`]
 //! trait every backend implements: the embedded SQLite store (the default), PostgreSQL in the
-//! HOMER 7 schema, and later ClickHouse. Only this crate knows SQL; the collector and the web
+//! HOMER 7 schema, and ClickHouse (single server or replicated, sharded cluster). Only this crate knows SQL; the collector and the web
 //! crate talk to `dyn Store`.
 //!
 //! The trait is synchronous on purpose: backends are driven from dedicated writer threads
@@ -15,12 +15,18 @@
 //!
 //! [`postgres::PgStore`] writes heplify-server's HOMER 7 `homer_data` layout so that an
 //! existing homer-app keeps working; see the [`postgres`] module.
+//!
+//! [`clickhouse::ChStore`] stores in ClickHouse over its HTTP interface, on one server or a
+//! cluster of replicated shards (the scale-out store); see the [`clickhouse`] module.
 
 mod calls;
+pub mod clickhouse;
 mod model;
 pub mod postgres;
 pub mod sqlite;
+pub mod transfer;
 
+pub use self::clickhouse::{ChConfig, ChStore};
 pub use self::postgres::{PgConfig, PgStore};
 pub use compact_str::CompactString;
 pub use model::*;

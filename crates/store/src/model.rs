@@ -582,6 +582,74 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// A place in a store's scan order: records are read in ascending `(time_us, id)`, where `id`
+/// is the backend's [`StoredMessage::id`] (unique together with `time_us`). Positions are
+/// plain values, not opaque cursors, so that a copy can checkpoint them in a file and resume
+/// against the same source later, and so that it can tell whether a page ended between two
+/// records of the same instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ScanPosition {
+    /// Capture time of the record, µs since the epoch.
+    pub time_us: i64,
+    /// The record's [`StoredMessage::id`]; `i64::MIN` stands before every record of that
+    /// instant and `i64::MAX` after every one.
+    pub id: i64,
+}
+
+impl ScanPosition {
+    /// The position of a record read back from the store.
+    pub fn of(m: &StoredMessage) -> ScanPosition {
+        ScanPosition {
+            time_us: m.record.time_us,
+            id: m.id,
+        }
+    }
+
+    /// The position before every record of instant `time_us`.
+    pub fn before(time_us: i64) -> ScanPosition {
+        ScanPosition {
+            time_us,
+            id: i64::MIN,
+        }
+    }
+
+    /// Whether the record at (`time_us`, `id`) comes after this position.
+    pub fn is_before(&self, time_us: i64, id: i64) -> bool {
+        (self.time_us, self.id) < (time_us, id)
+    }
+}
+
+/// What [`Store::scan`] reads: the records of a time window after a position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScanRequest {
+    /// Lower time bound, µs, inclusive; None: from the oldest record.
+    pub from_us: Option<i64>,
+    /// Upper time bound, µs, exclusive; None: to the newest record.
+    pub to_us: Option<i64>,
+    /// Only records whose position is after this one; None: from the start of the window.
+    pub after: Option<ScanPosition>,
+    /// At most this many records (at least 1 is asked for; backends may cap it at
+    /// [`MAX_SCAN`]).
+    pub limit: usize,
+}
+
+/// Largest [`ScanRequest::limit`] a backend has to honour.
+pub const MAX_SCAN: usize = 100_000;
+
+/// One page of [`Store::scan`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScanPage {
+    /// Records in ascending `(time_us, id)`, every one after the request's `after`.
+    pub items: Vec<StoredMessage>,
+    /// Where the next call continues (its `after`); None when the window holds nothing more.
+    /// The contract that makes a scan resumable: **every record of the window whose position
+    /// lies after the request's `after` and at or before `next` is in `items`**. `next` is
+    /// the last item's position when the page is full, and may lie beyond it (e.g.
+    /// `ScanPosition::before(t)` once a backend knows that nothing more precedes `t`); a page
+    /// may be empty with `next` set when a backend skipped an empty stretch of the window.
+    pub next: Option<ScanPosition>,
+}
+
 /// A storage backend. Implementations are shared between the writer threads and the HTTP
 /// server, hence `Send + Sync`; every method may block.
 pub trait Store: Send + Sync {
@@ -630,6 +698,14 @@ pub trait Store: Send + Sync {
         from_us: Option<i64>,
         to_us: Option<i64>,
     ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Reads the records of a time window in ascending `(time_us, id)`, a page at a time,
+    /// after a position: the streaming read behind `hepstack import` (see [`ScanPage`] for
+    /// the contract a backend must keep). The read is stable: while the window is not
+    /// written to, the same request returns the same page, so a copy can resume from a
+    /// checkpointed position. Backends serve it from their time index without counting or
+    /// sorting the whole window: a page costs about its own size.
+    fn scan(&self, request: &ScanRequest) -> Result<ScanPage, StoreError>;
 
     /// Drops partitions past their retention and, when over the size limit, the oldest ones.
     fn enforce_retention(&self, now_us: i64) -> Result<RetentionReport, StoreError>;

@@ -48,6 +48,7 @@ suite_tests!(
     call_summary_covers_the_whole_call_beyond_the_window,
     call_flow_follows_legs_both_ways_and_transitively,
     call_flow_of_real_traffic_has_the_logs,
+    scan_reads_every_record_once_in_order,
     method_status_lists_and_typed_text,
     calls_by_final_status,
 );
@@ -590,4 +591,148 @@ fn unreachable_server_reports_unavailable_without_the_password() {
     }
     let names: BTreeSet<&str> = ["postgres"].into();
     assert!(names.contains(store.backend()));
+}
+
+/// Writers of several stores (as several collectors on one database would be) creating the
+/// same new partitions at the same instant: every batch is stored and no DDL statement fails
+/// (before the advisory lock, the loser of each race aborted on `duplicate key value violates
+/// unique constraint "pg_class_relname_nsp_index"`, counted as a rolled-back transaction).
+#[test]
+fn concurrent_writers_create_the_same_partition_without_errors() {
+    let Some(db) = TestDb::new("ddl_race") else {
+        return;
+    };
+    let stores: Vec<PgStore> = (0..6).map(|_| open(&db)).collect();
+    let rollbacks = || -> i64 {
+        db.psql(
+            "SELECT pg_stat_force_next_flush(); SELECT xact_rollback FROM pg_stat_database \
+             WHERE datname = current_database()",
+        )
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+    };
+    let before = rollbacks();
+    for round in 0..8i64 {
+        let time = T0 + 30 * DAY_US + round * DAY_US;
+        let barrier = std::sync::Barrier::new(stores.len());
+        std::thread::scope(|s| {
+            for (i, store) in stores.iter().enumerate() {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let batch = vec![
+                        sip_record(time, &format!("race-{round}-{i}"), "INVITE", None, "INVITE"),
+                        sip_record(
+                            time,
+                            &format!("race-r-{round}-{i}"),
+                            "REGISTER",
+                            None,
+                            "REGISTER",
+                        ),
+                    ];
+                    barrier.wait();
+                    let out = store.insert_batch(&batch).unwrap();
+                    assert_eq!(out.stored, 2, "{:?}", out.rejected);
+                });
+            }
+        });
+    }
+    drop(stores);
+    let n: usize = db
+        .psql("SELECT count(*) FROM hep_proto_1_call")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(n, 6 * 8);
+    // Statistics reach pg_stat_database when each backend flushes them, at its exit at the
+    // latest: the stores' connections are closed.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = rollbacks();
+    assert_eq!(after, before, "DDL statements failed and were rolled back");
+}
+
+/// homer-app filters on exactly heplify-server's index expressions; the partitions hepstack
+/// creates must keep each of those filters an index scan. PostgreSQL uses an expression index
+/// only for the very same expression, so a drifted index definition (another operator, a
+/// cast, another key) would turn homer-app's searches into sequential scans of every partition
+/// of the window: `EXPLAIN` of each filter (sequential scans priced out, so the plan shows
+/// whether an index *can* serve it) names the partition's index.
+#[test]
+fn homer_app_filters_stay_on_the_partition_indexes() {
+    let Some(db) = TestDb::new("explain") else {
+        return;
+    };
+    let store = open(&db);
+    let rows: Vec<_> = (0..200)
+        .map(|i| {
+            sip_record(
+                T0 + i * 1_000_000,
+                &format!("ex-{i}@h"),
+                "INVITE",
+                None,
+                "INVITE",
+            )
+        })
+        .collect();
+    assert_eq!(store.insert_batch(&rows).unwrap().stored, rows.len());
+    db.psql("ANALYZE").unwrap();
+    let partition: String = db
+        .psql(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'hep_proto_1_call'::regclass LIMIT 1",
+        )
+        .unwrap();
+    assert!(partition.starts_with("hep_proto_1_call_"), "{partition}");
+    let window =
+        "create_date >= '2026-11-23 00:00:00+00' AND create_date < '2026-11-24 00:00:00+00'";
+    for (index, filter) in [
+        ("sid", "sid = 'ex-7@h'".to_string()),
+        ("sid", "sid IN ('ex-7@h', 'ex-8@h')".to_string()),
+        ("callid", "data_header->>'callid' = 'ex-7@h'".to_string()),
+        (
+            "from_user",
+            "data_header->>'from_user' = 'alice'".to_string(),
+        ),
+        ("to_user", "data_header->>'to_user' = 'bob'".to_string()),
+        ("ruri_user", "data_header->>'ruri_user' = 'bob'".to_string()),
+        (
+            "ruri_domain",
+            "data_header->>'ruri_domain' = 'example.com'".to_string(),
+        ),
+        ("pid_user", "data_header->>'pid_user' = 'x'".to_string()),
+        ("auth_user", "data_header->>'auth_user' = 'x'".to_string()),
+        ("method", "data_header->>'method' = 'INVITE'".to_string()),
+        (
+            "srcIp",
+            "protocol_header->>'srcIp' = '10.0.0.1'".to_string(),
+        ),
+        (
+            "dstIp",
+            "protocol_header->>'dstIp' = '10.0.0.2'".to_string(),
+        ),
+        (
+            "correlation_id",
+            "protocol_header->>'correlation_id' = 'ex-7@h'".to_string(),
+        ),
+        ("create_date", window.to_string()),
+    ] {
+        let plan = db
+            .psql(&format!(
+                "SET enable_seqscan = off; EXPLAIN SELECT id, sid, create_date, protocol_header, \
+                 data_header, raw FROM hep_proto_1_call WHERE {filter}"
+            ))
+            .unwrap();
+        let name = format!("{partition}_{index}");
+        assert!(
+            plan.contains("Index")
+                && plan
+                    .split_whitespace()
+                    .any(|t| t.eq_ignore_ascii_case(&name)),
+            "{filter}: not served by {name}:\n{plan}"
+        );
+    }
 }

@@ -550,19 +550,24 @@ fn unhealthy(backend: &str, error: &str) -> Response {
         .into_response()
 }
 
-/// Renders metrics with the Prometheus content type.
-pub fn metrics_response(render: &(dyn Fn() -> String + Send + Sync)) -> Response {
-    (
-        [(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))],
-        render(),
-    )
-        .into_response()
+/// Renders metrics with the Prometheus content type. The renderer runs on a blocking thread:
+/// it reads counters under locks that the KPI engine's thread also takes, and an async worker
+/// must never wait for those.
+pub async fn metrics_response(render: MetricsRender) -> Response {
+    match tokio::task::spawn_blocking(move || render()).await {
+        Ok(text) => (
+            [(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(format!("rendering metrics: {e}")).into_response(),
+    }
 }
 
 /// `GET /metrics` on the main router, when the state has a renderer.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match &state.inner.metrics_render {
-        Some(render) => metrics_response(render.as_ref()),
+        Some(render) => metrics_response(render.clone()).await,
         None => {
             ApiError::NotFound("metrics are served on the metrics address".into()).into_response()
         }

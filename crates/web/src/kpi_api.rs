@@ -50,8 +50,7 @@ pub async fn snapshot(
             other => return Err(ApiError::bad_param(other, "unknown parameter")),
         }
     }
-    let now = now_us();
-    let snap = tokio::task::spawn_blocking(move || engine.snapshot(window, now))
+    let snap = tokio::task::spawn_blocking(move || engine.snapshot(window))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(snap))

@@ -378,7 +378,7 @@ pub fn metrics_router(render: MetricsRender) -> Router {
             "/metrics",
             get(move || {
                 let render = render.clone();
-                async move { api::metrics_response(render.as_ref()) }
+                async move { api::metrics_response(render).await }
             }),
         )
         .fallback(api::fallback)

@@ -64,6 +64,11 @@ impl Store for VecStore {
             "not supported by the test store".into(),
         ))
     }
+    fn scan(&self, _: &store::ScanRequest) -> Result<store::ScanPage, StoreError> {
+        Err(StoreError::InvalidQuery(
+            "not supported by the test store".into(),
+        ))
+    }
     fn calls(&self, _: &MessageFilter) -> Result<Page<CallSummary>, StoreError> {
         Err(StoreError::InvalidQuery(
             "not supported by the test store".into(),

@@ -54,6 +54,7 @@ impl Server {
             // retention a run a week later would expire them while a test reads them.
             .env("HEPSTACK_STORE__SQLITE__RETENTION_DAYS", "0")
             .env("HEPSTACK_STORE__POSTGRES__RETENTION_DAYS", "0")
+            .env("HEPSTACK_STORE__CLICKHOUSE__RETENTION_DAYS", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {

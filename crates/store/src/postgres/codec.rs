@@ -537,7 +537,7 @@ pub(crate) fn decode(
         }
         None => {
             // Written by heplify-server: rebuild what the HOMER keys hold.
-            let sip = table.is_sip().then(|| heplify_sip(dh));
+            let sip = table.is_sip().then(|| heplify_sip(raw.as_bytes(), dh));
             let node = get_str(dh, "node")
                 .filter(|n| !n.is_empty())
                 .or_else(|| capture.map(|c| c.to_string()));
@@ -582,8 +582,21 @@ pub(crate) fn decode(
     StoredMessage { id, record }
 }
 
-/// SIP fields from a heplify-server `data_header` (no hepstack extension).
-fn heplify_sip(dh: &Map<String, Value>) -> SipFields {
+/// SIP fields of a row written by heplify-server (no hepstack extension): derived from the
+/// raw message as hepstack indexes it (heplify-server's `data_header` holds only some of the
+/// fields, e.g. no contact user or SDP media), with its A-leg id; from the `data_header` keys
+/// when the raw text is not a SIP message.
+fn heplify_sip(raw: &[u8], dh: &Map<String, Value>) -> SipFields {
+    let mut derived = SipFields::from_message(&sip::index(raw), true);
+    if derived.call_id.is_some() && !derived.method.is_empty() {
+        derived.aleg_id = compact(dh, "callid_aleg").filter(|v| !v.is_empty());
+        return derived;
+    }
+    heplify_keys(dh)
+}
+
+/// SIP fields from a heplify-server `data_header`'s keys alone.
+fn heplify_keys(dh: &Map<String, Value>) -> SipFields {
     let s = |k: &str| compact(dh, k).filter(|v| !v.is_empty());
     let method = compact(dh, "method").unwrap_or_default();
     let status = method.parse::<u16>().ok();

@@ -17,10 +17,11 @@
 //! backs off (see [`pool`]); the store opens even when the server is down and creates its
 //! objects on the first successful connection.
 
-mod codec;
+pub(crate) mod codec;
 mod config;
 mod pool;
-mod query;
+pub(crate) mod query;
+mod scan;
 mod schema;
 mod tls;
 
@@ -37,8 +38,8 @@ use postgres::Client;
 pub use config::{CopyFormat, PartitionSteps, PgConfig, TlsMode};
 
 use crate::{
-    BatchOutcome, CallSummary, MessageFilter, Page, Record, RetentionReport, Store, StoreError,
-    StoreStats, StoredMessage, User,
+    BatchOutcome, CallSummary, MessageFilter, Page, Record, RetentionReport, ScanPage, ScanRequest,
+    Store, StoreError, StoreStats, StoredMessage, User,
 };
 use pool::{Conn, Pool};
 use schema::{Table, DAY_US, TABLES};
@@ -286,15 +287,7 @@ impl PgStore {
         }
         let mut ddl: Vec<String> = TABLES.iter().map(Table::create_parent).collect();
         ddl.extend(schema::HEPSTACK_DDL.iter().map(|s| s.to_string()));
-        for stmt in &ddl {
-            // One statement at a time: concurrent creators race on IF NOT EXISTS.
-            if let Err(e) = conn.batch_execute(stmt) {
-                if !matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE)
-                {
-                    return Err(conn.check(e));
-                }
-            }
-        }
+        locked_ddl(conn, &ddl).map_err(|e| conn.check(e))?;
         self.reload_partitions(conn)?;
         self.ready.store(true, Ordering::Release);
         Ok(())
@@ -347,18 +340,7 @@ impl PgStore {
             let table = &TABLES[usize::from(no)];
             let step = table.step_us(&self.config.partition_steps);
             let stmts = table.create_partition(start, step);
-            let mut result = Ok(());
-            for stmt in &stmts {
-                if let Err(e) = conn.batch_execute(stmt) {
-                    if matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE || *c == SqlState::DUPLICATE_OBJECT)
-                    {
-                        continue;
-                    }
-                    result = Err(e);
-                    break;
-                }
-            }
-            match result {
+            match locked_ddl(conn, &stmts) {
                 Ok(()) => {
                     created += 1;
                     self.parts
@@ -495,6 +477,25 @@ impl PgStore {
     }
 }
 
+/// Key of the transaction-level advisory lock every hepstack DDL statement runs under.
+const DDL_LOCK: i64 = 0x6865_7073_7461_636b;
+
+/// Runs DDL (`CREATE … IF NOT EXISTS`) in one transaction under [`DDL_LOCK`]. Why: two
+/// writers — threads of one process, or several collectors on one database — creating the
+/// same partition at once both pass the `IF NOT EXISTS` check and one fails on the catalog's
+/// unique index (`duplicate key value violates unique constraint
+/// "pg_class_relname_nsp_index"`), an error in the server log and an aborted statement. Under
+/// the lock the second waits for the first to commit and then finds the table. In one
+/// transaction, a partition is never seen without its indexes either.
+fn locked_ddl(conn: &mut Client, stmts: &[String]) -> Result<(), postgres::Error> {
+    let mut tx = conn.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])?;
+    for stmt in stmts {
+        tx.batch_execute(stmt)?;
+    }
+    tx.commit()
+}
+
 fn is_transient(code: &SqlState) -> bool {
     pool::transient(code)
 }
@@ -576,6 +577,11 @@ impl Store for PgStore {
             }
             Err(e) => Err(conn.check(e)),
         }
+    }
+
+    fn scan(&self, request: &ScanRequest) -> Result<ScanPage, StoreError> {
+        let mut conn = self.conn()?;
+        scan::scan(&mut conn, request)
     }
 
     fn messages(&self, filter: &MessageFilter) -> Result<Page<StoredMessage>, StoreError> {

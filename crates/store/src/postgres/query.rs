@@ -47,7 +47,7 @@ fn like_pattern(pattern: &str) -> String {
     out
 }
 
-fn system_time(us: i64) -> SystemTime {
+pub(super) fn system_time(us: i64) -> SystemTime {
     if us >= 0 {
         UNIX_EPOCH + Duration::from_micros(us.unsigned_abs())
     } else {
@@ -374,7 +374,7 @@ const ROW_COLUMNS: &str =
     "sid, (extract(epoch from create_date) * 1000000)::int8, protocol_header, data_header, raw";
 
 /// The SELECT of full rows of one table: `xid, tno, sid, time_us, protocol_header, data_header, raw`.
-fn select_rows(table: &Table, clause: &str) -> String {
+pub(super) fn select_rows(table: &Table, clause: &str) -> String {
     format!(
         "SELECT (id << {TABLE_BITS}) | {no} AS xid, {no} AS tno, {ROW_COLUMNS} FROM {name}{clause}",
         no = table.no,
@@ -382,7 +382,7 @@ fn select_rows(table: &Table, clause: &str) -> String {
     )
 }
 
-fn decode_row(row: &postgres::Row) -> StoredMessage {
+pub(super) fn decode_row(row: &postgres::Row) -> StoredMessage {
     let xid: i64 = row.get(0);
     let tno: i32 = row.get(1);
     let table = &TABLES[usize::try_from(tno).unwrap_or(0).min(TABLES.len() - 1)];

@@ -50,6 +50,7 @@ mod dictionary;
 mod partition;
 mod query;
 mod row_insert;
+mod scan;
 mod schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -70,7 +71,7 @@ use schema::{PartitionWriter, PreparedRow};
 
 use crate::{
     BatchOutcome, CallSummary, MessageFilter, Page, Profile, Record, RecordHint, RetentionReport,
-    Store, StoreError, StoreStats, StoredMessage, User,
+    ScanPage, ScanRequest, Store, StoreError, StoreStats, StoredMessage, User,
 };
 
 /// Name of the catalog database in the data directory.
@@ -276,6 +277,15 @@ impl SqliteStore {
                     )
                     .map_err(|e| setup_err("upgrading the catalog", e))?;
                 tracing::info!(from = %v, to = SCHEMA_VERSION, "store schema upgraded");
+            }
+            Some(v) if v.parse::<i64>().is_ok_and(|v| v > SCHEMA_VERSION) => {
+                return Err(StoreError::Setup(format!(
+                    "the store in {} was written by a newer hepstack (store schema {v}); this \
+                     version reads schema {SCHEMA_VERSION} and upgrades {}: run the newer \
+                     hepstack, or start this one on another data directory (docs/upgrade.md)",
+                    config.data_dir.display(),
+                    UPGRADABLE_VERSIONS.join(", ")
+                )))
             }
             Some(v) => {
                 return Err(StoreError::Setup(format!(
@@ -742,6 +752,10 @@ impl Store for SqliteStore {
             Some(e) if outcome.stored == 0 => Err(StoreError::Unavailable(e)),
             _ => Ok(outcome),
         }
+    }
+
+    fn scan(&self, request: &ScanRequest) -> Result<ScanPage, StoreError> {
+        self.scan_window(request)
     }
 
     fn messages(&self, filter: &MessageFilter) -> Result<Page<StoredMessage>, StoreError> {

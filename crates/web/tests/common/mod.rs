@@ -318,6 +318,11 @@ impl Store for TestStore {
         self.inner.messages(f)
     }
 
+    fn scan(&self, r: &store::ScanRequest) -> Result<store::ScanPage, StoreError> {
+        self.check()?;
+        self.inner.scan(r)
+    }
+
     fn calls(&self, f: &MessageFilter) -> Result<Page<CallSummary>, StoreError> {
         self.check()?;
         self.inner.calls(f)
