@@ -71,11 +71,9 @@ fn tls_config(ca_file: &str) -> Result<Arc<rustls::ClientConfig>, StoreError> {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         roots
     } else {
-        // PEM reading lives in the tls crate (an error when the file holds no certificate).
         tls::load_roots(std::path::Path::new(ca_file)).map_err(|e| setup(e.to_string()))?
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| setup(e.to_string()))?
         .with_root_certificates(roots)
