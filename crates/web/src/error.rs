@@ -59,8 +59,9 @@ pub enum ApiError {
     /// of a call without SIP messages (422).
     #[error("{0}")]
     Unprocessable(String),
-    /// The path exists but not with this method (405); the value is the `Allow` list.
-    #[error("method not allowed here; allowed: {0}")]
+    /// The path exists but not with this method (405); the value is the router's `Allow`
+    /// list when it gave one (axum leaves it out for nested routers), else empty.
+    #[error("method not allowed on this path{}", allowed_suffix(.0))]
     MethodNotAllowed(String),
     /// Too many failed logins from this address (429).
     #[error("too many failed logins, retry in {retry_after_secs} s")]
@@ -116,8 +117,16 @@ impl ApiError {
     }
 }
 
+fn allowed_suffix(allow: &str) -> String {
+    if allow.is_empty() {
+        String::new()
+    } else {
+        format!("; allowed: {allow}")
+    }
+}
+
 /// Gives the router's bodiless 405 answers the JSON error body every other error has, keeping
-/// their `Allow` list.
+/// their `Allow` list when there is one.
 pub async fn json_method_not_allowed(response: Response) -> Response {
     if response.status() != StatusCode::METHOD_NOT_ALLOWED
         || response

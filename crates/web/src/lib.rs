@@ -61,7 +61,7 @@
 //! # Errors
 //!
 //! Every error is JSON `{"error":"…"}` with the status: 400 (with `"param"` naming the
-//! offending query parameter), 401, 404, 405 (with `Allow`), 429 (with `Retry-After`), 503 (store unavailable),
+//! offending query parameter), 401, 404, 405, 429 (with `Retry-After`), 503 (store unavailable),
 //! 500 (details only in the log).
 //!
 //! # Search parameters (`/messages`, `/calls`)

@@ -1303,7 +1303,7 @@ async fn openapi_document_lists_every_route_and_is_served() {
             assert_eq!(body["status"], 401);
         }
     }
-    // A known path with a method it does not take: 405, JSON body like every error, `Allow`.
+    // A known path with a method it does not take: 405 with a JSON body like every error.
     for (method, path) in [("POST", "/api/v1/openapi.json"), ("PUT", "/api/v1/login")] {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let r = server
@@ -1313,17 +1313,12 @@ async fn openapi_document_lists_every_route_and_is_served() {
             .await
             .expect("request");
         assert_eq!(r.status(), 405, "{method} {path}");
-        let allow = r
-            .headers()
-            .get("allow")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        assert!(allow.contains("GET") || allow.contains("POST"), "{allow}");
         let body: Value = r.json().await.expect("json 405 body");
         assert_eq!(body["status"], 405, "{body}");
         assert!(
-            body["error"].as_str().is_some_and(|e| e.contains(&allow)),
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("method not allowed")),
             "{body}"
         );
     }
