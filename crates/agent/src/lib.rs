@@ -4,6 +4,9 @@
 //!
 //! # Pieces
 //!
+//! * [`Capture`]: the entry point. [`Capture::open`] opens the interface, then
+//!   [`OpenCapture::run`] runs the reader thread, the queue, the sender task, `/metrics` and the
+//!   signal handler until the input ends or SIGINT/SIGTERM.
 //! * [`Pipeline`]: frames → [`capture::decode_packet`] (links, VLANs, IPv4/IPv6, fragments,
 //!   tunnels) → duplicate filter → SIP over UDP, TCP ([`capture::TcpReassembler`] then
 //!   Content-Length framing), SCTP (DATA chunks, fragmented ones reassembled) and WebSocket
@@ -42,6 +45,7 @@ pub mod output;
 pub mod pcap_out;
 pub mod pipeline;
 pub mod run;
+mod runtime;
 pub mod websocket;
 
 pub use config::AgentConfig;
@@ -51,6 +55,7 @@ pub use output::{Balance, Batch, Producer, WhenFull};
 pub use pcap_out::{PcapRotation, RotatingPcap};
 pub use pipeline::{HepSink, Pipeline};
 pub use run::{capture_files, capture_live, Pacing, RunError};
+pub use runtime::{Capture, CaptureError, CaptureReport, OpenCapture};
 
 /// The default BPF filter: SIP on its usual ports over UDP, TCP and SCTP, IP fragments (which
 /// carry no ports after the first), RTCP by its header (version 2, packet types 200–207, on

@@ -1,18 +1,16 @@
 //! `hepstack capture`: the capture agent. Reads a live interface (libpcap, loaded at run time)
 //! or pcap/pcapng files and sends SIP, RTCP and DNS as HEPv3 to one or more collectors. The
-//! work is done by the `agent` crate; this module maps flags onto it, runs the threads and
+//! work is done by `agent::Capture`; this module maps flags onto it, binds `--metrics` and
 //! prints the counters.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use agent::{AgentConfig, Balance, Counters, LiveOptions, Pacing, Pipeline, WhenFull};
+use agent::{AgentConfig, Balance, LiveOptions, Pacing};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sender::{SenderConfig, Target, TlsOptions};
-use tokio_util::sync::CancellationToken;
 
 /// Arguments of `hepstack capture`.
 #[derive(Debug, Args)]
@@ -248,133 +246,40 @@ pub fn run(args: &CaptureArgs) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| agent::DEFAULT_BPF.to_string()),
     });
+    let capture = agent::Capture {
+        config: cfg,
+        targets,
+        balance: args.balance,
+        sender: sender_cfg,
+        live,
+        files: args.read.clone(),
+        pacing,
+        queue: args.queue,
+        pcap_out,
+        buffer,
+    }
     // Open the interface before anything else so a missing libpcap or permission fails fast.
-    let mut handle = match &live {
-        Some(opts) => Some(agent::LiveCapture::open(opts)?),
-        None => None,
-    };
-
-    let counters = Arc::new(Counters::default());
-    let cancel = CancellationToken::new();
-    let when_full = if live.is_some() {
-        WhenFull::Drop
-    } else {
-        WhenFull::Wait
-    };
-    let (mut producer, rx) = agent::output::queue(args.queue, when_full, counters.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-
+    .open()?;
     let metrics_listener = match &args.metrics {
         Some(addr) => {
-            let listener = rt
-                .block_on(tokio::net::TcpListener::bind(addr.as_str()))
+            let listener = std::net::TcpListener::bind(addr.as_str())
                 .with_context(|| format!("--metrics {addr}"))?;
             eprintln!("hepstack: listening metrics {}", listener.local_addr()?);
             Some(listener)
         }
         None => None,
     };
-
-    let reader = {
-        let counters = counters.clone();
-        let cancel = cancel.clone();
-        let files = args.read.clone();
-        std::thread::Builder::new()
-            .name("capture".into())
-            .spawn(move || -> Vec<String> {
-                let mut pipeline = Pipeline::new(cfg, counters);
-                if let Some(out) = pcap_out {
-                    pipeline.write_pcap(out);
-                }
-                let errors = match (&live, handle.as_mut()) {
-                    (Some(opts), Some(cap)) => {
-                        eprintln!(
-                            "hepstack: capturing on {} (link type {}, filter {:?})",
-                            opts.device,
-                            cap.link_type().0,
-                            opts.filter
-                        );
-                        agent::run::capture_opened(cap, opts, &mut pipeline, &mut producer, &cancel)
-                            .err()
-                            .into_iter()
-                            .map(|e| e.to_string())
-                            .collect()
-                    }
-                    _ => {
-                        agent::capture_files(&files, pacing, &mut pipeline, &mut producer, &cancel)
-                            .into_iter()
-                            .map(|e| e.to_string())
-                            .collect()
-                    }
-                };
-                // Dropping the producer closes the queue, which ends the sender task.
-                drop(producer);
-                errors
-            })
-            .context("capture thread")?
-    };
-
-    let errors = rt.block_on(async {
-        let output = tokio::spawn(agent::output::run(
-            rx,
-            targets,
-            args.balance,
-            sender_cfg,
-            counters.clone(),
-            buffer,
-        ));
-        if let Some(listener) = metrics_listener {
-            tokio::spawn(agent::metrics::serve(
-                listener,
-                counters.clone(),
-                cancel.clone(),
-            ));
-        }
-        tokio::spawn(signals(counters.clone(), cancel.clone()));
-        let _ = output.await;
-        cancel.cancel();
-        tokio::task::spawn_blocking(move || reader.join().unwrap_or_default())
-            .await
-            .unwrap_or_default()
-    });
-    rt.shutdown_timeout(Duration::from_millis(200));
-
-    let snapshot = counters.snapshot();
-    eprintln!("hepstack: capture done: {}", snapshot.line());
+    let report = capture.run(metrics_listener)?;
+    eprintln!("hepstack: capture done: {}", report.counters.line());
     if args.json {
-        println!("{}", serde_json::to_string(&snapshot)?);
+        println!("{}", serde_json::to_string(&report.counters)?);
     }
-    for e in &errors {
+    for e in &report.errors {
         eprintln!("hepstack: capture: {e}");
     }
-    Ok(if errors.is_empty() {
+    Ok(if report.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
-}
-
-/// SIGUSR1 prints the counters; SIGINT/SIGTERM stop the capture (queued messages are still
-/// sent).
-async fn signals(counters: Arc<Counters>, cancel: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut usr1), Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = usr1.recv() => eprintln!("hepstack: capture counters: {}", counters.snapshot().line()),
-            _ = int.recv() => cancel.cancel(),
-            _ = term.recv() => cancel.cancel(),
-            _ = cancel.cancelled() => return,
-        }
-    }
 }

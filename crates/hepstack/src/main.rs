@@ -19,9 +19,17 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `hepstack --version`: the release and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HEPSTACK_COMMIT"),
+    ")"
+);
+
 /// VoIP/RTC capture and troubleshooting: HEP collector, store, search and call flows.
 #[derive(Debug, Parser)]
-#[command(name = "hepstack", version, about, long_about = None)]
+#[command(name = "hepstack", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

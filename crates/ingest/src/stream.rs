@@ -2,15 +2,10 @@
 //! [`hep::StreamFramer`] framing with resynchronisation, idle timeouts, and the rustls server
 //! configuration (optional client-certificate verification).
 
-use std::fs::File;
-use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,54 +36,19 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<StdTcpListener, BindError> {
     Ok(socket.into())
 }
 
-/// The TLS setup failed.
+/// The TLS listener cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// A PEM file held no certificate or key.
-    #[error("{0} holds no usable PEM {1}")]
-    Empty(String, &'static str),
     /// A setting is missing.
     #[error("tls.{0} is required")]
     Missing(&'static str),
-    /// rustls refused the material.
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// The client CA set is unusable.
-    #[error("client certificate verifier: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
-}
-
-fn read_pem_certs(
-    path: &Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsSetupError> {
-    let read = |source| TlsSetupError::Read {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut reader = BufReader::new(File::open(path).map_err(read)?);
-    let certs = rustls_pemfile::certs(&mut reader)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(read)?;
-    if certs.is_empty() {
-        return Err(TlsSetupError::Empty(
-            path.display().to_string(),
-            "certificate",
-        ));
-    }
-    Ok(certs)
+    /// The certificate, key or client CA file is unusable.
+    #[error(transparent)]
+    Material(#[from] tls::TlsError),
 }
 
 /// Builds the rustls server configuration from the certificate, key and optional client CA
-/// files (ring provider, TLS 1.2 and 1.3).
+/// files (see [`tls::server_config`]).
 pub fn tls_server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let cert_file = cfg
         .cert_file
@@ -98,33 +58,11 @@ pub fn tls_server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, T
         .key_file
         .as_deref()
         .ok_or(TlsSetupError::Missing("key_file"))?;
-    let certs = read_pem_certs(cert_file)?;
-    let key = {
-        let read = |source| TlsSetupError::Read {
-            path: key_file.display().to_string(),
-            source,
-        };
-        let mut reader = BufReader::new(File::open(key_file).map_err(read)?);
-        rustls_pemfile::private_key(&mut reader)
-            .map_err(read)?
-            .ok_or_else(|| TlsSetupError::Empty(key_file.display().to_string(), "private key"))?
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
-    let builder = match cfg.client_ca_file.as_deref() {
-        Some(ca_file) => {
-            let mut roots = RootCertStore::empty();
-            for ca in read_pem_certs(ca_file)? {
-                roots.add(ca)?;
-            }
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(builder.with_single_cert(certs, key)?))
+    Ok(tls::server_config(
+        cert_file,
+        key_file,
+        cfg.client_ca_file.as_deref(),
+    )?)
 }
 
 /// What a stream listener needs besides its socket.
@@ -321,7 +259,7 @@ mod tests {
         };
         assert!(matches!(
             tls_server_config(&cfg),
-            Err(TlsSetupError::Read { .. })
+            Err(TlsSetupError::Material(tls::TlsError::Read { .. }))
         ));
     }
 }

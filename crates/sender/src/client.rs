@@ -17,15 +17,14 @@
 //! [`TlsOptions::ca_file`] (PEM), or the system bundle when none is given; `insecure` skips
 //! verification for self-signed lab collectors. A client certificate can be presented.
 
-use std::fs::File;
-use std::io::{self, BufReader};
+use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
@@ -658,25 +657,15 @@ fn udp_socket(addr: SocketAddr, send_buffer: usize) -> Result<UdpSocket, SenderE
     UdpSocket::from_std(std).map_err(err)
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, SenderError> {
-    let file =
-        File::open(path).map_err(|e| SenderError::Tls(format!("{}: {e}", path.display())))?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(file)).collect();
-    let certs = certs.map_err(|e| SenderError::Tls(format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(SenderError::Tls(format!(
-            "{}: no PEM certificate found",
-            path.display()
-        )));
-    }
-    Ok(certs)
+fn tls_error(e: tls::TlsError) -> SenderError {
+    SenderError::Tls(e.to_string())
 }
 
 fn tls_connector(
     target: &Target,
     opts: &TlsOptions,
 ) -> Result<(TlsConnector, ServerName<'static>), SenderError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| SenderError::Tls(e.to_string()))?;
@@ -685,7 +674,6 @@ fn tls_connector(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(tls::AnyServerCertificate::new(provider)))
     } else {
-        let mut roots = rustls::RootCertStore::empty();
         let ca_path = match &opts.ca_file {
             Some(path) => path.clone(),
             None => SYSTEM_CA_BUNDLES
@@ -698,26 +686,13 @@ fn tls_connector(
                     )
                 })?,
         };
-        let (added, _ignored) = roots.add_parsable_certificates(load_certs(&ca_path)?);
-        if added == 0 {
-            return Err(SenderError::Tls(format!(
-                "{}: no usable CA certificate",
-                ca_path.display()
-            )));
-        }
+        let roots = tls::load_roots(&ca_path).map_err(tls_error)?;
         builder.with_root_certificates(roots)
     };
     let config = match (&opts.client_cert, &opts.client_key) {
         (Some(cert), Some(key)) => {
-            let chain = load_certs(cert)?;
-            let file =
-                File::open(key).map_err(|e| SenderError::Tls(format!("{}: {e}", key.display())))?;
-            let key_der: PrivateKeyDer<'static> =
-                rustls_pemfile::private_key(&mut BufReader::new(file))
-                    .map_err(|e| SenderError::Tls(format!("{}: {e}", key.display())))?
-                    .ok_or_else(|| {
-                        SenderError::Tls(format!("{}: no PEM private key", key.display()))
-                    })?;
+            let chain = tls::load_certs(cert).map_err(tls_error)?;
+            let key_der = tls::load_private_key(key).map_err(tls_error)?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| SenderError::Tls(e.to_string()))?

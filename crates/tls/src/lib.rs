@@ -1,6 +1,14 @@
-//! rustls pieces shared by hepstack's TLS clients: the HEP sender (`--insecure`) and the
+//! hepstack's TLS setup, in one place: PEM loading ([`load_certs`], [`load_private_key`],
+//! [`load_roots`]), the HEP listener's server configuration ([`server_config`]), the crypto
+//! provider, and the verifiers of the TLS clients: the HEP sender (`--insecure`) and the
 //! PostgreSQL store (libpq's `sslmode=require`, which encrypts without verifying the server,
 //! and `verify-ca`, which verifies the chain but not the name).
+
+#![warn(missing_docs)]
+
+mod pem;
+
+pub use pem::{load_certs, load_private_key, load_roots, provider, server_config, TlsError};
 
 use std::sync::Arc;
 

@@ -442,6 +442,7 @@ fn fit_chars(text: &str, max: usize) -> String {
         return text.to_string();
     }
     let mut out: String = text.chars().take(max - 1).collect();
+    out.truncate(out.trim_end().len());
     out.push('…');
     out
 }
@@ -720,5 +721,10 @@ mod tests {
         assert_eq!(fit_chars("abcdef", 4), "abc…");
         assert_eq!(fit_chars("äöüäöü", 5), "äöüä…");
         assert_eq!(fit_chars("abcdef", 0), "abc…");
+        assert_eq!(
+            fit_chars("ab  cdef", 5),
+            "ab…",
+            "no space before the ellipsis"
+        );
     }
 }

@@ -66,23 +66,14 @@ pub(crate) struct Http {
 
 fn tls_config(ca_file: &str) -> Result<Arc<rustls::ClientConfig>, StoreError> {
     let setup = |m: String| StoreError::Setup(format!("clickhouse TLS: {m}"));
-    let mut roots = RootCertStore::empty();
-    if ca_file.is_empty() {
+    let roots = if ca_file.is_empty() {
+        let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        roots
     } else {
-        let pem = std::fs::read(ca_file).map_err(|e| setup(format!("{ca_file}: {e}")))?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| setup(format!("{ca_file}: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| setup(format!("{ca_file}: {e}")))?;
-        }
-        if roots.is_empty() {
-            return Err(setup(format!("{ca_file}: no certificate found")));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+        tls::load_roots(std::path::Path::new(ca_file)).map_err(|e| setup(e.to_string()))?
+    };
+    let config = rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| setup(e.to_string()))?
         .with_root_certificates(roots)

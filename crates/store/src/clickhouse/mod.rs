@@ -33,8 +33,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use config::ChConfig;
 
 use crate::{
-    BatchOutcome, CallSummary, MessageFilter, Page, Record, RetentionReport, ScanPage,
-    ScanRequest, Store, StoreError, StoreStats, StoredMessage, User,
+    BatchOutcome, CallSummary, MessageFilter, Page, Record, RetentionReport, ScanPage, ScanRequest,
+    Store, StoreError, StoreStats, StoredMessage, User,
 };
 use codec::{lit, Reader};
 use config::Target;

@@ -535,7 +535,14 @@ fn fold_calls(
         "sid IN {}",
         lit_list(sids.iter().map(|s| s.as_str()))
     )];
-    for m in fetch(store, &[DATA_TABLES[0]], &context, &extra, "", usize::MAX / 4)? {
+    for m in fetch(
+        store,
+        &[DATA_TABLES[0]],
+        &context,
+        &extra,
+        "",
+        usize::MAX / 4,
+    )? {
         let row = CallRow::from_message(m);
         if let Some(fold) = folds.get_mut(&row.sid) {
             fold.add(row);

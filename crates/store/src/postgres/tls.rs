@@ -37,7 +37,7 @@ pub(crate) fn connector(mode: TlsMode, ca_file: &str) -> Result<Connector, Store
         return Ok(Connector::Plain);
     }
     let setup = |m: String| StoreError::Setup(format!("postgres TLS: {m}"));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| setup(e.to_string()))?;
@@ -47,21 +47,13 @@ pub(crate) fn connector(mode: TlsMode, ca_file: &str) -> Result<Connector, Store
             .with_custom_certificate_verifier(Arc::new(tls::AnyServerCertificate::new(provider)))
             .with_no_client_auth(),
         _ => {
-            let mut roots = RootCertStore::empty();
-            if ca_file.is_empty() {
+            let roots = if ca_file.is_empty() {
+                let mut roots = RootCertStore::empty();
                 roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                roots
             } else {
-                let pem = std::fs::read(ca_file).map_err(|e| setup(format!("{ca_file}: {e}")))?;
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let cert = cert.map_err(|e| setup(format!("{ca_file}: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| setup(format!("{ca_file}: {e}")))?;
-                }
-                if roots.is_empty() {
-                    return Err(setup(format!("{ca_file}: no certificate found")));
-                }
-            }
+                tls::load_roots(std::path::Path::new(ca_file)).map_err(|e| setup(e.to_string()))?
+            };
             let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| setup(e.to_string()))?;

@@ -278,6 +278,15 @@ impl SqliteStore {
                     .map_err(|e| setup_err("upgrading the catalog", e))?;
                 tracing::info!(from = %v, to = SCHEMA_VERSION, "store schema upgraded");
             }
+            Some(v) if v.parse::<i64>().is_ok_and(|v| v > SCHEMA_VERSION) => {
+                return Err(StoreError::Setup(format!(
+                    "the store in {} was written by a newer hepstack (store schema {v}); this \
+                     version reads schema {SCHEMA_VERSION} and upgrades {}: run the newer \
+                     hepstack, or start this one on another data directory (docs/upgrade.md)",
+                    config.data_dir.display(),
+                    UPGRADABLE_VERSIONS.join(", ")
+                )))
+            }
             Some(v) => {
                 return Err(StoreError::Setup(format!(
                     "data directory has schema version {v}, expected {SCHEMA_VERSION}"

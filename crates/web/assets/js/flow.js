@@ -45,7 +45,7 @@ const CHAR_W = 6.7;
 /** `text` cut with "…" to at most `px` pixels of the ladder font. */
 function fit(text, px) {
   const max = Math.max(3, Math.floor(px / CHAR_W));
-  return text.length > max ? text.slice(0, max - 1) + "…" : text;
+  return text.length > max ? text.slice(0, max - 1).trimEnd() + "…" : text;
 }
 
 /** Builds the ladder SVG of the visible messages. Hosts that only hidden legs use get no
