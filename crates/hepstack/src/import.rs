@@ -19,8 +19,9 @@ use crate::config::{self, FlagOverrides};
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The store to read: `sqlite:DIR` (an embedded store: DIR is `hepstack serve`'s data
-    /// directory, or the store directory itself), or a `postgres://user@host/db` URL of a
-    /// HOMER 7 `homer_data` database (written by heplify-server or by hepstack).
+    /// directory, or the store directory itself), a `postgres://user@host/db` URL of a
+    /// HOMER 7 `homer_data` database (written by heplify-server or by hepstack), or a
+    /// `clickhouse://user:password@host:8123/db[?cluster=NAME]` URL.
     #[arg(long, value_name = "STORE_URL")]
     pub from: String,
     /// The store to write, same forms as --from; created when missing.

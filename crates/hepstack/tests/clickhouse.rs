@@ -146,3 +146,45 @@ fn two_collectors_and_a_query_only_node_share_the_cluster() {
         assert!(s.stop().success());
     }
 }
+
+/// `hepstack import` from the embedded store into ClickHouse and back out of it: every message
+/// arrives, and a second run (resumed from its checkpoint) adds nothing.
+#[test]
+fn import_copies_an_embedded_store_into_clickhouse() {
+    let Some(db) = TestDb::new("import", false) else {
+        return;
+    };
+    let data = tempfile::tempdir().expect("tmp");
+    let mut server = Server::start(data.path(), &[], &[B_LEGS]);
+    let sent = send_calls(&server, "10", "5");
+    assert_eq!(server.wait_total("", sent, Duration::from_secs(30)), sent);
+    assert!(server.stop().success());
+    let state = data.path().join("import-state.json");
+    for _ in 0..2 {
+        let out = Command::new(bin())
+            .args(["import", "--from"])
+            .arg(format!("sqlite:{}", data.path().display()))
+            .args(["--to", &db.url(), "--state"])
+            .arg(&state)
+            .env("HEPSTACK_STORE__CLICKHOUSE__RETENTION_DAYS", "0")
+            .output()
+            .expect("import");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rows: u64 = sql(
+        db.port(),
+        &format!(
+            "SELECT (SELECT count() FROM {0}.sip) + (SELECT count() FROM {0}.qos) + (SELECT count() FROM {0}.logs) + (SELECT count() FROM {0}.other)",
+            db.name
+        ),
+    )
+    .expect("count")
+    .trim()
+    .parse()
+    .expect("number");
+    assert_eq!(rows, sent);
+}
