@@ -84,6 +84,7 @@ stage_packages() {
   if [ "$mode" = full ] && [ "$fuzz_seconds" -gt 0 ]; then command -v c++ >/dev/null || need+=(g++); fi
   command -v pkg-config >/dev/null || need+=(pkg-config)
   command -v jq >/dev/null || need+=(jq)
+  command -v curl >/dev/null || need+=(curl)
   command -v tshark >/dev/null || need+=(tshark)
   if [ "$mode" = full ]; then
     command -v pg_ctlcluster >/dev/null || need+=(postgresql)
@@ -178,6 +179,55 @@ stage_test_quick() {
   cargo test --workspace "${args[@]}" --locked --no-fail-fast -- "${filters[@]}"
 }
 
+# The Debian package end to end on this machine: build it (from the binary the test stage built:
+# packaging, not optimisation, is under test), dpkg -i, start the unit's command line as its
+# user (systemd does not run in CI containers), send traffic, query it through the API with the
+# generated admin password, then purge and check that the user and the data are gone.
+stage_deb() {
+  local bin="$CARGO_TARGET_DIR/debug/hepstack" deb pid status env_file=/etc/hepstack/hepstack.env
+  [ -x "$bin" ] || cargo build --locked -p hepstack || return 1
+  deb="$(scripts/deb.sh "$bin" "$logs/deb")" || return 1
+  as_root dpkg -i "$deb" || return 1
+  (
+    set -e
+    id hepstack
+    [ "$(stat -c %a "$env_file")" = 600 ] || { echo "$env_file is not 0600"; exit 1; }
+    exec_start="$(sed -n 's/^ExecStart=//p' /lib/systemd/system/hepstack.service)"
+    # The unit's command line and environment, on loopback ports of its own.
+    as_root env $(as_root cat "$env_file") HEPSTACK_HEP_UDP=127.0.0.1:19160 HEPSTACK_HEP_TCP=off \
+      HEPSTACK_HTTP=127.0.0.1:19180 HEPSTACK_METRICS=127.0.0.1:19196 \
+      runuser -u hepstack -- $exec_start >"$logs/deb-serve.out" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do grep -q 'hepstack: ready' "$logs/deb-serve.out" && break; sleep 0.2; done
+    grep -q 'hepstack: ready' "$logs/deb-serve.out" || { cat "$logs/deb-serve.out"; exit 1; }
+    # Every scenario (call, registration, OPTIONS) is one Call-ID: the calls the API must list.
+    sent="$(/usr/bin/hepstack send --to udp://127.0.0.1:19160 --calls 10 --rate 500 --seed 3 |
+      sed -n 's/^scenarios://p' | grep -o '[0-9][0-9]*' | awk '{ n += $1 } END { print n }')"
+    password="$(as_root sed -n 's/^HEPSTACK_ADMIN_PASSWORD=//p' "$env_file")"
+    token="$(curl -sf 127.0.0.1:19180/api/v1/login -H 'content-type: application/json' \
+      -d "{\"username\":\"admin\",\"password\":\"$password\"}" | jq -r .token)"
+    total=0
+    for _ in $(seq 1 50); do
+      total="$(curl -sf -H "Authorization: Bearer $token" \
+        '127.0.0.1:19180/api/v1/calls?from=0&to=4102444800000&limit=1' | jq -r .total)"
+      [ "$total" = 10 ] && break
+      sleep 0.2
+    done
+    echo "Call-IDs sent: $sent, calls found through the packaged hepstack's API: $total"
+    as_root kill -TERM "$(pgrep -u hepstack -f "hepstack serve" | head -n 1)"
+    wait "$pid" || true
+    [ "$total" = "$sent" ] || { tail -n 20 "$logs/deb-serve.out"; exit 1; }
+    as_root test -n "$(ls /var/lib/hepstack/store)"
+  )
+  status=$?
+  as_root dpkg --purge hepstack || status=1
+  if id hepstack >/dev/null 2>&1 || [ -e /var/lib/hepstack ] || [ -e "$env_file" ]; then
+    echo "purge left the user, /var/lib/hepstack or $env_file behind"
+    status=1
+  fi
+  return "$status"
+}
+
 # --- fuzzing -------------------------------------------------------------------------------------
 
 # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them, so
@@ -244,6 +294,7 @@ main() {
     run_stage clippy stage_clippy
     run_stage test stage_test
     run_stage doc stage_doc
+    run_stage deb stage_deb
     if [ "$fuzz_seconds" -gt 0 ]; then run_stage fuzz stage_fuzz; fi
   else
     run_stage packages stage_packages
