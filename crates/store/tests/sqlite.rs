@@ -1086,14 +1086,18 @@ fn schema_version_2_is_upgraded_and_unknown_versions_refused() {
     assert_eq!(version(), "3");
     assert_eq!(all_messages(&store).len(), records.len());
     drop(store);
-    for refused in ["1", "4"] {
+    // An older unknown version is named; a newer one says which hepstack can read it.
+    for (refused, says) in [
+        ("1", "schema version 1"),
+        ("4", "newer hepstack (store schema 4)"),
+    ] {
         set_version(refused);
         let err = SqliteStore::open(SqliteConfig {
             data_dir: dir.path().into(),
             ..SqliteConfig::default()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("schema version"), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
     }
 }
 

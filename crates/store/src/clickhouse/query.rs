@@ -737,12 +737,12 @@ mod tests {
         assert!(w
             .conds
             .contains(&"(sid IN ('x') OR like(sid, 'y%'))".to_string()));
+        assert!(w.conds.contains(
+            &"(bitAnd(present, 1024) != 0 AND like(lower(from_user), lower('a\\'%')))".to_string()
+        ));
         assert!(w
             .conds
-            .contains(&"(bitAnd(present, 1024) != 0 AND like(from_user, 'a\\'%'))".to_string()));
-        assert!(w
-            .conds
-            .contains(&"(method != '' AND lower(method) = lower('invite'))".to_string()));
+            .contains(&"(method != '' AND (lower(method) = lower('invite')))".to_string()));
         assert_eq!(w.tables(), ["sip"]);
         assert_eq!(like("100%_\\"), "'100\\\\%\\\\_\\\\\\\\'");
     }
