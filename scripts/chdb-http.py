@@ -108,6 +108,17 @@ def main():
             return res.bytes() if res is not None else b""
 
     server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+
+    # The test process that started this one has no way to stop it when it exits: leave as
+    # soon as the parent is gone, so no server outlives the test run (nor holds its output).
+    parent = os.getppid()
+
+    def watch_parent():
+        while os.getppid() == parent:
+            threading.Event().wait(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
     print("ready", flush=True)
     server.serve_forever()
 

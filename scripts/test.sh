@@ -64,7 +64,16 @@ run_stage() {
   shift
   local started=$SECONDS
   log "stage $name"
-  if "$@" 2>&1 | tee "$logs/$name.log"; then
+  # The stage's output goes to its log and is followed from there: a server a test leaves
+  # running in the background with the stage's output open cannot hold the script up, as it
+  # would with a pipe to tee (tail stops when the stage's own process ends).
+  local status
+  "$@" >"$logs/$name.log" 2>&1 &
+  local pid=$!
+  tail -n +1 -f --pid="$pid" "$logs/$name.log"
+  wait "$pid"
+  status=$?
+  if [ "$status" -eq 0 ]; then
     stages_passed+=("$name ($((SECONDS - started))s)")
   else
     stages_failed+=("$name ($((SECONDS - started))s)")

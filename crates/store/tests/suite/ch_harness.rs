@@ -104,11 +104,13 @@ pub fn chdb() -> Option<u16> {
             .arg(port.to_string())
             .arg(&data)
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn();
         if let Err(e) = child {
             return fail(format!("starting chdb-http.py: {e}"));
         }
-        // The child lives as long as the test process; chdb loads in a few seconds.
+        // The child leaves when the test process exits (it watches its parent); chdb loads
+        // in a few seconds.
         for _ in 0..120 {
             if ping(port) {
                 return Some(port);
