@@ -19,7 +19,7 @@
 set -euo pipefail
 
 dir="${HEPSTACK_CH_DIR:-/tmp/hepstack-clickhouse}"
-wait_s="${HEPSTACK_CH_WAIT:-60}"
+wait_s="${HEPSTACK_CH_WAIT:-180}"
 zk_port=12181
 single_http=18123
 cluster_http=(18124 18125 18126 18127)
@@ -90,6 +90,31 @@ EOF
   echo $! >"$zd/pid"
 }
 
+# --- a fresh start ---------------------------------------------------------------------------------
+# When neither ZooKeeper nor any server runs, the servers' and ZooKeeper's data are left over from
+# an earlier run (tests create databases of their own and a killed run leaves them behind); a
+# server loads every one of them before it answers, so a fresh start begins from empty data.
+# While anything runs (a test restarting one replica) nothing is removed.
+anything_runs=
+zk_ok 2>/dev/null && anything_runs=1
+for http in "$single_http" "${cluster_http[@]}"; do answers "$http" && anything_runs=1; done
+# kill_ours PIDFILE: stops the process a pid file names if it is still ours (a server still
+# loading, say); a pid the system has given to another program is left alone.
+kill_ours() {
+  local pid
+  pid="$(cat "$1" 2>/dev/null)" || return 0
+  if [ -n "$pid" ] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q -- "$dir/"; then
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+if [ -z "$anything_runs" ]; then
+  for name in single s1r1 s1r2 s2r1 s2r2 zookeeper; do
+    kill_ours "$dir/$name/pid"
+    rm -rf "${dir:?}/$name"
+  done
+fi
+
+# --- ZooKeeper -----------------------------------------------------------------------------------
 if zk_ok 2>/dev/null; then
   echo "ZooKeeper answers on 127.0.0.1:$zk_port"
 else
