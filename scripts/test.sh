@@ -207,7 +207,7 @@ stage_deb() {
       HEPSTACK_HTTP=127.0.0.1:19180 HEPSTACK_METRICS=127.0.0.1:19196 \
       runuser -u hepstack -- $exec_start >"$logs/deb-serve.out" 2>&1 &
     pid=$!
-    for _ in $(seq 1 100); do grep -q 'hepstack: ready' "$logs/deb-serve.out" && break; sleep 0.2; done
+    for _ in $(seq 1 100); do grep -qs 'hepstack: ready' "$logs/deb-serve.out" && break; sleep 0.2; done
     grep -q 'hepstack: ready' "$logs/deb-serve.out" || { cat "$logs/deb-serve.out"; exit 1; }
     # Every scenario (call, registration, OPTIONS) is one Call-ID: the calls the API must list.
     sent="$(/usr/bin/hepstack send --to udp://127.0.0.1:19160 --calls 10 --rate 500 --seed 3 |
