@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use collector::{PacketHandler, Transport};
+use ingest::{PacketHandler, Transport};
 use libfuzzer_sys::fuzz_target;
 
 const ROUTING: &str = r#"
